@@ -1,0 +1,168 @@
+"""A functional view of a TransformerLens model, one circuit component at a time.
+
+Circuit evaluation needs what a plain forward pass hides: each head's output on its own, each
+head's query/key/value computed from *its own* input, and the MLP and unembedding applied to
+inputs we assemble. :class:`ComponentModel` reads the weights of a ``TransformerBridge``
+(``W_Q``, ``W_K``, ``W_V``, ``W_O`` in TransformerLens layout) and calls the model's own norm
+and MLP modules, so numerics follow the model. Supported: pre-norm blocks (LayerNorm or
+RMSNorm), learned absolute or rotary positions, grouped-query attention, plain or gated MLPs.
+Parity with the model's own logits is a test (tests/test_scorer.py).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+
+def _original(module: torch.nn.Module) -> torch.nn.Module:
+    """The wrapped Hugging Face module of a bridge component (skips hook overhead)."""
+    return getattr(module, "_original_component", None) or module
+
+
+def _optional_weight(model: torch.nn.Module, name: str, shape: tuple[int, ...]) -> Tensor:
+    try:
+        value = getattr(model, name)
+    except AttributeError:
+        value = None
+    return torch.zeros(shape) if value is None else value.detach()
+
+
+def _rotate_half(x: Tensor) -> Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+class ComponentModel:
+    """Embedding, per-head attention, MLPs and unembedding of a bridge as separate functions."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        cfg = model.cfg
+        if getattr(cfg, "parallel_attn_mlp", False):
+            raise NotImplementedError("parallel attention/MLP blocks are not supported yet")
+        self.model = model
+        self.n_layers: int = cfg.n_layers
+        self.n_heads: int = cfg.n_heads
+        self.d_model: int = cfg.d_model
+        self.d_head: int = cfg.d_head
+        self.n_kv_heads: int = getattr(cfg, "n_key_value_heads", None) or cfg.n_heads
+        L, H, G, d, dh = self.n_layers, self.n_heads, self.n_kv_heads, self.d_model, self.d_head
+        with torch.no_grad():
+            self.W_Q = model.W_Q.detach()  # [L, H, d_model, d_head]
+            self.W_K = model.W_K.detach()  # [L, G, d_model, d_head]
+            self.W_V = model.W_V.detach()  # [L, G, d_model, d_head]
+            self.W_O = model.W_O.detach()  # [L, H, d_head, d_model]
+            self.b_Q = _optional_weight(model, "b_Q", (L, H, dh))
+            self.b_K = _optional_weight(model, "b_K", (L, G, dh))
+            self.b_V = _optional_weight(model, "b_V", (L, G, dh))
+            self.b_O = _optional_weight(model, "b_O", (L, d))  # [L, d_model]
+            self.W_U = model.W_U.detach()  # [d_model, vocab]
+            self.b_U = _optional_weight(model, "b_U", (self.W_U.shape[1],))
+        self.rotary = getattr(cfg, "positional_embedding_type", "") == "rotary"
+        self.scale = 1.0 / math.sqrt(dh)
+        blocks = model.blocks
+        self.ln1 = [_original(block.ln1) for block in blocks]
+        self.ln2 = [_original(block.ln2) for block in blocks]
+        self.mlps = [_original(block.mlp) for block in blocks]
+        self.ln_final = _original(model.ln_final)
+
+    @property
+    def group_size(self) -> int:
+        """Query heads per key/value head (1 without grouped-query attention)."""
+        return self.n_heads // self.n_kv_heads
+
+    @torch.no_grad()
+    def embed(self, tokens: Tensor) -> Tensor:
+        """tokens [batch, pos] -> token (+ learned position) embedding [batch, pos, d_model]."""
+        out = self.model.embed(tokens)
+        if hasattr(self.model, "pos_embed") and not self.rotary:
+            positions = torch.arange(tokens.shape[1], device=tokens.device)
+            out = out + _original(self.model.pos_embed)(positions)[None]
+        return out
+
+    def _rotary(self, seq_len: int, like: Tensor) -> tuple[Tensor, Tensor]:
+        positions = torch.arange(seq_len, device=like.device)[None]
+        cos, sin = _original(self.model.rotary_emb)(like, positions)  # [1, pos, d_head] each
+        return cos[0], sin[0]
+
+    @torch.no_grad()
+    def attention(
+        self,
+        layer: int,
+        q_in: Tensor,
+        k_in: Tensor | None,
+        v_in: Tensor | None,
+        heads: list[int] | None = None,
+    ) -> Tensor:
+        """Per-head attention from per-head residual inputs; returns z [batch, pos, H, d_head].
+
+        q_in: [batch, pos, H, d_model]. k_in, v_in: [batch, pos, R, d_model] with R = H (one
+        key/value input per query head) or R = n_kv_heads (one per key/value group).
+        A shared input for every head may be passed as q_in [batch, pos, d_model] (k_in and
+        v_in are then ignored). With ``heads`` only those query heads are computed (H and R
+        are then len(heads): one key/value input per listed head).
+        """
+        ln = self.ln1[layer]
+        if q_in.dim() == 3:  # one shared input (node-level circuits): normalise once
+            normed = ln(q_in)  # [batch, pos, d_model]
+            q = torch.einsum("bpd,hde->bphe", normed, self.W_Q[layer]) + self.b_Q[layer]
+            k = torch.einsum("bpd,gde->bpge", normed, self.W_K[layer]) + self.b_K[layer]
+            v = torch.einsum("bpd,gde->bpge", normed, self.W_V[layer]) + self.b_V[layer]
+            return self._attend(q, k, v)
+        query_heads = torch.arange(self.n_heads) if heads is None else torch.tensor(heads)
+        H, R = q_in.shape[2], k_in.shape[2]
+        if H != len(query_heads) or R not in (H, self.n_kv_heads) or (heads and R != H):
+            raise ValueError(f"attention inputs have {H} query and {R} key/value slots")
+        W_Q, b_Q = self.W_Q[layer][query_heads], self.b_Q[layer][query_heads]
+        q = torch.einsum("bphd,hde->bphe", ln(q_in), W_Q) + b_Q
+        # Key/value slot r uses the key/value head that query head r (or group r) reads.
+        kv_index = query_heads // self.group_size if R == H else torch.arange(R)
+        W_K, W_V = self.W_K[layer][kv_index], self.W_V[layer][kv_index]  # [R, d_model, d_head]
+        k = torch.einsum("bprd,rde->bpre", ln(k_in), W_K) + self.b_K[layer][kv_index]
+        v = torch.einsum("bprd,rde->bpre", ln(v_in), W_V) + self.b_V[layer][kv_index]
+        return self._attend(q, k, v)
+
+    def _attend(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+        """q [batch, pos, H, d_head]; k, v [batch, pos, R, d_head] -> z [batch, pos, H, d_head]."""
+        seq, H, R = q.shape[1], q.shape[2], k.shape[2]
+        if self.rotary:
+            cos, sin = self._rotary(seq, q)  # [pos, d_head]
+            cos, sin = cos[:, None, :], sin[:, None, :]
+            q = q * cos + _rotate_half(q) * sin
+            k = k * cos + _rotate_half(k) * sin
+        if R != H:  # grouped slots: every query head reads its group's key/value
+            k = k.repeat_interleave(self.group_size, dim=2)
+            v = v.repeat_interleave(self.group_size, dim=2)
+        scores = torch.einsum("bqhe,bkhe->bhqk", q, k) * self.scale  # [batch, H, pos_q, pos_k]
+        causal = torch.ones(seq, seq, dtype=torch.bool, device=q.device).tril()
+        scores = scores.masked_fill(~causal, float("-inf"))
+        pattern = scores.softmax(dim=-1)
+        return torch.einsum("bhqk,bkhe->bqhe", pattern, v)
+
+    @torch.no_grad()
+    def head_outputs(self, layer: int, z: Tensor, heads: list[int] | None = None) -> Tensor:
+        """z [batch, pos, H, d_head] -> each head's write to the residual [batch, pos, H, d_model].
+
+        With ``heads``, z holds only those heads (in that order).
+        """
+        W_O = self.W_O[layer] if heads is None else self.W_O[layer][heads]
+        return torch.einsum("bphe,hed->bphd", z, W_O)
+
+    @torch.no_grad()
+    def mlp(self, layer: int, resid: Tensor) -> Tensor:
+        """MLP output [..., d_model] for residual input [..., d_model] (norm applied here)."""
+        return self.mlps[layer](self.ln2[layer](resid))
+
+    @torch.no_grad()
+    def unembed(self, resid: Tensor, token_ids: Tensor | None = None) -> Tensor:
+        """Final norm + unembedding of resid [batch, d_model].
+
+        With ``token_ids`` [batch, k] only those logits are computed ([batch, k]); otherwise all.
+        """
+        normed = self.ln_final(resid[:, None, :])[:, 0, :]  # norm expects a position axis
+        if token_ids is None:
+            return normed @ self.W_U + self.b_U
+        columns = self.W_U.T[token_ids]  # [batch, k, d_model]
+        return torch.einsum("bd,bkd->bk", normed, columns) + self.b_U[token_ids]

@@ -1,0 +1,133 @@
+"""Turn a :class:`~circuitgraph.graph.Circuit` into the dense masks the forward pass reads.
+
+Node attributes (kind, layer, head, group, qkv, pos) are the only thing read, so the naming
+lives in one place (``circuitgraph.graph``). Positions: a positional circuit (config.positions
+set) masks each listed position separately; positions it does not list stay as in the model.
+"""
+
+from __future__ import annotations
+
+import networkx as nx
+import torch
+
+from circuitgraph.layout import QKV, EdgeMasks, Layout, NodeMasks
+
+SENDER_KINDS = ("embed", "head", "mlp")
+
+
+def check_same_model(circuit, model_cfg) -> None:
+    """Raise ValueError when ``circuit`` was not built for a model shaped like ``model_cfg``."""
+    config = circuit.config
+    ours = (config.n_layers, config.n_heads, config.n_key_value_heads or config.n_heads)
+    theirs = (
+        model_cfg.n_layers,
+        model_cfg.n_heads,
+        getattr(model_cfg, "n_key_value_heads", None) or model_cfg.n_heads,
+    )
+    if ours != theirs:
+        raise ValueError(
+            f"circuit is for model {config.model_name!r} (layers, heads, kv heads = {ours}) but "
+            f"the scorer's model {getattr(model_cfg, 'model_name', '?')!r} has {theirs}"
+        )
+
+
+def _position_slots(circuit, seq_len: int) -> tuple[int, list[int] | None]:
+    """(mask position count, listed positions or None) for a circuit."""
+    positions = circuit.config.positions
+    if positions is None:
+        return 1, None
+    bad = [p for p in positions if not 0 <= p < seq_len]
+    if bad:
+        raise ValueError(f"circuit positions {bad} are outside prompts of length {seq_len}")
+    return seq_len, list(positions)
+
+
+def _node_position(attrs: dict, listed: list[int] | None) -> slice | int:
+    return slice(None) if listed is None else attrs["pos"]
+
+
+def node_masks(circuit, layout: Layout, seq_len: int) -> NodeMasks:
+    """Masks of a node-level circuit: a head or MLP not in the circuit outputs its fixed value."""
+    n_positions, listed = _position_slots(circuit, seq_len)
+    present = torch.ones(1, n_positions, layout.n_senders)
+    if listed is None:
+        present[:, :, 1:] = 0
+    else:
+        present[:, listed, 1:] = 0  # embed is always present
+    for _, attrs in circuit.nodes(data=True):
+        if attrs["kind"] in ("head", "mlp"):
+            index = layout.sender_index(attrs["kind"], attrs["layer"], attrs.get("head"))
+            present[:, _node_position(attrs, listed), index] = 1
+    return NodeMasks(present)
+
+
+def _receiver_slots(attrs: dict, layout: Layout) -> list[int]:
+    """Attention slots (q: 0..H-1, k: H..2H-1, v: 2H..3H-1) that a receiver node feeds."""
+    H = layout.n_heads
+    if attrs["kind"] == "head":  # no Q/K/V split: the edge feeds all three inputs of the head
+        return [offset * H + attrs["head"] for offset in range(3)]
+    offset = QKV.index(attrs["qkv"]) * H
+    if attrs.get("head") is not None:
+        return [offset + attrs["head"]]
+    return [offset + h for h in layout.heads_of_group(attrs["group"])]
+
+
+def edge_masks(circuit, layout: Layout, seq_len: int) -> EdgeMasks:
+    """Masks of an edge-level circuit: exactly its sender -> receiver edges are live.
+
+    A node with no path from ``embed`` computes nothing live: its edges count as absent, so it
+    contributes its fixed (ablated) value, exactly as after ``prune_dangling()``; this makes
+    dangling-node removal change no score. With Q/K/V split, a head whose internal edge (``a.q -> a``, ``a.k -> a``, ...) is missing
+    reads only fixed values on that input. In positional circuits the key/value input at a
+    position is read by every later query, so there the incoming edges of the Q/K/V input
+    nodes alone decide what each head reads.
+    """
+    n_positions, listed = _position_slots(circuit, seq_len)
+    masks = EdgeMasks.full(layout, 1, n_positions)
+    for mask in (*masks.attention, *masks.mlp, masks.logits):
+        if listed is None:
+            mask.zero_()
+        else:
+            mask[:, listed] = 0
+    nodes = circuit.nodes
+    live = live_nodes(circuit)
+    internal: set[tuple] = set()
+    for sender, receiver in circuit.edges():
+        if sender not in live:
+            continue
+        s, r = nodes[sender], nodes[receiver]
+        pos = _node_position(r, listed)
+        if s["kind"] == "qkv":  # head-internal edge
+            internal.add((r["layer"], r["head"], s["qkv"], r.get("pos")))
+            continue
+        index = layout.sender_index(s["kind"], s["layer"], s.get("head"))
+        if r["kind"] == "logits":
+            masks.logits[:, pos, index] = 1
+        elif r["kind"] == "mlp":
+            masks.mlp[r["layer"]][:, pos, index] = 1
+        else:
+            masks.attention[r["layer"]][:, pos, index, _receiver_slots(r, layout)] = 1
+    if circuit.config.qkv and listed is None:
+        H = layout.n_heads
+        for layer, mask in enumerate(masks.attention):
+            for head in range(H):
+                for offset, letter in enumerate(QKV):
+                    if (layer, head, letter, None) not in internal:
+                        mask[:, :, :, offset * H + head] = 0
+    return masks
+
+
+def live_nodes(circuit) -> set[str]:
+    """Nodes reachable from an embedding node along the circuit's edges (embeds included)."""
+    embeds = [n for n, kind in circuit.nodes(data="kind") if kind == "embed"]
+    reached = set(embeds)
+    for embed in embeds:
+        reached |= nx.descendants(circuit, embed)
+    return reached
+
+
+def circuit_masks(circuit, layout: Layout, seq_len: int) -> NodeMasks | EdgeMasks:
+    """Node masks for node-level circuits, edge masks otherwise."""
+    if circuit.level == "node":
+        return node_masks(circuit, layout, seq_len)
+    return edge_masks(circuit, layout, seq_len)

@@ -1,0 +1,64 @@
+"""Metrics on last-position logits: logit difference, its normalisations, KL, top-1 accuracy.
+
+All functions take a leading variants axis V (several circuits evaluated in one batch) and
+average over the n prompts, returning one value per variant.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+import torch
+from torch import Tensor
+
+
+class Metric(str, Enum):
+    LOGIT_DIFF = "logit_diff"
+    KL = "kl"
+    ACCURACY = "accuracy"
+
+
+class Normalise(str, Enum):
+    FULL = "full"  # ablated / clean (the paper's convention; can go negative)
+    CLEAN_CORRUPT = "clean_corrupt"  # (ablated - corrupt) / (clean - corrupt)
+
+
+def parse_enum(enum: type[Enum], value: str | Enum, what: str) -> Enum:
+    """``enum(value)`` with an error that lists the allowed values."""
+    try:
+        return enum(value)
+    except ValueError:
+        allowed = ", ".join(repr(member.value) for member in enum)
+        raise ValueError(f"unknown {what} {value!r}; choose one of {allowed}") from None
+
+
+def logit_diff(pair_logits: Tensor) -> Tensor:
+    """pair_logits [V, n, 2] (answer, wrong) -> mean logit difference [V]."""
+    return (pair_logits[..., 0] - pair_logits[..., 1]).mean(dim=-1)
+
+
+def normalised(value: Tensor, clean: float, corrupt: float, how: Normalise) -> Tensor:
+    """Logit difference as a fraction of the full model (1.0 = full model)."""
+    if how is Normalise.FULL:
+        return value / clean
+    return (value - corrupt) / (clean - corrupt)
+
+
+def kl_divergence(reference_logprobs: Tensor, logits: Tensor) -> Tensor:
+    """KL(reference || circuit), reference [n, vocab], logits [V, n, vocab] -> [V]."""
+    logprobs = logits.log_softmax(dim=-1)
+    reference = reference_logprobs[None].expand_as(logprobs)
+    return (reference.exp() * (reference - logprobs)).sum(dim=-1).mean(dim=-1)
+
+
+def accuracy(logits: Tensor, answer_ids: Tensor) -> Tensor:
+    """Fraction of prompts whose top token is the answer; logits [V, n, vocab] -> [V]."""
+    return (logits.argmax(dim=-1) == answer_ids[None]).float().mean(dim=-1)
+
+
+def probability_ratio_ok(logits: Tensor, answer_ids: Tensor, wrong_ids: Tensor) -> Tensor:
+    """The paper's filter: top token is the answer and p(answer) > 2 p(wrong); [n] bool."""
+    probs = torch.softmax(logits, dim=-1)  # [n, vocab]
+    rows = torch.arange(len(answer_ids))
+    top_ok = logits.argmax(dim=-1) == answer_ids
+    return top_ok & (probs[rows, answer_ids] > 2 * probs[rows, wrong_ids])

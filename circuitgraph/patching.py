@@ -1,0 +1,144 @@
+"""The masked forward pass that runs any circuit, and the activations it patches in.
+
+Every circuit is evaluated the same way: each receiver's input is the sum, over the senders
+before it, of the sender's output *from this run* where the edge is live and of a *fixed*
+value where it is not, plus the constant attention output biases. For noising (the default)
+the fixed values are the ablated activations (mean, resample or zero) and the run starts from
+the clean prompt; for denoising the masks are complemented, the run starts from the corrupted
+prompt and the fixed values are the clean run's activations.
+
+Shapes: V variants (circuits evaluated in one batch), n prompts, p positions, S senders,
+d = d_model. Fixed values are [n or 1, p, S, d].
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from circuitgraph.components import ComponentModel
+from circuitgraph.layout import EdgeMasks, Layout, NodeMasks
+
+
+def _expand_positions(mask: Tensor, seq_len: int) -> Tensor:
+    """[V, 1 | p, ...] -> [V, p, ...] (explicit, so no broadcast happens silently)."""
+    if mask.shape[1] not in (1, seq_len):
+        raise ValueError(f"mask has {mask.shape[1]} positions, prompts have {seq_len}")
+    return mask.expand(mask.shape[0], seq_len, *mask.shape[2:])
+
+
+@torch.no_grad()
+def sender_outputs(comp: ComponentModel, tokens: Tensor) -> tuple[Tensor, Tensor]:
+    """Run the full model; return every sender's output [n, p, S, d] and final resid [n, d].
+
+    The final residual is read at the last position (what the metrics use).
+    """
+    layout = Layout(comp.n_layers, comp.n_heads, comp.n_kv_heads)
+    n, p = tokens.shape
+    outputs = torch.empty(n, p, layout.n_senders, comp.d_model)
+    resid = comp.embed(tokens)  # [n, p, d]
+    outputs[:, :, 0] = resid
+    for layer in range(comp.n_layers):
+        start = layout.senders_before_attention(layer)
+        heads = comp.head_outputs(layer, comp.attention(layer, resid, None, None))  # [n,p,H,d]
+        outputs[:, :, start : start + comp.n_heads] = heads
+        resid = resid + heads.sum(dim=2) + comp.b_O[layer]
+        mlp_out = comp.mlp(layer, resid)
+        outputs[:, :, layout.mlp_index(layer)] = mlp_out
+        resid = resid + mlp_out
+    return outputs, resid[:, -1]
+
+
+@torch.no_grad()
+def run_node_masks(comp: ComponentModel, tokens: Tensor, fixed: Tensor, masks: NodeMasks) -> Tensor:
+    """Node-level circuit forward; returns the final residual at the last position [V, n, d].
+
+    A sender's output is its live value where present[v, pos, s] == 1, else fixed[..., s, :].
+    """
+    layout = Layout(comp.n_layers, comp.n_heads, comp.n_kv_heads)
+    n, p = tokens.shape
+    V = masks.n_variants
+    present = _expand_positions(masks.present, p)[:, None, :, :, None]  # [V, 1, p, S, 1]
+    fixed = fixed.expand(n, p, layout.n_senders, comp.d_model)
+
+    def mix(live: Tensor, index: slice | int) -> Tensor:
+        """Blend live [V, n, p, (k,) d] with the fixed values of senders ``index``."""
+        keep = present[:, :, :, index]
+        return keep * live + (1 - keep) * fixed[None, :, :, index]
+
+    embedding = comp.embed(tokens)[None].expand(V, n, p, comp.d_model)
+    resid = mix(embedding, 0)  # [V, n, p, d]
+    for layer in range(comp.n_layers):
+        start = layout.senders_before_attention(layer)
+        z = comp.attention(layer, resid.reshape(V * n, p, -1), None, None)
+        heads = comp.head_outputs(layer, z).reshape(V, n, p, comp.n_heads, -1)
+        heads = mix(heads, slice(start, start + comp.n_heads))
+        resid = resid + heads.sum(dim=3) + comp.b_O[layer]
+        mlp_out = comp.mlp(layer, resid.reshape(V * n, p, -1)).reshape(V, n, p, -1)
+        resid = resid + mix(mlp_out, layout.mlp_index(layer))
+    return resid[:, :, -1]
+
+
+def fixed_prefix_sums(comp: ComponentModel, fixed: Tensor, n: int) -> tuple[Tensor, Tensor]:
+    """Cumulative sums that give every receiver's all-fixed input in O(1).
+
+    Returns (fixed_prefix [n, p, S+1, d], bias_prefix [L+1, d]): the input of a receiver that
+    reads the first k senders, with every edge absent, is fixed_prefix[:, :, k] + the
+    attention biases of the layers before it.
+    """
+    _, p, S, d = fixed.shape
+    fixed = fixed.expand(n, p, S, d)
+    fixed_prefix = torch.cat([torch.zeros(n, p, 1, d), fixed.cumsum(dim=2)], dim=2)
+    bias_prefix = torch.cat([torch.zeros(1, d), comp.b_O.cumsum(dim=0)])
+    return fixed_prefix, bias_prefix
+
+
+@torch.no_grad()
+def edge_forward(
+    comp: ComponentModel, tokens: Tensor, fixed: Tensor, masks: EdgeMasks
+) -> tuple[Tensor, Tensor]:
+    """Edge-level circuit forward.
+
+    Receiver input = sum_s live_s * m[s, r] + fixed_s * (1 - m[s, r]) + attention biases,
+    computed as (sum_s fixed_s + biases) + sum_s m[s, r] * (live_s - fixed_s).
+    Returns the final residual at the last position [V, n, d] and every sender's
+    live - fixed difference [V, n, p, S, d].
+    """
+    layout = Layout(comp.n_layers, comp.n_heads, comp.n_kv_heads)
+    n, p = tokens.shape
+    V, H, S, d = masks.n_variants, comp.n_heads, layout.n_senders, comp.d_model
+    fixed = fixed.expand(n, p, S, d)
+    fixed_prefix, bias_prefix = fixed_prefix_sums(comp, fixed, n)
+    delta = torch.zeros(V, n, p, S, d)  # live - fixed, per sender
+    delta[:, :, :, 0] = comp.embed(tokens) - fixed[:, :, 0]
+
+    def receiver_inputs(mask: Tensor, n_senders: int, bias: Tensor) -> Tensor:
+        """mask [V, p, n_senders, (R)] -> inputs [V, n, p, (R), d]."""
+        base = fixed_prefix[:, :, n_senders] + bias  # [n, p, d]
+        live = delta[:, :, :, :n_senders]  # [V, n, p, s, d]
+        if mask.dim() == 4:
+            mixed = torch.einsum("vnpsd,vpsr->vnprd", live, mask)
+            return base[None, :, :, None] + mixed
+        return base[None] + torch.einsum("vnpsd,vps->vnpd", live, mask)
+
+    for layer in range(comp.n_layers):
+        start = layout.senders_before_attention(layer)
+        attn_mask = _expand_positions(masks.attention[layer], p)
+        inputs = receiver_inputs(attn_mask, start, bias_prefix[layer])  # [V, n, p, 3H, d]
+        inputs = inputs.reshape(V * n, p, 3 * H, d)
+        z = comp.attention(layer, inputs[:, :, :H], inputs[:, :, H : 2 * H], inputs[:, :, 2 * H :])
+        heads = comp.head_outputs(layer, z).reshape(V, n, p, H, d)
+        delta[:, :, :, start : start + H] = heads - fixed[None, :, :, start : start + H]
+        mlp_mask = _expand_positions(masks.mlp[layer], p)
+        mlp_in = receiver_inputs(mlp_mask, start + H, bias_prefix[layer + 1])  # [V, n, p, d]
+        mlp_out = comp.mlp(layer, mlp_in.reshape(V * n, p, d)).reshape(V, n, p, d)
+        delta[:, :, :, start + H] = mlp_out - fixed[None, :, :, start + H]
+    logits_mask = _expand_positions(masks.logits, p)[:, -1]  # [V, S]
+    base = fixed_prefix[:, -1, S] + bias_prefix[-1]  # [n, d]
+    final = base[None] + torch.einsum("vnsd,vs->vnd", delta[:, :, -1], logits_mask)
+    return final, delta
+
+
+def run_edge_masks(comp: ComponentModel, tokens: Tensor, fixed: Tensor, masks: EdgeMasks) -> Tensor:
+    """Edge-level circuit forward; the final residual at the last position [V, n, d]."""
+    return edge_forward(comp, tokens, fixed, masks)[0]

@@ -1,0 +1,19 @@
+"""Circuit discovery by pruning: node pruning (heads and MLPs) and its tables and plots."""
+
+from circuitgraph.prune.nodes import ORDERS, prune_nodes, threshold_sweep
+from circuitgraph.prune.tables import (
+    order_frequency,
+    plot_score_vs_size,
+    threshold_changes,
+    threshold_table,
+)
+
+__all__ = [
+    "ORDERS",
+    "order_frequency",
+    "plot_score_vs_size",
+    "prune_nodes",
+    "threshold_changes",
+    "threshold_sweep",
+    "threshold_table",
+]

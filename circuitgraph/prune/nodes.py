@@ -1,0 +1,445 @@
+"""Iterative node pruning: remove heads and MLPs while the circuit keeps its score.
+
+The paper's algorithm (PAPER.md, "Node pruning"): try candidates in a fixed order and remove
+one for good when the circuit without it still scores at least ``threshold`` of the full model.
+Tries are evaluated speculatively in batches by :class:`Search`;
+the decisions are those of trying one candidate at a time (``batch_size=1``, the oracle).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+import warnings
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from circuitgraph.graph import Circuit, full_circuit
+from circuitgraph.layout import NodeMasks
+from circuitgraph.metrics import Metric, parse_enum
+from circuitgraph.nodes import CircuitConfig
+
+__all__ = ["ORDERS", "Order", "prune_nodes", "threshold_sweep"]
+
+
+class Order(str, Enum):
+    BACKWARD = "backward"  # layer last to first: MLP L, then heads L.0 .. L.n (the paper)
+    FORWARD = "forward"  # layer first to last: heads L.0 .. L.n, then MLP L
+    BACKWARD_FORWARD = "backward_forward"  # alternate sweeps until one removes nothing
+    RANDOM = "random"  # one sweep in a seeded random order
+
+
+ORDERS = tuple(order.value for order in Order)
+CHECK_TOLERANCE = 1e-3  # running vs re-measured score; a larger gap means a bug
+TOLERANCE = 1e-5  # scores this close to a bound count as meeting it (float noise)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One thing to try removing: a head or MLP (at one position when position-wise)."""
+
+    name: str
+    sender: int  # index in the scorer's layout
+    pos: int  # mask position (0 when position-free)
+    stage: int  # 2L for a head of layer L, 2L + 1 for MLP L: where the forward pass reads it
+    kind: str
+
+
+class _Forward:
+    """``patching.run_node_masks`` resumable at any stage (2L: attention L, 2L + 1: MLP L).
+
+    Removing a node changes nothing before its stage, so a try starts from the current
+    circuit's cached residual stream there: trying a late-layer node costs a few layers.
+    ``present`` [P, S] is the search's current circuit, shared and updated in place.
+    """
+
+    def __init__(self, scorer, present: Tensor) -> None:
+        self.comp, self.layout, self.present = scorer.components, scorer.layout, present
+        self.denoising = scorer.direction.value == "denoising"
+        n, p = scorer.run_tokens.shape
+        self.fixed = scorer.fixed.expand(n, p, self.layout.n_senders, self.comp.d_model)
+        self.states = [self.comp.embed(scorer.run_tokens)]  # residual before each stage
+        self.n_stages = 2 * self.comp.n_layers
+
+    def _live(self, present: Tensor) -> Tensor:
+        """present [V, P, S] (1 = in the circuit) -> [V, 1, p, S, 1] (1 = the run's own value)."""
+        if self.denoising:
+            present = 1 - present
+            present[..., 0] = 1
+        V, _, S = present.shape
+        return present.expand(V, self.fixed.shape[1], S)[:, None, :, :, None]
+
+    @torch.no_grad()
+    def _stage(self, stage: int, resid: Tensor, live: Tensor) -> Tensor:
+        """Apply one stage to resid [V, n, p, d] (same arithmetic as run_node_masks)."""
+        comp, layer = self.comp, stage // 2
+        V, n, p, d = resid.shape
+        flat = resid.reshape(V * n, p, d)
+        if stage % 2:
+            index = self.layout.mlp_index(layer)
+            out, keep = comp.mlp(layer, flat).reshape(V, n, p, d), live[:, :, :, index]
+            return resid + (keep * out + (1 - keep) * self.fixed[None, :, :, index])
+        first = self.layout.senders_before_attention(layer)
+        index = slice(first, first + comp.n_heads)
+        heads = comp.head_outputs(layer, comp.attention(layer, flat, None, None))
+        keep = live[:, :, :, index]
+        heads = keep * heads.reshape(V, n, p, comp.n_heads, d)
+        heads = heads + (1 - keep) * self.fixed[None, :, :, index]
+        return resid + heads.sum(dim=3) + comp.b_O[layer]
+
+    def base_state(self, stage: int) -> Tensor:
+        """The current circuit's residual before ``stage`` [n, p, d], extending the cache."""
+        if len(self.states) <= stage:
+            live = self._live(self.present[None])
+            while len(self.states) <= stage:
+                k = len(self.states) - 1
+                self.states.append(self._stage(k, self.states[k][None], live)[0])
+        return self.states[stage]
+
+    def invalidate(self, stage: int) -> None:
+        """The node read at ``stage`` changed: forget the cached states after it."""
+        del self.states[stage + 1 :]
+
+    def final(self, present: Tensor, starts: list[int]) -> Tensor:
+        """Final residuals [V, n, d] of circuits present [V, P, S] that equal the current circuit
+        before their stage ``starts[v]``; each variant joins the batch at its start stage."""
+        live, rows, resid = self._live(present), [], None
+        for stage in range(min(starts), self.n_stages):
+            joining = [v for v, s in enumerate(starts) if s == stage]
+            if joining:
+                base = self.base_state(stage)
+                new = base[None].expand(len(joining), *base.shape)
+                resid = new if resid is None else torch.cat([resid, new])
+                rows += joining
+                active = live[rows]
+            resid = self._stage(stage, resid, active)
+        inverse = torch.empty(len(rows), dtype=torch.long)
+        inverse[rows] = torch.arange(len(rows))
+        return resid[:, :, -1][inverse]
+
+
+def _calibrate(forward: _Forward, batch_size: int) -> float:
+    """Fixed cost of a batch in units of one variant's cost (time = a + b V; returns a / b)."""
+    state, times = forward.base_state(0), {}
+    for V in (1, batch_size) * 2:
+        live = forward._live(forward.present[None].expand(V, -1, -1))
+        begin = time.perf_counter()
+        forward._stage(1, forward._stage(0, state[None].expand(V, *state.shape), live), live)
+        times[V] = min(times.get(V, math.inf), time.perf_counter() - begin)
+    per_variant = max((times[batch_size] - times[1]) / (batch_size - 1), 1e-9)
+    return min(max(times[1] / per_variant - 1, 0.0), 64.0)
+
+
+class Search:
+    """The state of a pruning run: current circuit and score, removals, counters.
+
+    Batched tries speculate: each try in a window assumes the predicted outcome of the tries
+    before it (removed or kept), so every decision up to and including the first wrong
+    prediction is the one-at-a-time decision; the rest of the window is re-evaluated.
+    """
+
+    def __init__(self, scorer, present, floor: float, max_drop: float | None, batch_size: int):
+        self.scorer, self.present = scorer, present
+        self.floor, self.max_drop, self.batch_size = floor, max_drop, batch_size
+        self.score = float(scorer.score_masks(NodeMasks(present[None]))[0])
+        self.removed: list[dict[str, Any]] = []
+        self.tries = self.evaluations = self.sweeps = 0
+        self.bar = None
+        self.tried: set[str] = set()  # tried in an earlier sweep, so kept then
+        self.accept_rate: dict[tuple[str, bool], float] = {}
+        self.miss = 0.5  # running rate of wrong predictions
+        self.forward = _Forward(scorer, present) if batch_size > 1 else None
+        self.overhead = _calibrate(self.forward, batch_size) if self.forward else 0.0
+
+    def passes(self, new: float) -> bool:
+        if new < self.floor - TOLERANCE:
+            return False
+        return self.max_drop is None or self.score - new <= self.max_drop + TOLERANCE
+
+    def sweep(self, candidates: list[Candidate]) -> int:
+        """Try every candidate still in the circuit once, in order; returns how many went."""
+        todo = [c for c in candidates if self.present[c.pos, c.sender] > 0.5]
+        self.sweeps += 1
+        if self.bar is not None:
+            self.bar.total += len(todo)
+            self.bar.refresh()
+        before, i = len(self.removed), 0
+        while i < len(todo):
+            i += self._batch(todo[i:]) if self.forward else self._single(todo[i])
+        self.tried.update(c.name for c in todo)
+        return len(self.removed) - before
+
+    def _single(self, candidate: Candidate) -> int:
+        """The oracle: score the circuit without ``candidate`` with the plain Scorer."""
+        trial = self.present.clone()
+        trial[candidate.pos, candidate.sender] = 0
+        self.evaluations += 1
+        self._decide(candidate, float(self.scorer.score_masks(NodeMasks(trial[None]))[0]))
+        return 1
+
+    def _decide(self, candidate: Candidate, new: float) -> bool:
+        accepted = self.passes(new)
+        if accepted:
+            self.present[candidate.pos, candidate.sender] = 0
+            self.score = new
+            self.removed.append(
+                {"node": candidate.name, "step": self.tries, "sweep": self.sweeps, "score": new}
+            )
+            if self.forward:
+                self.forward.invalidate(candidate.stage)
+        self.tries += 1
+        if self.bar is not None:
+            size = int(self.present[:, 1:].sum())
+            self.bar.set_postfix(size=size, score=f"{self.score:.4f}", refresh=False)
+            self.bar.update(1)
+        return accepted
+
+    def _key(self, candidate: Candidate) -> tuple[str, bool]:
+        return candidate.kind, candidate.pos == len(self.present) - 1
+
+    def _guess(self, candidate: Candidate) -> bool:
+        """Predict removal: kept before means kept again; else the recent rate for its kind."""
+        if candidate.name in self.tried:
+            return False
+        return self.accept_rate.get(self._key(candidate), 0.5) > 0.5
+
+    def _window(self) -> int:
+        """Window maximising expected decisions per cost, (1 - q^W) / (1 - q) / (overhead + W)."""
+        hit = 1 - self.miss
+        decisions = [sum(hit**k for k in range(w)) for w in range(1, self.batch_size + 1)]
+        rates = [d / (self.overhead + w) for w, d in enumerate(decisions, start=1)]
+        return 1 + rates.index(max(rates))
+
+    def _batch(self, todo: list[Candidate]) -> int:
+        window = todo[: self._window()]
+        guesses = [self._guess(c) for c in window]
+        present = self.present[None].repeat(len(window), 1, 1)
+        assumed: list[Candidate] = []
+        starts = []
+        for k, candidate in enumerate(window):
+            for c in (*assumed, candidate):
+                present[k, c.pos, c.sender] = 0
+            starts.append(min(c.stage for c in (*assumed, candidate)))
+            if guesses[k]:
+                assumed.append(candidate)
+        final = self.forward.final(present, starts)
+        scores = self.scorer.metric_from_final(final).tolist()
+        self.evaluations += len(window)
+        for k, (candidate, guess) in enumerate(zip(window, guesses, strict=True)):
+            accepted = self._decide(candidate, scores[k])
+            if candidate.name not in self.tried:
+                key = self._key(candidate)
+                self.accept_rate[key] = 0.8 * self.accept_rate.get(key, 0.5) + 0.2 * accepted
+            self.miss = 0.8 * self.miss + 0.2 * (accepted != guess)
+            if accepted != guess:
+                return k + 1
+        return len(window)
+
+
+def _node_order(layout, include_mlps: bool, forward: bool) -> list[tuple[str, int, int, str]]:
+    """(name, sender index, stage, kind) of every candidate node in a backward/forward sweep."""
+    layers = range(layout.n_layers) if forward else reversed(range(layout.n_layers))
+    nodes: list[tuple[str, int, int, str]] = []
+    for layer in layers:
+        heads = [
+            (f"a{layer}.{h}", layout.head_index(layer, h), 2 * layer, "head")
+            for h in range(layout.n_heads)
+        ]
+        mlp = [(f"m{layer}", layout.mlp_index(layer), 2 * layer + 1, "mlp")] * include_mlps
+        nodes += heads + mlp if forward else mlp + heads
+    return nodes
+
+
+def _candidates(
+    layout, include_mlps: bool, forward: bool, n_positions: int | None
+) -> list[Candidate]:
+    """Candidates of one sweep; position-wise, each node's positions go last to first."""
+    if n_positions is None:
+        return [Candidate(n, s, 0, st, k) for n, s, st, k in _node_order(layout, include_mlps, forward)]
+    return [
+        Candidate(f"{name}@{pos}", sender, pos, stage, kind)
+        for name, sender, stage, kind in _node_order(layout, include_mlps, forward)
+        for pos in reversed(range(n_positions))
+    ]
+
+
+def _check_arguments(scorer, threshold: float, relative: float | None, batch_size: int) -> None:
+    if scorer.metric is Metric.KL:
+        raise ValueError(
+            "prune_nodes needs a higher-is-better metric ('logit_diff' or 'accuracy'); for KL "
+            "divergence use prune_edges"
+        )
+    for name, value in (("threshold", threshold), ("relative", relative)):
+        if value is not None and not 0.0 <= value <= 1.0:
+            raise ValueError(f"{name} must be in [0, 1] (a fraction of the full model), got {value}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+
+
+def _start_present(scorer, start: Circuit | None, positions: bool) -> tuple[torch.Tensor, bool]:
+    """The start circuit as a present mask [P, S] (P = 1, or seq_len position-wise) and its
+    Q/K/V setting; ValueError for a circuit of another model, edge-level or partly positional."""
+    seq_len = scorer.task.seq_len
+    if start is None:
+        P = seq_len if positions else 1
+        return torch.ones(P, scorer.layout.n_senders), True
+    if not isinstance(start, Circuit) or start.level != "node":
+        raise ValueError("start must be a node-level Circuit (e.g. from prune_nodes)")
+    ours = CircuitConfig.from_model_config(scorer.model.cfg).model_name
+    theirs = start.config.model_name
+    if "unknown" not in (ours, theirs) and ours != theirs:
+        raise ValueError(f"start circuit is for model {theirs!r}, the scorer's model is {ours!r}")
+    listed = start.config.positions
+    if listed is not None and not positions:
+        raise ValueError("start circuit is position-wise: pass positions=True")
+    if listed is not None and listed != tuple(range(seq_len)):
+        raise ValueError(f"position-wise start must list every position 0..{seq_len - 1}")
+    present = scorer.masks(start).present[0].float()  # checks the model shape
+    if positions:
+        present = present.expand(seq_len, -1).clone()
+    return present, start.config.qkv
+
+
+def _result(scorer, present: torch.Tensor, qkv: bool, positions: bool) -> Circuit:
+    names = scorer.layout.sender_names()
+    kept = (present[:, 1:] > 0.5).nonzero().tolist()
+    if positions:
+        nodes = [f"{names[s + 1]}@{p}" for p, s in kept]
+        return Circuit.from_nodes(scorer.model.cfg, nodes, qkv=qkv, positions=range(len(present)))
+    return Circuit.from_nodes(scorer.model.cfg, [names[s + 1] for _, s in kept], qkv=qkv)
+
+
+def _sweeps(order: Order, layout, include_mlps: bool, n_positions: int | None, seed: int):
+    """Yield the candidate list of each sweep; the caller stops after a sweep removes nothing
+    (only ``backward_forward`` has more than one sweep)."""
+    backward = _candidates(layout, include_mlps, False, n_positions)
+    if order is Order.RANDOM:
+        random.Random(seed).shuffle(backward)
+        yield backward
+    elif order is Order.FORWARD:
+        yield _candidates(layout, include_mlps, True, n_positions)
+    elif order is Order.BACKWARD:
+        yield backward
+    else:
+        forward = _candidates(layout, include_mlps, True, n_positions)
+        while True:
+            yield backward
+            yield forward
+
+
+def prune_nodes(
+    scorer,
+    threshold: float = 0.8,
+    relative: float | None = None,
+    order: str = "backward",
+    seed: int | None = None,
+    include_mlps: bool = True,
+    start: Circuit | None = None,
+    positions: bool = False,
+    batch_size: int = 8,
+    progress: bool = True,
+) -> Circuit:
+    """Remove heads (and MLPs) one at a time while the circuit keeps its score.
+
+    A candidate is removed for good when the circuit without it scores at least
+    ``threshold`` times the full model's score and, if ``relative`` is set, drops at most
+    ``relative`` (same units) below the current score. Scores within ``TOLERANCE`` of a
+    bound count as meeting it, so float noise cannot flip a tie: ``threshold=1`` keeps exactly
+    the nodes whose removal leaves the circuit measurably worse than the full model, and
+    ``threshold=0`` removes whatever keeps the score non-negative.
+
+    Parameters
+    ----------
+    scorer: a ``Scorer`` with metric ``"logit_diff"`` or ``"accuracy"``.
+    order: ``"backward"``, ``"forward"``, ``"backward_forward"`` (sweeps until one removes
+        nothing: a fixed point) or ``"random"`` (seeded; ``seed=None`` means 0).
+    start: node-level circuit to prune further (default: the full model).
+    positions: prune (node, position) pairs over every prompt position; each node's positions
+        are tried last to first, within the node order above.
+    batch_size: most tries evaluated in one batch; 1 runs the plain one-at-a-time loop.
+
+    Returns
+    -------
+    A node-level ``Circuit`` whose metadata records the parameters, every removal
+    (``{"node", "step", "sweep", "score"}``, score after the removal) and ``"score"``, the
+    result re-measured with ``scorer.score``.
+    """
+    _check_arguments(scorer, threshold, relative, batch_size)
+    parsed = parse_enum(Order, order, "order")
+    seed = 0 if seed is None and parsed is Order.RANDOM else seed
+    present, qkv = _start_present(scorer, start, positions)
+    reference = 1.0
+    if scorer.metric is Metric.ACCURACY:
+        reference = scorer.score(full_circuit(scorer.model.cfg, qkv=False))
+    search = Search(
+        scorer,
+        present.to(scorer.fixed.device),
+        floor=threshold * reference,
+        max_drop=None if relative is None else relative * reference,
+        batch_size=batch_size,
+    )
+    start_score = search.score
+    n_positions = scorer.task.seq_len if positions else None
+    with tqdm(total=0, desc=f"prune_nodes ({parsed.value})", disable=not progress) as bar:
+        search.bar = bar
+        for sweep in _sweeps(parsed, scorer.layout, include_mlps, n_positions, seed or 0):
+            if not search.sweep(sweep):
+                break
+    result = _result(scorer, search.present.cpu(), qkv, positions)
+    score = scorer.score(result)
+    if abs(score - search.score) > CHECK_TOLERANCE:
+        warnings.warn(
+            f"re-measured score {score:.6f} differs from the running score {search.score:.6f}",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    result.metadata = {
+        "method": "prune_nodes",
+        "model": scorer.model_name,
+        "task": scorer.task.name,
+        "n_prompts": len(scorer.task),
+        "metric": scorer.metric.value,
+        "ablation": scorer.ablation.value,
+        "direction": scorer.direction.value,
+        "parameters": _parameters(locals()),
+        "reference": reference,
+        "start_score": start_score,
+        "start_size": int(present[:, 1:].sum()),
+        "removed": search.removed,
+        "sweeps": search.sweeps,
+        "tries": search.tries,
+        "evaluations": search.evaluations,
+        "running_score": search.score,
+        "score": score,
+    }
+    return result
+
+
+def _parameters(values: dict[str, Any]) -> dict[str, Any]:
+    names = ("threshold", "relative", "order", "seed", "include_mlps", "positions", "batch_size")
+    return {name: values[name] for name in names} | {"start": values["start"] is not None}
+
+
+def threshold_sweep(
+    scorer, thresholds, nested: bool = True, **kwargs: Any
+) -> dict[float, Circuit]:
+    """Prune at each threshold, highest first; with ``nested`` each circuit is pruned from the
+    previous one, so lower thresholds give sub-circuits of higher ones.
+
+    Other keyword arguments go to :func:`prune_nodes` (``start`` seeds the first run only
+    when nested, every run otherwise).
+    """
+    circuits: dict[float, Circuit] = {}
+    start = kwargs.pop("start", None)
+    for threshold in sorted({float(t) for t in thresholds}, reverse=True):
+        circuit = prune_nodes(scorer, threshold, start=start, **kwargs)
+        circuits[threshold] = circuit
+        if nested:
+            start = circuit
+    return circuits

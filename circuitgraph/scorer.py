@@ -1,0 +1,190 @@
+"""``Scorer``: the measuring instrument. ``score(circuit)`` runs a circuit and returns a number.
+
+A Scorer holds one model, one task and the caches that never change while pruning: the
+clean and corrupted runs' sender outputs and the ablation values. Every circuit is then one
+masked forward pass (see :mod:`circuitgraph.patching`); several circuits can be scored in one
+batch with :meth:`Scorer.score_masks`.
+"""
+
+from __future__ import annotations
+
+import copy
+from enum import Enum
+
+import torch
+from torch import Tensor
+
+from circuitgraph.components import ComponentModel
+from circuitgraph.layout import EdgeMasks, Layout, NodeMasks
+from circuitgraph.masks import check_same_model, circuit_masks
+from circuitgraph.metrics import (
+    Metric,
+    Normalise,
+    accuracy,
+    kl_divergence,
+    logit_diff,
+    normalised,
+    parse_enum,
+)
+from circuitgraph.patching import run_edge_masks, run_node_masks, sender_outputs
+
+
+class Ablation(str, Enum):
+    MEAN = "mean"  # per-position mean over the corrupted prompts (the paper)
+    RESAMPLE = "resample"  # each prompt's own corrupted activations
+    ZERO = "zero"
+
+
+class Direction(str, Enum):
+    NOISING = "noising"  # clean run; what is not in the circuit gets ablated values
+    DENOISING = "denoising"  # corrupted run; the circuit gets the clean run's values
+
+
+def _model_name(model) -> str:
+    return getattr(model, "circuitgraph_name", None) or getattr(model.cfg, "model_name", "")
+
+
+class Scorer:
+    """Score circuits of ``model`` on ``task``.
+
+    Parameters
+    ----------
+    metric: ``"logit_diff"`` (score = normalised logit difference, 1.0 = full model),
+        ``"kl"`` (score = KL divergence from the full model, 0.0 = full model) or
+        ``"accuracy"`` (top-1 accuracy of the answer).
+    ablation: ``"mean"``, ``"resample"`` or ``"zero"`` values for what is not in the circuit.
+    normalise: ``"full"`` (ablated / clean) or ``"clean_corrupt"``.
+    direction: ``"noising"`` or ``"denoising"`` (denoising needs ``ablation="resample"``:
+        the baseline is the corrupted run itself).
+
+    Examples
+    --------
+    >>> import circuitgraph as cg
+    >>> model = cg.load_model("toy-seq")
+    >>> scorer = cg.Scorer(model, cg.make_task("digits", model, n=8))
+    >>> round(scorer.score(cg.full_circuit(model.cfg)), 4)
+    1.0
+    """
+
+    def __init__(
+        self,
+        model,
+        task,
+        metric: str = "logit_diff",
+        ablation: str = "mean",
+        normalise: str = "full",
+        direction: str = "noising",
+    ) -> None:
+        self.metric = parse_enum(Metric, metric, "metric")
+        self.ablation = parse_enum(Ablation, ablation, "ablation")
+        self.normalise = parse_enum(Normalise, normalise, "normalisation")
+        self.direction = parse_enum(Direction, direction, "direction")
+        if self.direction is Direction.DENOISING and self.ablation is not Ablation.RESAMPLE:
+            raise ValueError(
+                "denoising restores clean values into the corrupted run: use ablation='resample'"
+            )
+        task_model = getattr(task, "model_name", "")
+        if task_model and task_model != getattr(model.cfg, "model_name", task_model):
+            raise ValueError(
+                f"task {task.name!r} was built for model {task_model!r}, not "
+                f"{model.cfg.model_name!r}"
+            )
+        self.model, self.task = model, task
+        self.model_name = _model_name(model)
+        self.components = ComponentModel(model)
+        self.layout = Layout.from_config(model.cfg)
+        clean_outputs, clean_final = sender_outputs(self.components, task.clean_tokens)
+        corrupt_outputs, corrupt_final = sender_outputs(self.components, task.corrupted_tokens)
+        self.clean_outputs = clean_outputs  # [n, p, S, d]
+        self.ablated = {  # [n or 1, p, S, d]
+            Ablation.MEAN: lambda: corrupt_outputs.mean(dim=0, keepdim=True),
+            Ablation.RESAMPLE: lambda: corrupt_outputs,
+            Ablation.ZERO: lambda: torch.zeros_like(corrupt_outputs[:1]),
+        }[self.ablation]()
+        if self.direction is Direction.NOISING:
+            self.run_tokens, self.fixed = task.clean_tokens, self.ablated
+        else:
+            self.run_tokens, self.fixed = task.corrupted_tokens, clean_outputs
+        self.answer_pairs = torch.stack([task.answer_ids, task.wrong_ids], dim=-1)  # [n, 2]
+        self.clean_logit_diff = float(self._raw_logit_diff(clean_final[None])[0])
+        self.corrupt_logit_diff = float(self._raw_logit_diff(corrupt_final[None])[0])
+        self.clean_logprobs = self.components.unembed(clean_final).log_softmax(dim=-1)
+
+    def __repr__(self) -> str:
+        return (
+            f"Scorer(model={self.model_name!r}, task={self.task.name!r}, n={len(self.task)}, "
+            f"metric={self.metric.value!r}, ablation={self.ablation.value!r}, "
+            f"direction={self.direction.value!r})"
+        )
+
+    def _raw_logit_diff(self, final: Tensor) -> Tensor:
+        """final [V, n, d] -> mean logit difference [V]."""
+        V, n, d = final.shape
+        ids = self.answer_pairs[None].expand(V, n, 2).reshape(V * n, 2)
+        pair = self.components.unembed(final.reshape(V * n, d), ids).reshape(V, n, 2)
+        return logit_diff(pair)
+
+    def final_residuals(self, masks: NodeMasks | EdgeMasks) -> Tensor:
+        """Run the masked forward pass; final residual at the last position [V, n, d]."""
+        if self.direction is Direction.DENOISING:
+            masks = _complement(masks)
+        if isinstance(masks, NodeMasks):
+            return run_node_masks(self.components, self.run_tokens, self.fixed, masks)
+        return run_edge_masks(self.components, self.run_tokens, self.fixed, masks)
+
+    def metric_from_final(self, final: Tensor) -> Tensor:
+        """Score per variant [V] from final residuals [V, n, d] (only what the metric needs)."""
+        if self.metric is Metric.LOGIT_DIFF:
+            value = self._raw_logit_diff(final)
+            return normalised(value, self.clean_logit_diff, self.corrupt_logit_diff, self.normalise)
+        V, n, d = final.shape
+        logits = self.components.unembed(final.reshape(V * n, d)).reshape(V, n, -1)
+        if self.metric is Metric.KL:
+            return kl_divergence(self.clean_logprobs, logits)
+        return accuracy(logits, self.task.answer_ids)
+
+    def score_masks(self, masks: NodeMasks | EdgeMasks) -> Tensor:
+        """Scores [V] of a batch of circuits given as masks."""
+        return self.metric_from_final(self.final_residuals(masks))
+
+    def masks(self, circuit) -> NodeMasks | EdgeMasks:
+        """Dense masks of ``circuit`` (checks it belongs to this scorer's model)."""
+        check_same_model(circuit, self.model.cfg)
+        return circuit_masks(circuit, self.layout, self.task.seq_len)
+
+    def score(self, circuit) -> float:
+        """Score of one circuit (see the class docstring for what the number means)."""
+        return float(self.score_masks(self.masks(circuit))[0])
+
+    def evaluate(self, circuit) -> dict[str, float]:
+        """Every metric for one circuit: normalised and raw logit difference, KL, accuracy."""
+        final = self.final_residuals(self.masks(circuit))
+        raw = self._raw_logit_diff(final)
+        V, n, d = final.shape
+        logits = self.components.unembed(final.reshape(V * n, d)).reshape(V, n, -1)
+        return {
+            "score": float(self.metric_from_final(final)[0]),
+            "logit_diff": float(raw[0]),
+            "normalised_logit_diff": float(
+                normalised(raw, self.clean_logit_diff, self.corrupt_logit_diff, self.normalise)[0]
+            ),
+            "kl": float(kl_divergence(self.clean_logprobs, logits)[0]),
+            "accuracy": float(accuracy(logits, self.task.answer_ids)[0]),
+        }
+
+    def with_metric(self, metric: str) -> Scorer:
+        """The same scorer (sharing its caches) reporting another metric."""
+        other = copy.copy(self)
+        other.metric = parse_enum(Metric, metric, "metric")
+        return other
+
+    def higher_is_better(self) -> bool:
+        return self.metric is not Metric.KL
+
+
+def _complement(masks: NodeMasks | EdgeMasks) -> NodeMasks | EdgeMasks:
+    if isinstance(masks, NodeMasks):
+        present = 1 - masks.present
+        present[:, :, 0] = 1 - present[:, :, 0]  # embed: the run's own embedding stays live
+        return NodeMasks(present)
+    return masks.complement()

@@ -1,0 +1,267 @@
+"""``make_task``: build a seeded Task for a model's tokenizer, optionally filtered by the model."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from circuitgraph.tasks.corruptions import (
+    MIN_MEMBERS,
+    Corruption,
+    MemberSet,
+    corrupt,
+    parse_corruption,
+)
+from circuitgraph.tasks.sequences import (
+    TASKS,
+    Context,
+    Family,
+    TaskSpec,
+    context_pool,
+    get_spec,
+    group_specs,
+)
+from circuitgraph.tasks.task import Task
+from circuitgraph.tasks.templates import TEMPLATES, PromptEncoder, Slot, tokenizer_label
+
+
+def model_family(model: Any) -> str:
+    """The prompt-format family of a model: ``model.circuitgraph_family`` or ``"other"``."""
+    return getattr(model, "circuitgraph_family", "other")
+
+
+def list_tasks() -> list[str]:
+    """Names of all tasks."""
+    return list(TASKS)
+
+
+def list_corruptions(task: str | None = None) -> list[str]:
+    """Names of all corruptions, or of those that apply to ``task``."""
+    if task is None:
+        return [c.value for c in Corruption]
+    k = get_spec(task).n_members
+    return [c.value for c in Corruption if MIN_MEMBERS[c] <= k]
+
+
+def list_templates(task: str) -> list[str]:
+    """Template names that ``task`` accepts; the first is not necessarily the default."""
+    return list(get_spec(task).templates)
+
+
+@dataclass
+class _Plan:
+    """Tokenizer-dependent facts of one task: encoder, usable members, start windows."""
+
+    spec: TaskSpec
+    encoder: PromptEncoder
+    members: MemberSet
+    windows: list[int]
+
+
+def _short(values: list[str], limit: int = 12) -> str:
+    shown = ", ".join(repr(v) for v in values[:limit])
+    return f"[{shown}, ... ({len(values)} in all)]" if len(values) > limit else f"[{shown}]"
+
+
+def _plan(spec: TaskSpec, template: str, tokenizer: Any, toy: bool, k: int) -> _Plan:
+    size = len(spec.values)
+    if k + 1 > size:
+        raise ValueError(f"task {spec.name!r} has {size} members; n_members must be < {size}")
+    encoder = PromptEncoder(tokenizer, TEMPLATES[template], k, toy)
+    good = set(encoder.choose_mode(Slot.MEMBER, spec.values))
+    bad = [v for v in spec.values if v not in good]
+    if bad and not spec.skip_multi_token:
+        raise ValueError(
+            f"task {spec.name!r}: members {_short(bad)} are not single tokens for "
+            f"{tokenizer_label(tokenizer)} as template {template!r} uses them "
+            f"({encoder.describe_forms(Slot.MEMBER)})"
+        )
+    valid = frozenset(i for i, v in enumerate(spec.values) if v in good)
+    starts = range(size) if spec.cyclic else range(size - k)
+    windows = [s for s in starts if all((s + j) % size in valid for j in range(k + 1))]
+    if not windows:
+        raise ValueError(
+            f"task {spec.name!r}: no run of {k + 1} single-token members for "
+            f"{tokenizer_label(tokenizer)}; multi-token members: {_short(bad)}"
+        )
+    return _Plan(spec, encoder, MemberSet(size, spec.cyclic, valid), windows)
+
+
+def _context_words(plan: _Plan, k: int) -> tuple[list[str], int]:
+    """Single-token context words that are no task word of the group; how many a prompt needs."""
+    spec = plan.spec
+    if spec.context is Context.NONE:
+        return [], 0
+    pool = list(context_pool(spec.context))
+    if spec.context is not Context.CENTURY:
+        task_words = {v.lower() for other in group_specs(spec) for v in other.values}
+        pool = [w for w in pool if w.lower() not in task_words]
+    words = plan.encoder.choose_mode(Slot.WORD, pool)
+    need = 1 if spec.context is Context.CENTURY else k + 1
+    if len(words) < need:
+        raise ValueError(
+            f"task {spec.name!r}: only {len(words)} {spec.context.value} words are single "
+            f"tokens for {tokenizer_label(plan.encoder.tokenizer)}; need {need}"
+        )
+    return words, need
+
+
+def _resolve(
+    name: str, model: Any, n: int, template: str | None, n_members: int | None
+) -> tuple[TaskSpec, Family, str, int]:
+    spec = get_spec(name)
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    raw_family = model_family(model)
+    try:
+        family = Family(raw_family)
+    except ValueError:
+        known = ", ".join(f.value for f in Family)
+        raise ValueError(f"unknown model family {raw_family!r}; known: {known}") from None
+    chosen = template or spec.default_template(family)
+    if chosen not in spec.templates:
+        raise ValueError(
+            f"unknown template {chosen!r} for task {name!r}; known: {', '.join(spec.templates)}"
+        )
+    k = spec.n_members if n_members is None else n_members
+    if k < 1 or (spec.fixed_members and k != spec.n_members):
+        allowed = spec.n_members if spec.fixed_members else ">= 1"
+        raise ValueError(f"n_members for task {name!r} must be {allowed}, got {k}")
+    return spec, family, chosen, k
+
+
+def _shared_draws(
+    spec: TaskSpec, windows: list[int], words: list[str], need: int, k: int, n: int, seed: int
+) -> tuple[list[int], list[list[str]]]:
+    """Start indices (shuffled blocks of all windows) and context words per prompt.
+
+    Seeded by the group, so paired tasks draw the same values prompt for prompt.
+    """
+    shared = random.Random(f"{spec.group or spec.name}|{k}|{seed}")
+    starts: list[int] = []
+    while len(starts) < n:
+        block = list(windows)
+        shared.shuffle(block)
+        starts += block
+    contexts = []
+    for _ in range(n):
+        drawn = shared.sample(words, need) if need else []
+        contexts.append(drawn * (k + 1) if spec.context is Context.CENTURY else drawn)
+    return starts[:n], contexts
+
+
+def make_task(
+    name: str,
+    model: Any,
+    n: int = 64,
+    corruption: str | Corruption = "rand_all",
+    seed: int = 0,
+    template: str | None = None,
+    filter: bool = False,
+    n_members: int | None = None,
+) -> Task:
+    """Generate ``n`` clean prompts of task ``name`` and their corrupted twins.
+
+    Only ``model.tokenizer`` and ``model_family(model)`` are read, and ``model(tokens)``
+    when ``filter`` is set. Start values cycle through every usable start in shuffled
+    blocks (balanced); tasks of one group (``born_in_*``, ``lost_in_*``, ``done_in_*``)
+    get the same context words and starts prompt for prompt for the same seed.
+    With ``filter=True`` only prompts whose top token is the answer and with
+    p(answer) > 2 p(wrong) are kept, so the Task may hold fewer than ``n`` prompts.
+
+    >>> from types import SimpleNamespace
+    >>> from circuitgraph.toy.vocabulary import build_toy_tokenizer
+    >>> toy = SimpleNamespace(tokenizer=build_toy_tokenizer(), circuitgraph_family="toy")
+    >>> task = make_task("months", toy, n=2, seed=1)
+    >>> task.clean_prompts[0], task.answers[0]
+    ('Here is a list : August , September , October , November ,', 'December')
+    """
+    spec, family, template_name, k = _resolve(name, model, n, template, n_members)
+    corruption = parse_corruption(corruption)
+    if k < MIN_MEMBERS[corruption]:
+        raise ValueError(
+            f"corruption {corruption.value!r} needs at least {MIN_MEMBERS[corruption]} "
+            f"members; task {name!r} shows {k}"
+        )
+    toy = family is Family.TOY
+    plan = _plan(spec, template_name, model.tokenizer, toy, k)
+    windows = set(plan.windows)
+    for other in group_specs(spec):
+        if other is not spec:
+            windows &= set(_plan(other, template_name, model.tokenizer, toy, k).windows)
+    if not windows:
+        raise ValueError(f"task {name!r}: no start value is usable by every paired task")
+    words, need = _context_words(plan, k)
+
+    starts, contexts = _shared_draws(spec, sorted(windows), words, need, k, n, seed)
+    rng = random.Random(f"{spec.name}|{corruption.value}|{k}|{seed}")
+    size, values = len(spec.values), spec.values
+    clean, corrupted, wrong = [], [], []
+    for start, ctx in zip(starts, contexts, strict=True):
+        members = [(start + j) % size for j in range(k)]
+        answer = (start + k) % size
+        bad_members, continuation = corrupt(corruption, members, answer, plan.members, rng)
+        clean.append(plan.encoder.encode(ctx, [values[i] for i in members], values[answer]))
+        corrupted.append(
+            plan.encoder.encode(ctx, [values[i] for i in bad_members], values[continuation])
+        )
+        wrong.append(plan.encoder.answer_token(values[members[-1]]))
+    lengths = {len(e.ids) for e in clean + corrupted}
+    if len(lengths) != 1:
+        raise ValueError(f"task {name!r}: prompts tokenise to different lengths {lengths}")
+
+    tokenizer = model.tokenizer
+    task = Task(
+        name=name,
+        model_name=str(getattr(getattr(model, "cfg", None), "model_name", "") or ""),
+        template=template_name,
+        corruption=corruption.value,
+        seed=seed,
+        clean_tokens=torch.tensor([e.ids for e in clean], dtype=torch.long),
+        corrupted_tokens=torch.tensor([e.ids for e in corrupted], dtype=torch.long),
+        answer_ids=torch.tensor([e.answer_id for e in clean], dtype=torch.long),
+        wrong_ids=torch.tensor(wrong, dtype=torch.long),
+        corrupted_answer_ids=torch.tensor([e.answer_id for e in corrupted], dtype=torch.long),
+        member_positions=torch.tensor([e.member_positions for e in clean], dtype=torch.long),
+        clean_prompts=[e.text for e in clean],
+        corrupted_prompts=[e.text for e in corrupted],
+        answers=[tokenizer.decode([e.answer_id]) for e in clean],
+    )
+    return filter_task(task, model) if filter else task
+
+
+def _device(model: Any) -> torch.device:
+    cfg_device = getattr(getattr(model, "cfg", None), "device", None)
+    if cfg_device is not None:
+        return torch.device(cfg_device)
+    parameters = getattr(model, "parameters", None)
+    if callable(parameters):
+        for p in parameters():
+            return p.device
+    return torch.device("cpu")
+
+
+def filter_task(task: Task, model: Any, batch_size: int = 32) -> Task:
+    """Keep prompts whose top token is the answer and p(answer) > 2 p(wrong) (paper's rule)."""
+    device = _device(model)
+    keep = []
+    with torch.no_grad():
+        for lo in range(0, len(task), batch_size):
+            out = model(task.clean_tokens[lo : lo + batch_size].to(device))
+            logits = getattr(out, "logits", out)[:, -1].float().cpu()
+            probs = logits.softmax(-1)
+            answers = task.answer_ids[lo : lo + batch_size]
+            wrongs = task.wrong_ids[lo : lo + batch_size]
+            p_answer = probs.gather(1, answers[:, None])[:, 0]
+            p_wrong = probs.gather(1, wrongs[:, None])[:, 0]
+            keep.append((probs.argmax(-1) == answers) & (p_answer > 2 * p_wrong))
+    mask = torch.cat(keep)
+    if not mask.any():
+        raise ValueError(
+            f"filter kept none of the {len(task)} prompts of task {task.name!r}: the model's "
+            "top token is never the answer with p(answer) > 2 p(wrong)"
+        )
+    return task.subset(mask)

@@ -1,0 +1,84 @@
+"""The ``Task`` dataset: clean and corrupted prompts as token tensors."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, fields, replace
+
+import torch
+
+
+@dataclass(frozen=True, eq=False)
+class Task:
+    """Clean and corrupted prompts of one task, tokenised for one model.
+
+    Row ``i`` of every tensor and list belongs to prompt ``i``. ``answer_ids`` is the
+    next member, ``wrong_ids`` the last member shown (the paper's wrong answer for the
+    logit difference), ``corrupted_answer_ids`` the continuation of the corrupted prompt
+    (never equal to ``answer_ids``), ``member_positions`` the token positions of the shown
+    members in the clean prompt.
+    """
+
+    name: str
+    model_name: str
+    template: str
+    corruption: str
+    seed: int
+    clean_tokens: torch.Tensor  # [n, seq] long
+    corrupted_tokens: torch.Tensor  # [n, seq] long
+    answer_ids: torch.Tensor  # [n] long
+    wrong_ids: torch.Tensor  # [n] long
+    corrupted_answer_ids: torch.Tensor  # [n] long
+    member_positions: torch.Tensor  # [n, n_members] long
+    clean_prompts: list[str]
+    corrupted_prompts: list[str]
+    answers: list[str]
+
+    def __len__(self) -> int:
+        return self.clean_tokens.shape[0]
+
+    @property
+    def seq_len(self) -> int:
+        """Token length of every prompt (clean and corrupted)."""
+        return self.clean_tokens.shape[1]
+
+    @property
+    def n_members(self) -> int:
+        """Number of sequence members shown in each prompt."""
+        return self.member_positions.shape[1]
+
+    def subset(self, indices: Sequence[int] | torch.Tensor) -> Task:
+        """A new Task with the prompts at ``indices`` (ints or a boolean mask)."""
+        index = torch.as_tensor(indices)
+        if index.dtype == torch.bool:
+            index = index.nonzero().flatten()
+        index = index.long().flatten()
+        picked = index.tolist()
+        changes: dict[str, object] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, torch.Tensor):
+                changes[f.name] = value[index].clone()
+            elif isinstance(value, list):
+                changes[f.name] = [value[i] for i in picked]
+        return replace(self, **changes)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Task):
+            return NotImplemented
+        for f in fields(self):
+            a, b = getattr(self, f.name), getattr(other, f.name)
+            same = torch.equal(a, b) if isinstance(a, torch.Tensor) else a == b
+            if not same:
+                return False
+        return True
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        example = f", e.g. {self.clean_prompts[0]!r} -> {self.answers[0]!r}" if len(self) else ""
+        return (
+            f"Task({self.name!r}, n={len(self)}, seq_len={self.seq_len}, "
+            f"template={self.template!r}, corruption={self.corruption!r}, seed={self.seed}, "
+            f"model={self.model_name!r}{example})"
+        )

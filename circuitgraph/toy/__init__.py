@@ -1,0 +1,1 @@
+"""Toy model: a small word-level transformer trained on the task prompts."""

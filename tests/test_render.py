@@ -1,0 +1,197 @@
+"""Tests for Graphviz output and overlap figures (circuitgraph.render)."""
+
+from __future__ import annotations
+
+import importlib
+import re
+import shutil
+import subprocess
+import types
+import xml.etree.ElementTree as ET
+
+import matplotlib
+import pytest
+
+from circuitgraph.graph import Circuit, full_circuit
+from circuitgraph.render import render, to_dot, venn, venn_grid
+
+render_module = importlib.import_module("circuitgraph.render")  # the package re-exports render()
+needs_dot = pytest.mark.skipif(shutil.which("dot") is None, reason="graphviz not installed")
+SVG = "{http://www.w3.org/2000/svg}"
+TOY = types.SimpleNamespace(n_layers=3, n_heads=3, model_name="toy")
+GQA = types.SimpleNamespace(n_layers=3, n_heads=4, n_key_value_heads=2, model_name="toy-gqa")
+
+
+def example_circuits() -> dict[str, Circuit]:
+    edges = {
+        ("embed", "a0.1.q"): {"effect": 0.4},
+        ("a0.1", "a2.g1.k"): {"effect": -0.8},
+        ("a2.3", "logits"): {"effect": 0.2},
+        ("embed", "a2.3.q"): {},
+    }
+    return {
+        "full": full_circuit(TOY),
+        "plain": Circuit.from_nodes(TOY, ["a1.2", "m0"], qkv=False),
+        "gqa-edges": Circuit.from_edges(GQA, edges),
+        "positions": Circuit.from_nodes(TOY, ["a1.0", "m2@1"], positions=[0, 1]),
+        "empty": Circuit.from_edges(TOY, []),
+    }
+
+
+@needs_dot
+@pytest.mark.parametrize("name", list(example_circuits()))
+def test_dot_is_accepted_by_graphviz(name):
+    source = to_dot(example_circuits()[name])
+    result = subprocess.run(["dot", "-Tsvg"], input=source.encode(), capture_output=True)
+    assert result.returncode == 0, result.stderr.decode()
+    assert b"<svg" in result.stdout
+
+
+def _node_centres(svg_path) -> dict[str, tuple[float, float]]:
+    """Node name -> (x, y) of its label in the SVG (y grows downwards)."""
+    centres = {}
+    for group in ET.parse(svg_path).getroot().iter(f"{SVG}g"):
+        if group.get("class") == "node":
+            text = group.find(f"{SVG}text")
+            centres[group.find(f"{SVG}title").text] = (float(text.get("x")), float(text.get("y")))
+    return centres
+
+
+@needs_dot
+def test_svg_places_layers_in_order(tmp_path):
+    circuit = full_circuit(GQA)
+    centres = _node_centres(render(circuit, tmp_path / "full.svg"))
+    assert set(centres) == set(circuit)
+    y = {name: yx[1] for name, yx in centres.items()}
+    assert all(y["embed"] > y[n] > y["logits"] for n in circuit if n not in ("embed", "logits"))
+    for layer in range(3):
+        heads = [f"a{layer}.{h}" for h in range(4)]
+        inputs = [n for n in circuit if n.startswith(f"a{layer}.") and n[-2:] in (".q", ".k", ".v")]
+        assert min(y[i] for i in inputs) > max(y[h] for h in heads)  # inputs below heads
+        assert {y[h] for h in heads} == {y[f"m{layer}"]}  # heads and MLP share a rank
+        if layer:
+            assert min(y[f"a{layer - 1}.{h}"] for h in range(4)) > max(y[i] for i in inputs)
+        x = [centres[name][0] for name in [*heads, f"m{layer}"]]
+        assert x == sorted(x)  # heads in index order, MLP after them
+
+
+@needs_dot
+def test_svg_layer_order_with_missing_layers(tmp_path):
+    """Unconnected nodes of different layers still get their own ranks."""
+    circuit = Circuit.from_edges(
+        TOY, [("embed", "a0.0.q"), ("a0.0", "logits"), ("embed", "a2.1.v"), ("a2.1", "logits")]
+    )
+    y = {name: yx[1] for name, yx in _node_centres(render(circuit, tmp_path / "c.svg")).items()}
+    assert y["embed"] > y["a0.0.q"] > y["a0.0"] > y["a2.1.v"] > y["a2.1"] > y["logits"]
+
+
+def test_dot_labels_colours_and_widths():
+    circuits = example_circuits()
+    source = to_dot(circuits["gqa-edges"])
+    assert '"a0.1.q" [label="a0.1 Q", fillcolor="#deebf7"]' in source
+    assert 'label="a2.g1 K"' in source
+    assert '"a0.1" -> "a2.g1.k" [color="#238b45", penwidth="5.00"' in source  # max |effect|
+    assert '"embed" -> "a0.1.q" [color="#2171b5", penwidth="2.75"' in source  # half of max
+    assert '"embed" -> "a2.3.q" [color="#2171b5", penwidth="1"' in source  # no effect
+    assert re.search(r'"a2.g1.k" -> "a2.3" \[[^]]*style="dashed"', source)  # internal edge
+    assert "{ rank=same;" in source and 'rankdir="BT"' in source
+    positional = to_dot(circuits["positions"])
+    assert 'label="a1.0 V\\n@1"' in positional and 'label="m2\\n@1"' in positional
+    assert '"m0" [label="m0", fillcolor="#fdae6b"]' in to_dot(circuits["plain"])
+
+
+@needs_dot
+@pytest.mark.parametrize(
+    ("suffix", "magic"), [(".svg", b"<?xml"), (".png", b"\x89PNG"), (".pdf", b"%PDF")]
+)
+def test_render_format_from_suffix(tmp_path, suffix, magic):
+    path = example_circuits()["plain"].render(tmp_path / f"c{suffix}")
+    assert path.read_bytes().startswith(magic)
+    assert [p.name for p in tmp_path.iterdir()] == [f"c{suffix}"]
+
+
+def test_render_dot_source_and_bad_suffix(tmp_path):
+    circuit = example_circuits()["plain"]
+    assert render(circuit, tmp_path / "c.dot").read_text() == circuit.to_dot()
+    with pytest.raises(ValueError, match="format 'txt'"):
+        circuit.render(tmp_path / "c.txt")
+
+
+def test_missing_dot_says_how_to_install(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(RuntimeError, match=r"apt-get install graphviz"):
+        example_circuits()["plain"].render(tmp_path / "c.svg")
+    assert not (tmp_path / "c.svg").exists()
+
+
+@needs_dot
+def test_failed_render_leaves_old_file_untouched(tmp_path, monkeypatch):
+    path = tmp_path / "c.svg"
+    path.write_text("old")
+    monkeypatch.setattr(render_module, "to_dot", lambda circuit: "digraph { a -> }")
+    with pytest.raises(RuntimeError, match="dot failed"):
+        render(example_circuits()["plain"], path)
+    assert path.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["c.svg"]
+
+
+def _svg_texts(path) -> str:
+    return " ".join(t.text or "" for t in ET.parse(path).getroot().iter(f"{SVG}text"))
+
+
+def _tasks(n: int) -> dict[str, Circuit]:
+    heads = [
+        ["a0.1", "a1.2", "m0"],
+        ["a0.1", "a1.0", "m0"],
+        ["a0.1", "a2.2", "m2"],
+        ["a0.1", "a0.0"],
+        [],
+    ]
+    return {f"task{i}": Circuit.from_nodes(TOY, heads[i]) for i in range(n)}
+
+
+@pytest.fixture
+def svg_text():
+    with matplotlib.rc_context({"svg.fonttype": "none"}):
+        yield
+
+
+@pytest.mark.parametrize("n", [2, 3])
+def test_venn_labels_regions_with_names(tmp_path, svg_text, n):
+    path = venn(_tasks(n), tmp_path / "v.svg")
+    texts = _svg_texts(path)
+    assert "task0 (3)" in texts and "a1.2" in texts and "a0.1" in texts
+    assert "a0.1.q" not in texts and "embed" not in texts  # heads and MLPs only
+    assert [p.name for p in tmp_path.iterdir()] == ["v.svg"]
+
+
+def test_venn_counts_when_regions_are_large(tmp_path, svg_text):
+    texts = _svg_texts(venn(_tasks(2), tmp_path / "v.svg", on="edges", max_names=1))
+    assert "a1.2" not in texts and re.search(r"\b\d+\b", texts)
+
+
+def test_upset_for_four_or_more(tmp_path, svg_text):
+    texts = _svg_texts(venn(_tasks(5), tmp_path / "u.svg"))
+    assert all(f"task{i}" in texts for i in range(5)) and "exclusive size" in texts
+    assert "task4 (0)" in texts
+
+
+def test_venn_grid_rows_are_thresholds(tmp_path, svg_text):
+    grid = {
+        0.8: _tasks(3),
+        0.9: _tasks(4),
+        0.95: {"a": _tasks(1)["task0"], "b": _tasks(5)["task4"]},
+    }
+    texts = _svg_texts(venn_grid(grid, tmp_path / "grid.svg"))
+    assert all(f"threshold {t}: nodes" in texts for t in grid)
+    assert venn_grid(grid, tmp_path / "grid.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_venn_bad_input(tmp_path):
+    with pytest.raises(ValueError, match="at least 2"):
+        venn(_tasks(1), tmp_path / "v.svg")
+    other = Circuit.from_nodes(types.SimpleNamespace(n_layers=3, n_heads=3, model_name="gpt2"), [])
+    with pytest.raises(ValueError, match="'toy'.*'gpt2'"):
+        venn({**_tasks(1), "other": other}, tmp_path / "v.svg")
+    with pytest.raises(ValueError, match="unsupported format"):
+        venn(_tasks(2), tmp_path / "v.xyz")
+    assert list(tmp_path.iterdir()) == []

@@ -12,6 +12,10 @@ export TOKENIZERS_PARALLELISM ?= false
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
+	@command -v dot >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		apt-get update -qq && apt-get install -y -qq graphviz >/dev/null; } || \
+		{ echo "circuitgraph needs the 'dot' program: install Debian's graphviz package" \
+		"(sudo apt-get install graphviz)"; exit 1; }
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0

@@ -10,7 +10,11 @@
 from circuitgraph.graph import Circuit, full_circuit
 from circuitgraph.models import ModelLoadError, list_models, load_model
 from circuitgraph.nodes import CircuitConfig
-from circuitgraph.render import render, venn, venn_grid
+from circuitgraph.prune.attribution import attribute_edges, compare_with_pruned
+from circuitgraph.prune.edges import prune_edges
+from circuitgraph.prune.nodes import prune_nodes, threshold_sweep
+from circuitgraph.prune.tables import order_frequency, plot_score_vs_size, threshold_table
+from circuitgraph.render import venn, venn_grid
 from circuitgraph.scorer import Scorer
 from circuitgraph.setops import overlap_table, shared, upset_table
 from circuitgraph.tasks import Task, list_corruptions, list_tasks, list_templates, make_task
@@ -24,6 +28,8 @@ __all__ = [
     "Scorer",
     "Task",
     "__version__",
+    "attribute_edges",
+    "compare_with_pruned",
     "full_circuit",
     "list_corruptions",
     "list_models",
@@ -31,9 +37,14 @@ __all__ = [
     "list_templates",
     "load_model",
     "make_task",
+    "order_frequency",
     "overlap_table",
-    "render",
+    "plot_score_vs_size",
+    "prune_edges",
+    "prune_nodes",
     "shared",
+    "threshold_sweep",
+    "threshold_table",
     "upset_table",
     "venn",
     "venn_grid",

@@ -6,7 +6,9 @@ inputs we assemble. :class:`ComponentModel` reads the weights of a ``Transformer
 (``W_Q``, ``W_K``, ``W_V``, ``W_O`` in TransformerLens layout) and calls the model's own norm
 and MLP modules, so numerics follow the model. Supported: pre-norm blocks (LayerNorm or
 RMSNorm), learned absolute or rotary positions, grouped-query attention, plain or gated MLPs.
-Parity with the model's own logits is a test (tests/test_scorer.py).
+Parity with the model's own logits is a test (tests/test_scorer.py). Gradients flow through
+these functions (attribution patching needs them); callers that only evaluate wrap them in
+``torch.no_grad()``.
 """
 
 from __future__ import annotations
@@ -73,7 +75,6 @@ class ComponentModel:
         """Query heads per key/value head (1 without grouped-query attention)."""
         return self.n_heads // self.n_kv_heads
 
-    @torch.no_grad()
     def embed(self, tokens: Tensor) -> Tensor:
         """tokens [batch, pos] -> token (+ learned position) embedding [batch, pos, d_model]."""
         out = self.model.embed(tokens)
@@ -87,7 +88,6 @@ class ComponentModel:
         cos, sin = _original(self.model.rotary_emb)(like, positions)  # [1, pos, d_head] each
         return cos[0], sin[0]
 
-    @torch.no_grad()
     def attention(
         self,
         layer: int,
@@ -113,7 +113,7 @@ class ComponentModel:
             return self._attend(q, k, v)
         query_heads = torch.arange(self.n_heads) if heads is None else torch.tensor(heads)
         H, R = q_in.shape[2], k_in.shape[2]
-        if H != len(query_heads) or R not in (H, self.n_kv_heads) or (heads and R != H):
+        if len(query_heads) != H or R not in (H, self.n_kv_heads) or (heads and R != H):
             raise ValueError(f"attention inputs have {H} query and {R} key/value slots")
         W_Q, b_Q = self.W_Q[layer][query_heads], self.b_Q[layer][query_heads]
         q = torch.einsum("bphd,hde->bphe", ln(q_in), W_Q) + b_Q
@@ -141,7 +141,6 @@ class ComponentModel:
         pattern = scores.softmax(dim=-1)
         return torch.einsum("bhqk,bkhe->bqhe", pattern, v)
 
-    @torch.no_grad()
     def head_outputs(self, layer: int, z: Tensor, heads: list[int] | None = None) -> Tensor:
         """z [batch, pos, H, d_head] -> each head's write to the residual [batch, pos, H, d_model].
 
@@ -150,12 +149,10 @@ class ComponentModel:
         W_O = self.W_O[layer] if heads is None else self.W_O[layer][heads]
         return torch.einsum("bphe,hed->bphd", z, W_O)
 
-    @torch.no_grad()
     def mlp(self, layer: int, resid: Tensor) -> Tensor:
         """MLP output [..., d_model] for residual input [..., d_model] (norm applied here)."""
         return self.mlps[layer](self.ln2[layer](resid))
 
-    @torch.no_grad()
     def unembed(self, resid: Tensor, token_ids: Tensor | None = None) -> Tensor:
         """Final norm + unembedding of resid [batch, d_model].
 

@@ -77,10 +77,10 @@ def edge_masks(circuit, layout: Layout, seq_len: int) -> EdgeMasks:
 
     A node with no path from ``embed`` computes nothing live: its edges count as absent, so it
     contributes its fixed (ablated) value, exactly as after ``prune_dangling()``; this makes
-    dangling-node removal change no score. With Q/K/V split, a head whose internal edge (``a.q -> a``, ``a.k -> a``, ...) is missing
-    reads only fixed values on that input. In positional circuits the key/value input at a
-    position is read by every later query, so there the incoming edges of the Q/K/V input
-    nodes alone decide what each head reads.
+    dangling-node removal change no score. With Q/K/V split, a head whose internal edge
+    (``a.q -> a``, ``a.k -> a``, ...) is missing reads only fixed values on that input. In
+    positional circuits the key/value input at a position is read by every later query, so
+    there the incoming edges of the Q/K/V input nodes alone decide what each head reads.
     """
     n_positions, listed = _position_slots(circuit, seq_len)
     masks = EdgeMasks.full(layout, 1, n_positions)

@@ -93,17 +93,24 @@ def fixed_prefix_sums(comp: ComponentModel, fixed: Tensor, n: int) -> tuple[Tens
     return fixed_prefix, bias_prefix
 
 
-@torch.no_grad()
 def edge_forward(
-    comp: ComponentModel, tokens: Tensor, fixed: Tensor, masks: EdgeMasks
+    comp: ComponentModel,
+    tokens: Tensor,
+    fixed: Tensor,
+    masks: EdgeMasks,
+    input_shifts: dict[str, Tensor] | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Edge-level circuit forward.
 
     Receiver input = sum_s live_s * m[s, r] + fixed_s * (1 - m[s, r]) + attention biases,
     computed as (sum_s fixed_s + biases) + sum_s m[s, r] * (live_s - fixed_s).
     Returns the final residual at the last position [V, n, d] and every sender's
-    live - fixed difference [V, n, p, S, d].
+    live - fixed difference [V, n, p, S, d]. Differentiable in the masks. ``input_shifts``
+    (zeros that require grad, keys ``attention.L`` [V, n, p, 3H, d], ``mlp.L`` [V, n, p, d]
+    and ``logits`` [V, n, d]) are added to the receiver inputs, so their gradients are the
+    gradients at each receiver's input (attribution patching).
     """
+    shifts = input_shifts or {}
     layout = Layout(comp.n_layers, comp.n_heads, comp.n_kv_heads)
     n, p = tokens.shape
     V, H, S, d = masks.n_variants, comp.n_heads, layout.n_senders, comp.d_model
@@ -116,6 +123,8 @@ def edge_forward(
         """mask [V, p, n_senders, (R)] -> inputs [V, n, p, (R), d]."""
         base = fixed_prefix[:, :, n_senders] + bias  # [n, p, d]
         live = delta[:, :, :, :n_senders]  # [V, n, p, s, d]
+        if torch.is_grad_enabled():  # delta is written in place below: autograd needs a copy
+            live = live.clone()
         if mask.dim() == 4:
             mixed = torch.einsum("vnpsd,vpsr->vnprd", live, mask)
             return base[None, :, :, None] + mixed
@@ -125,20 +134,27 @@ def edge_forward(
         start = layout.senders_before_attention(layer)
         attn_mask = _expand_positions(masks.attention[layer], p)
         inputs = receiver_inputs(attn_mask, start, bias_prefix[layer])  # [V, n, p, 3H, d]
+        if f"attention.{layer}" in shifts:
+            inputs = inputs + shifts[f"attention.{layer}"]
         inputs = inputs.reshape(V * n, p, 3 * H, d)
         z = comp.attention(layer, inputs[:, :, :H], inputs[:, :, H : 2 * H], inputs[:, :, 2 * H :])
         heads = comp.head_outputs(layer, z).reshape(V, n, p, H, d)
         delta[:, :, :, start : start + H] = heads - fixed[None, :, :, start : start + H]
         mlp_mask = _expand_positions(masks.mlp[layer], p)
         mlp_in = receiver_inputs(mlp_mask, start + H, bias_prefix[layer + 1])  # [V, n, p, d]
+        if f"mlp.{layer}" in shifts:
+            mlp_in = mlp_in + shifts[f"mlp.{layer}"]
         mlp_out = comp.mlp(layer, mlp_in.reshape(V * n, p, d)).reshape(V, n, p, d)
         delta[:, :, :, start + H] = mlp_out - fixed[None, :, :, start + H]
     logits_mask = _expand_positions(masks.logits, p)[:, -1]  # [V, S]
     base = fixed_prefix[:, -1, S] + bias_prefix[-1]  # [n, d]
     final = base[None] + torch.einsum("vnsd,vs->vnd", delta[:, :, -1], logits_mask)
+    if "logits" in shifts:
+        final = final + shifts["logits"]
     return final, delta
 
 
 def run_edge_masks(comp: ComponentModel, tokens: Tensor, fixed: Tensor, masks: EdgeMasks) -> Tensor:
     """Edge-level circuit forward; the final residual at the last position [V, n, d]."""
-    return edge_forward(comp, tokens, fixed, masks)[0]
+    with torch.no_grad():
+        return edge_forward(comp, tokens, fixed, masks)[0]

@@ -90,6 +90,11 @@ class Scorer:
                 f"{model.cfg.model_name!r}"
             )
         self.model, self.task = model, task
+        with torch.no_grad():
+            self._cache_runs(model, task)
+
+    def _cache_runs(self, model, task) -> None:
+        """Clean and corrupted runs of the full model, and the ablation values."""
         self.model_name = _model_name(model)
         self.components = ComponentModel(model)
         self.layout = Layout.from_config(model.cfg)
@@ -132,8 +137,13 @@ class Scorer:
             return run_node_masks(self.components, self.run_tokens, self.fixed, masks)
         return run_edge_masks(self.components, self.run_tokens, self.fixed, masks)
 
+    @torch.no_grad()
     def metric_from_final(self, final: Tensor) -> Tensor:
         """Score per variant [V] from final residuals [V, n, d] (only what the metric needs)."""
+        return self.differentiable_metric(final)
+
+    def differentiable_metric(self, final: Tensor) -> Tensor:
+        """:meth:`metric_from_final` without ``no_grad`` (for attribution patching)."""
         if self.metric is Metric.LOGIT_DIFF:
             value = self._raw_logit_diff(final)
             return normalised(value, self.clean_logit_diff, self.corrupt_logit_diff, self.normalise)
@@ -156,6 +166,7 @@ class Scorer:
         """Score of one circuit (see the class docstring for what the number means)."""
         return float(self.score_masks(self.masks(circuit))[0])
 
+    @torch.no_grad()
     def evaluate(self, circuit) -> dict[str, float]:
         """Every metric for one circuit: normalised and raw logit difference, KL, accuracy."""
         final = self.final_residuals(self.masks(circuit))

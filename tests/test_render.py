@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib
 import re
-import shutil
 import subprocess
 import types
 import xml.etree.ElementTree as ET
@@ -16,7 +15,6 @@ from circuitgraph.graph import Circuit, full_circuit
 from circuitgraph.render import render, to_dot, venn, venn_grid
 
 render_module = importlib.import_module("circuitgraph.render")  # the package re-exports render()
-needs_dot = pytest.mark.skipif(shutil.which("dot") is None, reason="graphviz not installed")
 SVG = "{http://www.w3.org/2000/svg}"
 TOY = types.SimpleNamespace(n_layers=3, n_heads=3, model_name="toy")
 GQA = types.SimpleNamespace(n_layers=3, n_heads=4, n_key_value_heads=2, model_name="toy-gqa")
@@ -38,7 +36,6 @@ def example_circuits() -> dict[str, Circuit]:
     }
 
 
-@needs_dot
 @pytest.mark.parametrize("name", list(example_circuits()))
 def test_dot_is_accepted_by_graphviz(name):
     source = to_dot(example_circuits()[name])
@@ -57,7 +54,6 @@ def _node_centres(svg_path) -> dict[str, tuple[float, float]]:
     return centres
 
 
-@needs_dot
 def test_svg_places_layers_in_order(tmp_path):
     circuit = full_circuit(GQA)
     centres = _node_centres(render(circuit, tmp_path / "full.svg"))
@@ -75,7 +71,6 @@ def test_svg_places_layers_in_order(tmp_path):
         assert x == sorted(x)  # heads in index order, MLP after them
 
 
-@needs_dot
 def test_svg_layer_order_with_missing_layers(tmp_path):
     """Unconnected nodes of different layers still get their own ranks."""
     circuit = Circuit.from_edges(
@@ -100,7 +95,6 @@ def test_dot_labels_colours_and_widths():
     assert '"m0" [label="m0", fillcolor="#fdae6b"]' in to_dot(circuits["plain"])
 
 
-@needs_dot
 @pytest.mark.parametrize(
     ("suffix", "magic"), [(".svg", b"<?xml"), (".png", b"\x89PNG"), (".pdf", b"%PDF")]
 )
@@ -124,7 +118,6 @@ def test_missing_dot_says_how_to_install(tmp_path, monkeypatch):
     assert not (tmp_path / "c.svg").exists()
 
 
-@needs_dot
 def test_failed_render_leaves_old_file_untouched(tmp_path, monkeypatch):
     path = tmp_path / "c.svg"
     path.write_text("old")

@@ -10,6 +10,10 @@ from hypothesis import strategies as st
 import circuitgraph as cg
 from circuitgraph.tasks import Task
 
+SETTINGS = settings(
+    max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
 
 def _task(model, n: int = 6, **kwargs) -> Task:
     return cg.make_task("digits", model, n=n, seed=0, **kwargs)
@@ -79,12 +83,15 @@ def test_empty_circuit_equals_fully_ablated_model(tiny):
     assert (_circuit_logits(scorer, no_edges) - expected).abs().max() < 1e-4
 
 
-@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(data=st.data())
 def test_node_circuits_match_transformer_lens_hooks(tiny, data):
     cfg = tiny.cfg
-    heads = data.draw(st.sets(st.tuples(st.integers(0, cfg.n_layers - 1),
-                                        st.integers(0, cfg.n_heads - 1))))
+    heads = data.draw(
+        st.sets(st.tuples(st.integers(0, cfg.n_layers - 1), st.integers(0, cfg.n_heads - 1)))
+    )
     mlps = data.draw(st.sets(st.integers(0, cfg.n_layers - 1)))
     task = _task(tiny)
     scorer = cg.Scorer(tiny, task)
@@ -94,7 +101,9 @@ def test_node_circuits_match_transformer_lens_hooks(tiny, data):
     assert (_circuit_logits(scorer, circuit) - expected).abs().max() < 1e-4
 
 
-@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(data=st.data(), qkv=st.booleans())
 def test_node_level_equals_edge_level_with_all_its_edges(tiny, data, qkv):
     cfg = tiny.cfg
@@ -147,8 +156,9 @@ def test_ablations_and_normalisations(toy, ablation):
 
 
 def test_denoising_full_is_clean_and_empty_is_corrupt(toy):
-    scorer = cg.Scorer(toy, _task(toy, n=16), ablation="resample", direction="denoising",
-                       normalise="clean_corrupt")
+    scorer = cg.Scorer(
+        toy, _task(toy, n=16), ablation="resample", direction="denoising", normalise="clean_corrupt"
+    )
     assert scorer.score(cg.full_circuit(toy.cfg)) == pytest.approx(1.0, abs=1e-5)
     assert scorer.score(cg.Circuit.from_nodes(toy.cfg, [])) == pytest.approx(0.0, abs=1e-5)
     assert scorer.score(cg.Circuit.from_edges(toy.cfg, [])) == pytest.approx(0.0, abs=1e-5)

@@ -19,6 +19,8 @@ from torch import Tensor
 from circuitgraph.nodes import NodeKind, head_name, parse_node
 from circuitgraph.render import atomic_output
 
+_HEAD_FORM = "expected a{L}.{H}, e.g. a0.1"
+
 
 @dataclass(frozen=True, order=True)
 class HeadRef:
@@ -60,9 +62,9 @@ def resolve_heads(cfg: Any, heads: str | Iterable[str] | None) -> list[HeadRef]:
         try:
             node = parse_node(name)
         except ValueError:
-            raise ValueError(f"not a head name: {name!r} (expected a{{L}}.{{H}}, e.g. a0.1)") from None
+            raise ValueError(f"not a head name: {name!r} ({_HEAD_FORM})") from None
         if node.kind is not NodeKind.HEAD or node.pos is not None:
-            raise ValueError(f"{name!r} is not an attention head (expected a{{L}}.{{H}}, e.g. a0.1)")
+            raise ValueError(f"{name!r} is not an attention head ({_HEAD_FORM})")
         if not (node.layer < n_layers and node.head < n_heads):
             raise ValueError(
                 f"unknown head {name!r}: model {getattr(cfg, 'model_name', '?')!r} has layers "
@@ -169,7 +171,9 @@ def cached(
     parts: dict[str, list[Tensor]] = {name: [] for name in names}
     for lo in range(0, tokens.shape[0], batch_size):
         batch = tokens[lo : lo + batch_size].to(device)
-        _, cache = model.run_with_cache(batch, names_filter=lambda name: name in wanted)
+        _, cache = model.run_with_cache(
+            batch, names_filter=lambda name: name in wanted, logits_to_keep=1
+        )
         for name in names:
             parts[name].append(cache[name].detach().float().cpu())
     return {name: torch.cat(chunks) for name, chunks in parts.items()}

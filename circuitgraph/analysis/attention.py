@@ -66,29 +66,30 @@ class AttentionPatterns:
     def seq_len(self) -> int:
         return self.tokens.shape[1]
 
-    def _index(self, head: str | HeadRef) -> int:
-        ref = head if isinstance(head, HeadRef) else None
+    def index(self, head: str | HeadRef) -> int:
+        """Row of ``head`` in ``pattern``; ValueError if it was not computed."""
+        name = head.name if isinstance(head, HeadRef) else head
         names = [h.name for h in self.heads]
-        name = ref.name if ref else head
         if name not in names:
             raise ValueError(f"head {name!r} is not among the computed heads {names}")
         return names.index(name)
 
-    def _matrix(self, head_index: int, prompt: int | None) -> tuple[Tensor, list[str]]:
-        """The [q, k] pattern (mean over prompts, or one prompt) and its position labels."""
+    def matrix(self, head: str | HeadRef, prompt: int | None = None) -> tuple[Tensor, list[str]]:
+        """The [q, k] pattern of ``head`` (mean over prompts, or one prompt) and position labels."""
+        j = self.index(head)
         if prompt is None:
-            return self.pattern[head_index].mean(dim=0), self.labels
+            return self.pattern[j].mean(dim=0), self.labels
         n = self.tokens.shape[0]
         if not -n <= prompt < n:
             raise ValueError(f"prompt {prompt} is outside the task's {n} prompts")
         labels = [token_str(self.tokenizer, t) for t in self.tokens[prompt]]
-        return self.pattern[head_index, prompt], labels
+        return self.pattern[j, prompt], labels
 
     def mean_table(self, prompt: int | None = None) -> pd.DataFrame:
         """One row per head, query and key (k <= q): the mean weight over prompts."""
         rows = []
-        for j, ref in enumerate(self.heads):
-            matrix, labels = self._matrix(j, prompt)
+        for ref in self.heads:
+            matrix, labels = self.matrix(ref, prompt)
             for q in range(self.seq_len):
                 for k in range(q + 1):
                     rows.append(
@@ -110,12 +111,14 @@ class AttentionPatterns:
         """
         rows = []
         chosen = resolve_positions(queries, self.seq_len)
-        for j, ref in enumerate(self.heads):
-            matrix, labels = self._matrix(j, prompt)
+        for ref in self.heads:
+            matrix, labels = self.matrix(ref, prompt)
             for q in chosen:
                 row = matrix[q, : q + 1]
                 values, keys = row.topk(min(2, q + 1))
-                second = (int(keys[1]), labels[int(keys[1])], float(values[1])) if q else (-1, "", 0)
+                second = (-1, "", 0.0)
+                if q:
+                    second = (int(keys[1]), labels[int(keys[1])], float(values[1]))
                 k = int(keys[0])
                 rows.append(
                     (ref.name, ref.layer, ref.head, q, labels[q], k, labels[k], float(values[0]))

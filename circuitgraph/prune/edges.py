@@ -18,7 +18,6 @@ from __future__ import annotations
 import math
 import time
 
-import torch
 from tqdm.auto import tqdm
 
 from circuitgraph.graph import Circuit, full_circuit
@@ -91,9 +90,14 @@ def prune_edges(
     result.metadata = {
         **circuit.metadata,
         "method": "edges",
-        "parameters": {"tau": float(tau), "metric": scorer.metric.value, "method": method,
-                       "window": window, "ablation": scorer.ablation.value,
-                       "direction": scorer.direction.value},
+        "parameters": {
+            "tau": float(tau),
+            "metric": scorer.metric.value,
+            "method": method,
+            "window": window,
+            "ablation": scorer.ablation.value,
+            "direction": scorer.direction.value,
+        },
         "task": scorer.task.name,
         "model": scorer.model_name,
         "tested": [[u, v, effect, removed] for (u, v), effect, removed in tested],
@@ -110,8 +114,9 @@ def _bar(steps: list[Step], progress: bool, what: str):
     return tqdm(total=total, desc=what, unit="edge", disable=not progress, leave=False)
 
 
-def _prune_reference(scorer, circuit: Circuit, steps: list[Step], tau: float, window: int,
-                     progress: bool) -> tuple[set[Edge], list, float, dict]:
+def _prune_reference(
+    scorer, circuit: Circuit, steps: list[Step], tau: float, window: int, progress: bool
+) -> tuple[set[Edge], list, float, dict]:
     """One full masked forward pass per tested edge, through the public Circuit API."""
     current = set(circuit.sender_receiver_edges())
     config = circuit.config
@@ -147,8 +152,9 @@ def _variants(masks: EdgeMasks, step: Step, candidates: list[int], cumulative: b
     return variants
 
 
-def _prune_fast(scorer, circuit: Circuit, steps: list[Step], tau: float, window: int,
-                progress: bool) -> tuple[set[Edge], list, float, dict]:
+def _prune_fast(
+    scorer, circuit: Circuit, steps: list[Step], tau: float, window: int, progress: bool
+) -> tuple[set[Edge], list, float, dict]:
     """Incremental evaluation with speculative batches; same decisions as the reference.
 
     Speculation: after a removal, assume the next edges go too (variant i removes the next

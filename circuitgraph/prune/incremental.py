@@ -61,13 +61,15 @@ class IncrementalEvaluator:
         self.fixed_prefix, self.bias_prefix = fixed_prefix_sums(self.comp, self.fixed, n)
         self.masks = masks
         self.engine_masks = effective(masks, reachable(masks, self.layout), self.denoising)
-        final, delta = edge_forward(self.comp, scorer.run_tokens, self.fixed, self.engine_masks)
+        with torch.no_grad():
+            final, delta = edge_forward(self.comp, scorer.run_tokens, self.fixed, self.engine_masks)
         self.final, self.delta = final[0], delta[0]  # [n, d], [n, p, S, d]
         self.score = float(scorer.metric_from_final(final)[0])
         self.component_evaluations = 0  # heads and MLPs recomputed, for benchmarks
 
-    def _mix(self, mask: Tensor, n_senders: int, bias: Tensor, changed: list[int],
-             diff: Tensor | None) -> Tensor:
+    def _mix(
+        self, mask: Tensor, n_senders: int, bias: Tensor, changed: list[int], diff: Tensor | None
+    ) -> Tensor:
         """Receiver inputs [V, n, p, (R), d] for mask [V, P, n_senders, (R)]."""
         mask = _expand_positions(mask, self.p)
         base = self.fixed_prefix[:, :, n_senders] + bias  # [n, p, d]
@@ -118,12 +120,18 @@ class IncrementalEvaluator:
                 heads = slots.nonzero().flatten().tolist()
                 if heads:
                     columns = heads + [H + h for h in heads] + [2 * H + h for h in heads]
-                    inputs = self._mix(new[..., columns], start, self.bias_prefix[layer],
-                                       changed, diff)  # [V, n, p, 3k, d]
+                    inputs = self._mix(
+                        new[..., columns], start, self.bias_prefix[layer], changed, diff
+                    )  # [V, n, p, 3k, d]
                     k = len(heads)
                     inputs = inputs.reshape(V * self.n, self.p, 3 * k, d)
-                    z = comp.attention(layer, inputs[:, :, :k], inputs[:, :, k : 2 * k],
-                                       inputs[:, :, 2 * k :], heads=heads)
+                    z = comp.attention(
+                        layer,
+                        inputs[:, :, :k],
+                        inputs[:, :, k : 2 * k],
+                        inputs[:, :, 2 * k :],
+                        heads=heads,
+                    )
                     out = comp.head_outputs(layer, z, heads).reshape(V, self.n, self.p, k, d)
                     indices = [start + h for h in heads]
                     record(indices, out - self.fixed[None, :, :, indices])
@@ -134,13 +142,20 @@ class IncrementalEvaluator:
                     mlp_in = self._mix(new, start + H, self.bias_prefix[layer + 1], changed, diff)
                     out = comp.mlp(layer, mlp_in.reshape(V * self.n, self.p, d))
                     index = layout.mlp_index(layer)
-                    new_delta = out.reshape(V, self.n, self.p, 1, d) - self.fixed[None, :, :, [index]]
+                    new_delta = (
+                        out.reshape(V, self.n, self.p, 1, d) - self.fixed[None, :, :, [index]]
+                    )
                     record([index], new_delta)
                     self.component_evaluations += V
         final = self._final(engine.logits, changed, diff)
         scores = self.scorer.metric_from_final(final)
-        return scores, {"masks": variants, "engine": engine, "changed": changed, "diff": diff,
-                        "final": final}
+        return scores, {
+            "masks": variants,
+            "engine": engine,
+            "changed": changed,
+            "diff": diff,
+            "final": final,
+        }
 
     def _final(self, logits_mask: Tensor, changed: list[int], diff: Tensor | None) -> Tensor:
         """Final residual at the last position [V, n, d]."""
@@ -157,11 +172,15 @@ class IncrementalEvaluator:
         pick = slice(variant, variant + 1)
         for name in ("masks", "engine"):
             source = state[name]
-            setattr(self, "masks" if name == "masks" else "engine_masks", EdgeMasks(
-                [m[pick].clone() for m in source.attention],
-                [m[pick].clone() for m in source.mlp],
-                source.logits[pick].clone(),
-            ))
+            setattr(
+                self,
+                "masks" if name == "masks" else "engine_masks",
+                EdgeMasks(
+                    [m[pick].clone() for m in source.attention],
+                    [m[pick].clone() for m in source.mlp],
+                    source.logits[pick].clone(),
+                ),
+            )
         if state["changed"]:
             self.delta[:, :, state["changed"]] += state["diff"][variant]
         self.final = state["final"][variant]

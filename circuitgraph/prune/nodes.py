@@ -261,7 +261,9 @@ def _candidates(
 ) -> list[Candidate]:
     """Candidates of one sweep; position-wise, each node's positions go last to first."""
     if n_positions is None:
-        return [Candidate(n, s, 0, st, k) for n, s, st, k in _node_order(layout, include_mlps, forward)]
+        return [
+            Candidate(n, s, 0, st, k) for n, s, st, k in _node_order(layout, include_mlps, forward)
+        ]
     return [
         Candidate(f"{name}@{pos}", sender, pos, stage, kind)
         for name, sender, stage, kind in _node_order(layout, include_mlps, forward)
@@ -277,7 +279,9 @@ def _check_arguments(scorer, threshold: float, relative: float | None, batch_siz
         )
     for name, value in (("threshold", threshold), ("relative", relative)):
         if value is not None and not 0.0 <= value <= 1.0:
-            raise ValueError(f"{name} must be in [0, 1] (a fraction of the full model), got {value}")
+            raise ValueError(
+                f"{name} must be in [0, 1] (a fraction of the full model), got {value}"
+            )
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
 
@@ -426,9 +430,7 @@ def _parameters(values: dict[str, Any]) -> dict[str, Any]:
     return {name: values[name] for name in names} | {"start": values["start"] is not None}
 
 
-def threshold_sweep(
-    scorer, thresholds, nested: bool = True, **kwargs: Any
-) -> dict[float, Circuit]:
+def threshold_sweep(scorer, thresholds, nested: bool = True, **kwargs: Any) -> dict[float, Circuit]:
     """Prune at each threshold, highest first; with ``nested`` each circuit is pruned from the
     previous one, so lower thresholds give sub-circuits of higher ones.
 

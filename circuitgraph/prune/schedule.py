@@ -49,8 +49,10 @@ def receiver_of(name: str, attrs: dict, layout: Layout) -> Receiver:
         slots = tuple(offset * H + attrs["head"] for offset in range(3))
     else:
         offset = QKV.index(attrs["qkv"]) * H
-        heads = [attrs["head"]] if attrs.get("head") is not None else layout.heads_of_group(
-            attrs["group"]
+        heads = (
+            [attrs["head"]]
+            if attrs.get("head") is not None
+            else layout.heads_of_group(attrs["group"])
         )
         slots = tuple(offset + h for h in heads)
     return Receiver(name, "attention", layer, slots, pos)
@@ -78,8 +80,13 @@ def edge_schedule(circuit, layout: Layout) -> list[Step]:
     return steps
 
 
-def set_edge(masks: EdgeMasks, receiver: Receiver, senders: list[int], value: float,
-             variant: int | slice = slice(None)) -> None:
+def set_edge(
+    masks: EdgeMasks,
+    receiver: Receiver,
+    senders: list[int],
+    value: float,
+    variant: int | slice = slice(None),
+) -> None:
     """Switch edges ``senders -> receiver`` on (1) or off (0) in ``masks`` (in place)."""
     pos = slice(None) if receiver.pos is None else receiver.pos
     if receiver.kind == "logits":

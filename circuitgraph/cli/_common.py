@@ -1,0 +1,221 @@
+"""Shared pieces of the ``circuitgraph`` commands: parser, options, set-up, logging, timing."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, NoReturn
+
+PROG = "circuitgraph"
+
+
+class UsageError(Exception):
+    """A bad command line; reported as one ``circuitgraph: error:`` line, exit code 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    """ArgumentParser whose errors raise :class:`UsageError` instead of printing usage."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+def fraction(text: str) -> float:
+    """argparse type: a number in [0, 1]."""
+    value = _number(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(
+            f"must be in [0, 1] (a fraction of the full model), got {text}"
+        )
+    return value
+
+
+def non_negative(text: str) -> float:
+    """argparse type: a finite number >= 0."""
+    value = _number(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+    return value
+
+
+def _number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"must be finite, got {text}")
+    return value
+
+
+def add_model_task(parser: argparse.ArgumentParser, n: int = 32) -> None:
+    """--model, --task, --n, --seed, --corruption, --template, --filter, --device."""
+    group = parser.add_argument_group("model and task")
+    group.add_argument(
+        "--model",
+        required=True,
+        help="toy-seq, smollm2-135m, random:<preset> or a TransformerLens name",
+    )
+    group.add_argument("--task", required=True, help="task name (see 'circuitgraph tasks')")
+    group.add_argument("--n", type=positive_int, default=n, help=f"prompts (default {n})")
+    group.add_argument("--seed", type=int, default=0, help="seed of the prompts (default 0)")
+    group.add_argument(
+        "--corruption", default="rand_all", help="corruption of the prompts (default rand_all)"
+    )
+    group.add_argument("--template", help="prompt template (default: the task's own)")
+    group.add_argument(
+        "--filter",
+        action="store_true",
+        help="keep only prompts the model gets right (p(answer) > 2 p(wrong))",
+    )
+    group.add_argument("--device", default="cpu", help="torch device (default cpu)")
+
+
+def add_output(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--out",
+        default="results",
+        help="results folder: writes <out>/<model>/<task>/<run>/ (default: results)",
+    )
+
+
+def check_task(args: argparse.Namespace) -> None:
+    """Validate the task, corruption and template names before loading anything."""
+    from circuitgraph.tasks import list_corruptions, list_templates
+
+    templates = list_templates(args.task)  # ValueError naming the known tasks
+    corruptions = list_corruptions(args.task)
+    if args.corruption not in corruptions:
+        raise ValueError(
+            f"unknown corruption {args.corruption!r} for task {args.task!r}; "
+            f"known: {', '.join(corruptions)}"
+        )
+    if args.template is not None and args.template not in templates:
+        raise ValueError(
+            f"unknown template {args.template!r} for task {args.task!r}; "
+            f"known: {', '.join(templates)}"
+        )
+
+
+@dataclass
+class Clock:
+    """Wall-clock timings of named stages, and the start time."""
+
+    started: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
+    timings: dict[str, float] = field(default_factory=dict)
+    _begin: float = field(default_factory=time.perf_counter)
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        begin = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[name] = round(time.perf_counter() - begin, 3)
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "started": self.started,
+            "finished": datetime.now(timezone.utc).isoformat(),
+            "timings_s": {**self.timings, "total": round(time.perf_counter() - self._begin, 3)},
+        }
+
+
+def log(args: argparse.Namespace, message: str) -> None:
+    """A progress message on stderr (silent with --quiet)."""
+    if not args.quiet:
+        print(f"{PROG}: {message}", file=sys.stderr, flush=True)
+
+
+def command_line(argv: list[str]) -> str:
+    return shlex.join([PROG, *argv])
+
+
+def quiet_libraries() -> None:
+    """Turn off the progress bars of transformers and the Hugging Face hub."""
+    import os
+
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:
+        return
+    hf_logging.disable_progress_bar()
+
+
+@dataclass
+class Setup:
+    """A loaded model and task (and the record of how they were made)."""
+
+    model: Any
+    task: Any
+    record: dict[str, Any]
+
+
+def load(args: argparse.Namespace, clock: Clock) -> Setup:
+    """Load ``args.model`` and build ``args.task`` for it, timing both."""
+    import torch
+
+    from circuitgraph.models import load_model
+    from circuitgraph.tasks import make_task
+
+    if args.quiet:
+        quiet_libraries()
+    torch.manual_seed(args.seed)
+    log(args, f"loading model {args.model} on {args.device}")
+    with clock.stage("load_model"):
+        model = load_model(args.model, device=args.device)
+    log(args, f"building task {args.task} (n={args.n}, seed={args.seed})")
+    with clock.stage("make_task"):
+        task = make_task(
+            args.task,
+            model,
+            n=args.n,
+            corruption=args.corruption,
+            seed=args.seed,
+            template=args.template,
+            filter=args.filter,
+        )
+    if len(task) == 0:
+        raise ValueError(f"no prompt of task {args.task!r} is left after --filter")
+    cfg = model.cfg
+    record = {
+        "model": {
+            "name": args.model,
+            "model_name": str(cfg.model_name),
+            "n_layers": int(cfg.n_layers),
+            "n_heads": int(cfg.n_heads),
+            "device": args.device,
+        },
+        "task": {
+            "name": task.name,
+            "n_requested": args.n,
+            "n_prompts": len(task),
+            "template": task.template,
+            "corruption": task.corruption,
+            "seed": task.seed,
+            "filter": args.filter,
+            "seq_len": task.seq_len,
+            "example_clean": task.clean_prompts[0],
+            "example_corrupted": task.corrupted_prompts[0],
+            "example_answer": task.answers[0],
+        },
+    }
+    return Setup(model, task, record)

@@ -1,0 +1,257 @@
+"""The results folder: ``<out>/<model>/<task>/<run>/`` with the circuit, its scores and a record.
+
+Every run folder holds ``circuit.json``, ``circuit.dot``, ``circuit.svg`` (unless drawing was
+skipped), ``scores.csv`` and ``run.json``, so any figure can be traced back to the call that
+made it. Folders are written atomically: built under a hidden temporary name next to the
+target and renamed into place at the end, so an error or Ctrl-C leaves no half-written folder.
+
+>>> safe_name("meta-llama/Llama-2-7b"), safe_name("random:gpt2-tiny")
+('meta-llama--Llama-2-7b', 'random-gpt2-tiny')
+>>> run_name("edges", 0.01, start=0.8)
+'edges-0.01-from-nodes-0.8'
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import platform
+import re
+import shutil
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from circuitgraph.graph import Circuit, full_circuit
+from circuitgraph.nodes import node_sort_key
+
+__all__ = [
+    "METRIC_COLUMNS",
+    "SCORE_COLUMNS",
+    "atomic_folder",
+    "check_writable",
+    "result_dir",
+    "run_name",
+    "safe_name",
+    "scores_table",
+    "versions",
+    "write_json",
+    "write_run",
+]
+
+METRIC_COLUMNS = ("score", "logit_diff", "normalised_logit_diff", "kl", "accuracy")
+SCORE_COLUMNS = ("section", "name", "status", "step", "sweep", "effect", *METRIC_COLUMNS)
+
+
+def safe_name(text: str) -> str:
+    """A folder name for ``text``: ``/`` becomes ``--``, other unsafe characters ``-``."""
+    name = re.sub(r"[^A-Za-z0-9._+-]+", "-", text.replace("/", "--")).strip("-")
+    name = name.lstrip(".")
+    if not name:
+        raise ValueError(f"cannot make a folder name from {text!r}")
+    return name
+
+
+def format_value(value: float) -> str:
+    """Short form of a threshold or tau for folder names (``0.8``, ``0.01``, ``1e-05``)."""
+    return f"{float(value):g}"
+
+
+def run_name(method: str, value: float, start: float | None = None) -> str:
+    """``nodes-0.8``, ``edges-0.01`` or ``edges-0.01-from-nodes-0.8``."""
+    name = f"{method}-{format_value(value)}"
+    return name if start is None else f"{name}-from-nodes-{format_value(start)}"
+
+
+def result_dir(out: str | Path, model: str, task: str, run: str) -> Path:
+    """``<out>/<model>/<task>/<run>`` with every part made folder-safe."""
+    return Path(out) / safe_name(model) / safe_name(task) / safe_name(run)
+
+
+def check_writable(target: str | Path) -> None:
+    """Raise OSError now (before any long computation) if ``target`` cannot be created."""
+    target = Path(target)
+    ancestor = target.parent
+    while not ancestor.exists():
+        if ancestor.is_symlink():  # a dangling link would fail later
+            raise NotADirectoryError(f"cannot write {target}: {ancestor} is a broken link")
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise NotADirectoryError(f"cannot write {target}: {ancestor} is not a folder")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise PermissionError(f"cannot write {target}: {ancestor} is not writable")
+    if target.exists() and not target.is_dir():
+        raise FileExistsError(f"cannot write {target}: a file of that name exists")
+
+
+def _make_parents(path: Path) -> list[Path]:
+    """Create the missing parents of ``path``; return those created, deepest first."""
+    missing = []
+    parent = path.parent
+    while not parent.exists():
+        missing.append(parent)
+        parent = parent.parent
+    for folder in reversed(missing):
+        folder.mkdir()
+    return missing
+
+
+@contextmanager
+def atomic_folder(target: str | Path) -> Iterator[Path]:
+    """Yield an empty temporary folder next to ``target``; on success it becomes ``target``.
+
+    An existing ``target`` is replaced (moved aside, then deleted after the rename). On any
+    exception, KeyboardInterrupt included, the temporary folder and any parent folders created
+    for it are removed and ``target`` is left as it was.
+    """
+    target = Path(target)
+    check_writable(target)
+    created = _make_parents(target)
+    tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex[:8]}")
+    try:
+        tmp.mkdir()
+        yield tmp
+        old = None
+        if target.exists():
+            old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
+            os.replace(target, old)
+        os.replace(tmp, target)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        for folder in created:
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+        raise
+
+
+def versions() -> dict[str, str]:
+    """Versions of circuitgraph, its main dependencies and Python."""
+    import circuitgraph
+
+    found = {"circuitgraph": circuitgraph.__version__}
+    for package in ("torch", "transformer-lens", "transformers", "networkx", "pandas"):
+        try:
+            found[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            found[package] = "not installed"
+    found["python"] = platform.python_version()
+    found["platform"] = platform.platform()
+    return found
+
+
+def _node_rows(circuit: Circuit, start: Circuit | None) -> list[dict[str, Any]]:
+    """One row per head and MLP: kept, removed (step, sweep, score after) or not in start."""
+    config = circuit.config
+    reference = start if start is not None else full_circuit(config, qkv=False)
+    candidates = set(reference.heads() + reference.mlps())
+    kept = set(circuit.heads() + circuit.mlps())
+    removed = {r["node"]: r for r in circuit.metadata.get("removed", [])}
+    everything = full_circuit(config, qkv=False)
+    rows = []
+    for name in sorted(set(everything.heads() + everything.mlps()) | kept, key=node_sort_key):
+        row: dict[str, Any] = {"section": "node", "name": name}
+        if name in removed:
+            record = removed[name]
+            row |= {"status": "removed", "step": record.get("step"), "sweep": record.get("sweep")}
+            row["score"] = record.get("score")
+        elif name in kept:
+            row["status"] = "kept"
+        elif name in candidates:
+            row["status"] = "removed"
+        else:
+            row["status"] = "not in start"
+        rows.append(row)
+    return rows
+
+
+def _edge_rows(circuit: Circuit) -> list[dict[str, Any]]:
+    """One row per tested edge: kept, removed, or dangling (kept but on no embed->logits path)."""
+    present = set(circuit.edges)
+    rows = []
+    for step, (u, v, effect, removed) in enumerate(circuit.metadata.get("tested", [])):
+        status = "removed" if removed else "kept" if (u, v) in present else "dangling"
+        rows.append(
+            {
+                "section": "edge",
+                "name": f"{u} -> {v}",
+                "status": status,
+                "step": step,
+                "effect": effect,
+            }
+        )
+    return rows
+
+
+def scores_table(
+    finals: Mapping[str, Mapping[str, float]],
+    nodes: Circuit | None = None,
+    node_start: Circuit | None = None,
+    edges: Circuit | None = None,
+) -> pd.DataFrame:
+    """The ``scores.csv`` table: final scores first, then node and edge rows.
+
+    Parameters
+    ----------
+    finals: name ("full_model", "circuit", "empty", ...) -> ``scorer.evaluate`` dict.
+    nodes: node-pruned circuit (its ``metadata["removed"]`` gives steps and scores).
+    node_start: the circuit node pruning started from (default: the full model).
+    edges: edge-pruned circuit (its ``metadata["tested"]`` gives every tested edge's effect).
+    """
+    rows = [{"section": "final", "name": name, **values} for name, values in finals.items()]
+    if nodes is not None:
+        rows += _node_rows(nodes, node_start)
+    if edges is not None:
+        rows += _edge_rows(edges)
+    table = pd.DataFrame(rows, columns=list(SCORE_COLUMNS))
+    for column in ("step", "sweep"):
+        table[column] = table[column].astype("Int64")
+    return table
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "item"):  # numpy and torch scalars
+        return value.item()
+    if isinstance(value, set | frozenset | tuple):
+        return sorted(value) if isinstance(value, set | frozenset) else list(value)
+    raise TypeError(f"{type(value).__name__} value {value!r} is not JSON-serialisable")
+
+
+def write_json(path: str | Path, data: Any) -> Path:
+    """Write ``data`` as indented JSON (paths, numpy/torch scalars and sets allowed)."""
+    path = Path(path)
+    path.write_text(json.dumps(data, indent=2, default=_json_default) + "\n", encoding="utf-8")
+    return path
+
+
+def write_run(
+    folder: str | Path,
+    circuit: Circuit,
+    table: pd.DataFrame,
+    record: Mapping[str, Any],
+    svg: bool = True,
+) -> dict[str, Path]:
+    """Write circuit.json, circuit.dot, circuit.svg (if ``svg``), scores.csv and run.json."""
+    folder = Path(folder)
+    paths = {
+        "circuit": circuit.to_json(folder / "circuit.json"),
+        "dot": folder / "circuit.dot",
+    }
+    paths["dot"].write_text(circuit.to_dot(), encoding="utf-8")
+    if svg:
+        paths["svg"] = circuit.render(folder / "circuit.svg")
+    paths["scores"] = folder / "scores.csv"
+    table.to_csv(paths["scores"], index=False)
+    files = sorted(p.name for p in paths.values()) + ["run.json"]
+    paths["run"] = write_json(folder / "run.json", {**record, "files": files})
+    return paths

@@ -1,0 +1,122 @@
+"""Edge pruning: the fast path takes exactly the reference's decisions (ACDC semantics)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import circuitgraph as cg
+from circuitgraph.prune.edges import prune_edges
+
+SETTINGS = settings(
+    max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+
+def _scorer(model, metric: str, n: int = 4, **kwargs) -> cg.Scorer:
+    return cg.Scorer(model, cg.make_task("digits", model, n=n, seed=1), metric=metric, **kwargs)
+
+
+def _decisions(circuit: cg.Circuit) -> list[tuple[str, str, bool]]:
+    return [(u, v, removed) for u, v, _, removed in circuit.metadata["tested"]]
+
+
+def _random_start(data, model, qkv: bool, positions, max_edges: int = 60) -> cg.Circuit:
+    full = cg.full_circuit(model.cfg, qkv=qkv, positions=positions)
+    edges = full.sender_receiver_edges()
+    picked = data.draw(
+        st.lists(st.sampled_from(edges), min_size=1, max_size=max_edges, unique=True)
+    )
+    return cg.Circuit.from_edges(full.config, picked)
+
+
+@SETTINGS
+@given(
+    data=st.data(),
+    qkv=st.booleans(),
+    metric=st.sampled_from(["kl", "logit_diff"]),
+    tau_exponent=st.floats(-5, 0),
+)
+def test_fast_equals_reference(tiny, data, qkv, metric, tau_exponent):
+    scorer = _scorer(tiny, metric)
+    tau = 10**tau_exponent
+    start = _random_start(data, tiny, qkv, None, max_edges=80)
+    window = data.draw(st.integers(1, 5))
+    reference = prune_edges(scorer, tau, start=start, method="reference", progress=False)
+    fast = prune_edges(scorer, tau, start=start, window=window, progress=False)
+    assert _decisions(fast) == _decisions(reference)
+    assert set(fast.edges()) == set(reference.edges())
+    assert fast.is_subgraph_of(start) or fast.number_of_edges() == 0
+
+
+@SETTINGS
+@given(data=st.data(), tau_exponent=st.floats(-4, -1))
+def test_fast_equals_reference_with_positions(tiny, data, tau_exponent):
+    scorer = _scorer(tiny, "kl")
+    start = _random_start(data, tiny, True, range(scorer.task.seq_len), max_edges=50)
+    reference = prune_edges(
+        scorer, 10**tau_exponent, start=start, method="reference", progress=False
+    )
+    fast = prune_edges(scorer, 10**tau_exponent, start=start, progress=False)
+    assert _decisions(fast) == _decisions(reference)
+    assert set(fast.edges()) == set(reference.edges())
+
+
+def test_full_graph_fast_equals_reference_on_toy(toy):
+    scorer = _scorer(toy, "logit_diff", n=8)
+    start = cg.Circuit.from_nodes(toy.cfg, ["a0.0", "a1.1", "a2.2", "a2.3", "m0", "m2"])
+    reference = prune_edges(scorer, 0.01, start=start, method="reference", progress=False)
+    fast = prune_edges(scorer, 0.01, start=start, progress=False)
+    assert _decisions(fast) == _decisions(reference)
+    assert fast == reference
+
+
+def test_tau_zero_keeps_every_edge_whose_removal_hurts(toy):
+    scorer = _scorer(toy, "kl", n=8)
+    start = cg.Circuit.from_nodes(toy.cfg, ["a1.0", "a2.1", "m1", "m2"], qkv=False)
+    result = prune_edges(scorer, 0.0, start=start, progress=False)
+    for _, _, effect, removed in result.metadata["tested"]:
+        assert removed == (effect < 0)
+    assert result.number_of_edges() > 0
+
+
+def test_huge_tau_removes_everything(toy):
+    scorer = _scorer(toy, "logit_diff", n=8)
+    result = prune_edges(scorer, 1e9, qkv=False, progress=False)
+    assert result.sender_receiver_edges() == []
+    assert all(removed for *_, removed in result.metadata["tested"])
+
+
+def test_result_is_subgraph_and_score_is_remeasured(toy):
+    scorer = _scorer(toy, "logit_diff", n=8)
+    start = cg.Circuit.from_nodes(toy.cfg, ["a0.1", "a1.0", "a1.2", "a2.0", "a2.3", "m0", "m1"])
+    result = prune_edges(scorer, 0.02, start=start, progress=False)
+    assert result.level == "edge"
+    assert result.is_subgraph_of(start)
+    assert result.metadata["score"] == pytest.approx(result.metadata["running_score"], abs=1e-4)
+    assert result.metadata["score"] == pytest.approx(scorer.score(result), abs=1e-6)
+    kept = set(result.sender_receiver_edges())
+    effects = {(u, v): effect for u, v, effect, _ in result.metadata["tested"]}
+    for edge in kept:
+        assert result.edges[edge]["effect"] == effects[edge]
+
+
+def test_denoising_fast_equals_reference(toy):
+    scorer = _scorer(toy, "logit_diff", n=8, ablation="resample", direction="denoising")
+    start = cg.Circuit.from_nodes(toy.cfg, ["a1.1", "a2.0", "a2.2", "m1", "m2"])
+    reference = prune_edges(scorer, 0.02, start=start, method="reference", progress=False)
+    fast = prune_edges(scorer, 0.02, start=start, progress=False)
+    assert _decisions(fast) == _decisions(reference)
+
+
+def test_bad_inputs(toy, tiny):
+    scorer = _scorer(toy, "kl")
+    with pytest.raises(ValueError, match="tau must be"):
+        prune_edges(scorer, -1.0)
+    with pytest.raises(ValueError, match="unknown method"):
+        prune_edges(scorer, 0.1, method="magic")
+    with pytest.raises(ValueError, match="unknown metric"):
+        prune_edges(scorer, 0.1, metric="bleu")
+    with pytest.raises(ValueError, match="circuit is for model"):
+        prune_edges(scorer, 0.1, start=cg.full_circuit(tiny.cfg))

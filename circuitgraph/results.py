@@ -73,8 +73,9 @@ def result_dir(out: str | Path, model: str, task: str, run: str) -> Path:
     return Path(out) / safe_name(model) / safe_name(task) / safe_name(run)
 
 
-def check_writable(target: str | Path) -> None:
-    """Raise OSError now (before any long computation) if ``target`` cannot be created."""
+def check_writable(target: str | Path, folder: bool = True) -> None:
+    """Raise OSError now (before any long computation) if ``target`` cannot be created
+    (as a folder, or with ``folder=False`` as a file)."""
     target = Path(target)
     ancestor = target.parent
     while not ancestor.exists():
@@ -85,8 +86,9 @@ def check_writable(target: str | Path) -> None:
         raise NotADirectoryError(f"cannot write {target}: {ancestor} is not a folder")
     if not os.access(ancestor, os.W_OK | os.X_OK):
         raise PermissionError(f"cannot write {target}: {ancestor} is not writable")
-    if target.exists() and not target.is_dir():
-        raise FileExistsError(f"cannot write {target}: a file of that name exists")
+    if target.exists() and target.is_dir() != folder:
+        what = "file" if folder else "folder"
+        raise FileExistsError(f"cannot write {target}: a {what} of that name exists")
 
 
 def _make_parents(path: Path) -> list[Path]:

@@ -371,17 +371,16 @@ def run_sweep(args: argparse.Namespace) -> int:
     setup = load(args, clock)
     with clock.stage("scorer"):
         scorer = _scorer(args, setup, args.metric)
-    circuits, starts, start = {}, {}, None
-    for i, threshold in enumerate(thresholds, start=1):
-        log(
-            args,
-            f"threshold {threshold:g} ({i}/{len(thresholds)})"
-            + (" from the previous circuit" if start is not None else ""),
-        )
+    circuits: dict[float, Any] = {}
+    parents: dict[float, float | None] = {}  # threshold -> the one its pruning started from
+    for i, threshold in enumerate(thresholds):
+        parent = None if args.independent or i == 0 else thresholds[i - 1]
+        parents[threshold] = parent
+        start = None if parent is None else circuits[parent]
+        where = "" if parent is None else f" from the circuit at {parent:g}"
+        log(args, f"threshold {threshold:g} ({i + 1}/{len(thresholds)}){where}")
         with clock.stage(f"prune_nodes_{format_value(threshold)}"):
             circuits[threshold] = prune_nodes(scorer, threshold, start=start, **_node_kwargs(args))
-        starts[threshold] = start
-        start = None if args.independent else circuits[threshold]
     log(args, "scoring the circuits")
     with clock.stage("evaluate"):
         finals = _finals(scorer, {format_value(t): c for t, c in circuits.items()})
@@ -402,15 +401,14 @@ def run_sweep(args: argparse.Namespace) -> int:
                 "circuit": finals[key],
                 "empty": finals["empty"],
             }
-            table = scores_table(own, nodes=circuit, node_start=starts[threshold])
+            parent = parents[threshold]
+            start = None if parent is None else circuits[parent]
+            table = scores_table(own, nodes=circuit, node_start=start)
             summaries[key] = _summary(circuit, own)
-            previous = starts[threshold]
             record = common | {
                 "run": f"{run}/{run_name('nodes', threshold)}",
                 "threshold": threshold,
-                "start": "full model"
-                if previous is None
-                else f"the circuit at {format_value(previous.metadata['parameters']['threshold'])}",
+                "started_from_threshold": parent,
                 "result": summaries[key],
             }
             folder = tmp / run_name("nodes", threshold)

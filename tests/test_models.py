@@ -1,0 +1,81 @@
+"""Model loading: embedded models offline, random presets, clear errors for the rest."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import circuitgraph as cg
+from circuitgraph.models import cache_dir, parse_random_name
+
+
+def test_toy_model_loads_and_is_cached(toy):
+    assert cg.load_model("toy-seq") is toy
+    assert toy.circuitgraph_family == "toy"
+    assert toy.cfg.n_layers >= 2
+
+
+def test_toy_model_solves_its_tasks(toy):
+    task = cg.make_task("months", toy, n=32, seed=123)
+    with torch.no_grad():
+        top = toy(task.clean_tokens)[:, -1].argmax(dim=-1)
+    assert (top == task.answer_ids).float().mean() >= 0.95
+
+
+def test_random_presets_are_seeded():
+    a = cg.load_model("random:gpt2-tiny,seed=1")
+    b = cg.load_model("random:gpt2-tiny,seed=2")
+    assert a.cfg.n_layers == 2
+    assert not torch.equal(a.W_Q, b.W_Q)
+    three = cg.load_model("random:llama-tiny,n_layers=3")
+    assert three.cfg.n_layers == 3 and three.cfg.n_key_value_heads == 2
+
+
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("random:gpt5", "unknown random preset 'gpt5'"),
+        ("random:gpt2-tiny,n_layers=x", "expected key=<integer>"),
+        ("random:gpt2-tiny,colour=3", "unknown override 'colour'"),
+        ("no-such-model", "unknown model 'no-such-model'.*toy-seq"),
+        ("", "non-empty"),
+    ],
+)
+def test_bad_names_are_clear_errors(name, message):
+    with pytest.raises(cg.ModelLoadError, match=message):
+        parse_random_name(name) if name.startswith("random:") else cg.load_model(name)
+
+
+def test_hub_model_offline_names_the_model_and_alternatives(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(cg.ModelLoadError, match="'gpt2-small'.*offline: toy-seq, smollm2-135m"):
+        cg.load_model("gpt2-small")
+
+
+@pytest.mark.smollm2
+def test_smollm2_logits_match_transformers(smollm2):
+    from transformers import AutoModelForCausalLM
+
+    reference = AutoModelForCausalLM.from_pretrained(
+        cache_dir() / "smollm2-135m", dtype=torch.float32
+    ).eval()
+    tokens = smollm2.to_tokens("Here is a list: January, February, March,")
+    with torch.no_grad():
+        ours = smollm2(tokens).log_softmax(dim=-1)
+        theirs = reference(tokens).logits.log_softmax(dim=-1)
+    assert (ours - theirs).abs().max() < 1e-3
+    assert smollm2.tokenizer.decode(ours[0, -1].argmax()) == " April"
+    assert smollm2.cfg.n_heads == 9 and smollm2.cfg.n_key_value_heads == 3
+
+
+@pytest.mark.smollm2
+def test_smollm2_full_circuit_is_exact(smollm2):
+    task = cg.make_task("digits", smollm2, n=4, seed=0)
+    scorer = cg.Scorer(smollm2, task)
+    full = cg.full_circuit(smollm2.cfg)
+    final = scorer.final_residuals(scorer.masks(full))[0]
+    with torch.no_grad():
+        expected = smollm2(task.clean_tokens)[:, -1]
+    assert (scorer.components.unembed(final) - expected).abs().max() < 1e-3
+    assert scorer.score(full) == pytest.approx(1.0, abs=1e-4)
+    assert scorer.clean_logit_diff > 1.0

@@ -7,6 +7,14 @@
 1.0...
 """
 
+from circuitgraph import analysis
+from circuitgraph.analysis import (
+    ablate_subcircuit,
+    attention_patterns,
+    cross_task_matrix,
+    logit_lens,
+    ov_scores,
+)
 from circuitgraph.graph import Circuit, full_circuit
 from circuitgraph.models import ModelLoadError, list_models, load_model
 from circuitgraph.nodes import CircuitConfig
@@ -28,16 +36,22 @@ __all__ = [
     "Scorer",
     "Task",
     "__version__",
+    "ablate_subcircuit",
+    "analysis",
+    "attention_patterns",
     "attribute_edges",
     "compare_with_pruned",
+    "cross_task_matrix",
     "full_circuit",
     "list_corruptions",
     "list_models",
     "list_tasks",
     "list_templates",
     "load_model",
+    "logit_lens",
     "make_task",
     "order_frequency",
+    "ov_scores",
     "overlap_table",
     "plot_score_vs_size",
     "prune_edges",

@@ -50,8 +50,7 @@ SCORE_COLUMNS = ("section", "name", "status", "step", "sweep", "effect", *METRIC
 
 def safe_name(text: str) -> str:
     """A folder name for ``text``: ``/`` becomes ``--``, other unsafe characters ``-``."""
-    name = re.sub(r"[^A-Za-z0-9._+-]+", "-", text.replace("/", "--")).strip("-")
-    name = name.lstrip(".")
+    name = re.sub(r"[^A-Za-z0-9._+-]+", "-", text.replace("/", "--")).lstrip(".-").rstrip("-")
     if not name:
         raise ValueError(f"cannot make a folder name from {text!r}")
     return name

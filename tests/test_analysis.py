@@ -241,8 +241,8 @@ def test_patching_with_own_activations_changes_nothing(tiny):
 def test_patching_one_head_matches_a_manual_hook(hand_gpt2):
     model, _ = hand_gpt2
     task = cg.make_task("digits", model, n=4, seed=2)
-    where = {"heads": ["a0.1", "a1.2"], "positions": [5, 7, -1]}
-    small = an.head_position_patching(model, task, **where, batch_size=4)
+    where = {"heads": ["a0.1", "a1.2"], "positions": [7, -1]}
+    small = an.head_position_patching(model, task, **where, batch_size=8)
     big = an.head_position_patching(model, task, **where, batch_size=4096)
     torch.testing.assert_close(
         torch.tensor(small["logit_diff"].values), torch.tensor(big["logit_diff"].values)
@@ -292,16 +292,16 @@ def test_cross_task_diagonal_is_each_circuits_own_score():
             assert matrix.loc[a, b] == pytest.approx(scorers[b].score(circuits[a]), abs=1e-6)
     assert matrix.loc["digits", "digits"] != pytest.approx(matrix.loc["months", "digits"])
 
-    result = an.ablate_subcircuit(scorers["digits"], ["a1.1", "m1"], n_random=6, seed=3)
-    again = an.ablate_subcircuit(scorers["digits"], ["a1.1", "m1"], n_random=6, seed=3)
+    result = an.ablate_subcircuit(scorers["digits"], ["a1.1", "m1"], n_random=4, seed=3)
+    again = an.ablate_subcircuit(scorers["digits"], ["a1.1", "m1"], n_random=4, seed=3)
     assert result.random_sets == again.random_sets and result.percentile == again.percentile
     kept = [f"a{L}.{h}" for L in range(2) for h in range(4) if (L, h) != (1, 1)] + ["m0"]
     expected = scorers["digits"].score(cg.Circuit.from_nodes(model.cfg, kept, qkv=False))
     assert result.score == pytest.approx(expected, abs=1e-5)
     assert result.drop == pytest.approx(result.full_score - expected, abs=1e-5)
     assert all(sum(n.startswith("m") for n in s) == 1 for s in result.random_sets)
-    assert 0.0 <= result.percentile <= 100.0 and len(result.table()) == 7
-    disjoint = an.ablate_subcircuit(scorers["digits"], ["a1.1"], n_random=5, disjoint=True)
+    assert 0.0 <= result.percentile <= 100.0 and len(result.table()) == 5
+    disjoint = an.ablate_subcircuit(scorers["digits"], ["a1.1"], n_random=3, disjoint=True)
     assert all("a1.1" not in s for s in disjoint.random_sets)
 
 

@@ -4,6 +4,7 @@ Each analysis returns a pandas DataFrame (or a small result object with ``table(
 ``circuitgraph.analysis.plots`` draws them into files.
 """
 
+from circuitgraph.analysis._common import resolve_heads, resolve_positions
 from circuitgraph.analysis.attention import (
     AttentionPatterns,
     attention_offsets,
@@ -57,5 +58,7 @@ __all__ = [
     "plot_ov_scores",
     "plot_patching",
     "replace_head_activations",
+    "resolve_heads",
+    "resolve_positions",
     "top_keys",
 ]

@@ -86,19 +86,27 @@ class AttentionPatterns:
         return self.pattern[j, prompt], labels
 
     def mean_table(self, prompt: int | None = None) -> pd.DataFrame:
-        """One row per head, query and key (k <= q): the mean weight over prompts."""
-        rows = []
+        """One row per head, query and key (k <= q): the mean weight over prompts (or the
+        weight in one ``prompt``)."""
+        qs, ks = torch.tril_indices(self.seq_len, self.seq_len)  # [pairs] each
+        frames = []
         for ref in self.heads:
             matrix, labels = self.matrix(ref, prompt)
-            for q in range(self.seq_len):
-                for k in range(q + 1):
-                    rows.append(
-                        (ref.name, ref.layer, ref.head, q, labels[q], k, labels[k], matrix[q, k])
-                    )
-        columns = ["head", "layer", "head_index", "query_pos", "query", "key_pos", "key", "weight"]
-        frame = pd.DataFrame(rows, columns=columns)
-        frame["weight"] = frame["weight"].astype(float)
-        return frame
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "head": ref.name,
+                        "layer": ref.layer,
+                        "head_index": ref.head,
+                        "query_pos": qs.numpy(),
+                        "query": [labels[q] for q in qs.tolist()],
+                        "key_pos": ks.numpy(),
+                        "key": [labels[k] for k in ks.tolist()],
+                        "weight": matrix[qs, ks].double().numpy(),
+                    }
+                )
+            )
+        return pd.concat(frames, ignore_index=True)
 
     def top_keys(
         self, prompt: int | None = None, queries: int | Iterable[int] | None = None

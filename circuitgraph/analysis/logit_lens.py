@@ -68,11 +68,12 @@ def logit_lens(
     """Rank and probability of the target and the top token at every stage and position.
 
     One row per (stage, position), averaged over prompts (``per_prompt=True``: one row per
-    prompt too). Columns: ``stage`` (-1 = embedding), ``stage_name``, ``position``, ``token``,
-    ``target``, ``target_rank`` (mean; 0 = top), ``target_median_rank``, ``target_prob``,
-    ``accuracy`` (top token == target), ``top_token`` (most frequent top token), ``top_prob``
-    and, at the last clean position, ``wrong_rank``/``wrong_prob`` of the task's wrong answer
-    (the last member shown; NaN elsewhere). ``positions=None`` means every position.
+    prompt, stage and position instead); ranks count the tokens with a strictly higher logit.
+    Columns: ``stage`` (-1 = embedding), ``stage_name``, ``position``, ``token``, ``target``,
+    ``target_rank`` (mean; 0 = top), ``target_median_rank``, ``target_prob``, ``accuracy``
+    (top token == target), ``top_token`` (most frequent top token), ``top_prob`` and, at the
+    last clean position, ``wrong_rank``/``wrong_prob`` of the task's wrong answer (the last
+    member shown; NaN elsewhere). ``positions=None`` means every position.
     """
     check_task_model(model, task)
     comp = ComponentModel(model)
@@ -119,12 +120,12 @@ def logit_lens(
                             "target_prob": float(p_target[i, j]),
                             "top_token": token_str(tok, top[i, j]),
                             "top_prob": float(top_prob[i, j]),
+                            "correct": bool(top[i, j] == tgt[i, j]),
                             "wrong_rank": float(w_rank[i, j]) if last else nan,
                             "wrong_prob": float(w_prob[i, j]) if last else nan,
                         }
                     )
     frame = pd.DataFrame(records)
-    frame["correct"] = frame["top_token"] == frame["target_token"]
     if per_prompt:
         return frame
     keys = ["stage", "stage_name", "position", "token", "target"]

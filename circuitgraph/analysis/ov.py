@@ -161,8 +161,9 @@ def ov_scores(
 
     Columns: ``copy_score`` (fraction of members whose own token is in the top ``k``),
     ``successor_score`` (fraction of members with a successor whose successor token is in the
-    top ``k``), the mean ranks of both (0 = top token, over the whole vocabulary), and
-    ``rank`` (1 = strongest successor head).
+    top ``k``), the mean ranks of both (0 = top token, over the whole vocabulary; ties count
+    against the target, so a head that writes nothing scores 0), and ``rank`` (1 = strongest
+    successor head).
     """
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")

@@ -166,8 +166,9 @@ def replace_head_activations(
     k: int = 5,
 ) -> pd.DataFrame:
     """Run the target prompts with ``heads``' activations (``hook_z``) taken from the source
-    prompts (prompt i from source prompt i, at ``positions``, default all); one row per prompt
-    with the top-k tokens before and after and the probabilities of both tasks' answers.
+    prompts (prompt i from source prompt i, at ``positions``, default all; the first
+    min(n_source, n_target) prompts); one row per prompt with the top-k tokens before and
+    after and the probabilities of both tasks' answers.
     """
     check_task_model(model, source_task, "source task")
     check_task_model(model, target_task, "target task")

@@ -14,10 +14,12 @@ toy-seq ...
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import warnings
 
-from circuitgraph.cli import analyse, compare, discover, listing
-from circuitgraph.cli._common import PROG, Parser, UsageError
+from circuitgraph.cli import analyse, compare, discover, listing, sweep
+from circuitgraph.cli._common import PROG, Parser, UsageError, positive_int
 
 __all__ = ["build_parser", "main"]
 
@@ -50,9 +52,16 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument(
         "--traceback", action="store_true", help="show the full traceback of an error"
     )
+    common.add_argument(
+        "--threads",
+        type=positive_int,
+        help="CPU threads for torch (default: torch's choice; 1 is often fastest on a busy "
+        "machine)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_sub(common))
     sub.required = True
     discover.add_parsers(sub)
+    sweep.add_parsers(sub)
     compare.add_parsers(sub)
     analyse.add_parsers(sub)
     listing.add_parsers(sub)
@@ -76,9 +85,12 @@ def _message(error: BaseException) -> str:
         text = f"{error.filename}: {error.strerror}"
     else:
         text = str(error) or type(error).__name__
-    if isinstance(error, KeyError):
-        text = f"missing key {text}"
     return " ".join(text.split())
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings as one ``circuitgraph: warning:`` line on stderr."""
+    print(f"{PROG}: warning: {' '.join(str(message).split())}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,9 +102,18 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         args.argv = argv
-        return args.func(args)
+        if args.threads is not None:
+            import torch
+
+            torch.set_num_threads(args.threads)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            return args.func(args)
     except SystemExit as done:  # --help and --version
         return done.code if isinstance(done.code, int) else 0
+    except BrokenPipeError:  # e.g. piped into `head`: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
@@ -101,7 +122,3 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"{PROG}: error: {_message(error)}", file=sys.stderr)
         return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

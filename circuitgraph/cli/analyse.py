@@ -104,9 +104,7 @@ def run_analyse(args: argparse.Namespace) -> int:
         steps.update()
         steps.set_postfix_str("attention")
         with clock.stage("attention"):
-            analysis.attention_scores(model, task).to_csv(
-                tmp / "attention_scores.csv", index=False
-            )
+            analysis.attention_scores(model, task).to_csv(tmp / "attention_scores.csv", index=False)
             patterns = analysis.attention_patterns(model, task, heads)
             patterns.mean_table().to_csv(tmp / "attention.csv", index=False)
             patterns.top_keys().to_csv(tmp / "attention_top_keys.csv", index=False)
@@ -131,8 +129,10 @@ def run_analyse(args: argparse.Namespace) -> int:
         }
         write_json(tmp / "run.json", record | clock.record())
     best = ov.iloc[0]
-    print(f"strongest successor head: {best['head']} (successor score "
-          f"{best['successor_score']:.2f}, copy score {best['copy_score']:.2f})")
+    print(
+        f"strongest successor head: {best['head']} (successor score "
+        f"{best['successor_score']:.2f}, copy score {best['copy_score']:.2f})"
+    )
     print(f"heads analysed: {' '.join(heads)}")
     print(f"wrote {target}/")
     return 0

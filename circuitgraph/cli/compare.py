@@ -46,20 +46,42 @@ def _load(path: Path):
     return Circuit.from_json(path)
 
 
+def _heads_and_mlps(circuit: Any) -> Any:
+    """A node-level circuit without the Q/K/V split holding the same heads and MLPs, so node
+    sets of circuits found with and without the split can be compared."""
+    from circuitgraph.graph import Circuit
+
+    result = Circuit.from_nodes(circuit.config, circuit.heads() + circuit.mlps(), qkv=False)
+    result.metadata = circuit.metadata
+    return result
+
+
 def circuit_names(paths: list[Path], circuits: list[Any]) -> list[str]:
-    """Each circuit's task (from its metadata, else its path); repeated names get the run
-    folder (``digits/nodes-0.8``), and then the whole path, to tell them apart.
+    """Each circuit's task (from its metadata, else its path); circuits sharing a task get
+    the shortest tail of their folder path that tells them apart.
 
     >>> from types import SimpleNamespace as C
-    >>> circuit_names([Path("r/a/digits/nodes-0.8/circuit.json"), Path("x.json")],
-    ...               [C(metadata={"task": "digits"}), C(metadata={})])
-    ['digits', 'x.json']
+    >>> paths = [Path("r/digits/nodes-0.8/circuit.json"), Path("r/digits/s/nodes-0.8/circuit.json"),
+    ...          Path("x.json")]
+    >>> circuit_names(paths, [C(metadata={"task": "digits"})] * 2 + [C(metadata={})])
+    ['digits (digits/nodes-0.8)', 'digits (s/nodes-0.8)', 'x.json']
     """
-    names = [str(c.metadata.get("task") or path) for path, c in zip(paths, circuits, strict=True)]
-    for describe in (lambda p, n: f"{n}/{p.parent.name}", lambda p, n: str(p)):
-        repeated = {n for n in names if names.count(n) > 1}
-        names = [describe(p, n) if n in repeated else n for p, n in zip(paths, names, strict=True)]
-    return names
+    names = [str(c.metadata.get("task") or p) for p, c in zip(paths, circuits, strict=True)]
+    result = list(names)
+    for name in set(names):
+        group = [i for i, n in enumerate(names) if n == name]
+        if len(group) == 1:
+            continue
+        folders = [paths[i].resolve().parent.parts for i in group]
+        for k in range(1, max(len(f) for f in folders) + 1):
+            tails = ["/".join(f[-k:]) for f in folders]
+            if len(set(tails)) == len(tails):
+                break
+        for i, tail in zip(group, tails, strict=True):
+            result[i] = f"{name} ({tail})"
+    if len(set(result)) != len(result):
+        raise ValueError("the same circuit file is given twice")
+    return result
 
 
 def run_overlap(args: argparse.Namespace) -> int:
@@ -78,6 +100,8 @@ def run_overlap(args: argparse.Namespace) -> int:
     if args.venn is not None:
         check_writable(args.venn, folder=False)
     circuits = [_load(path) for path in args.files]
+    if args.on == "nodes" and len({c.config.qkv for c in circuits}) > 1:
+        circuits = [_heads_and_mlps(c) for c in circuits]
     names = args.names or circuit_names(args.files, circuits)
     named = dict(zip(names, circuits, strict=True))
     check_compatible(circuits)

@@ -1,4 +1,4 @@
-"""``circuitgraph discover`` (one circuit) and ``circuitgraph sweep`` (nested thresholds)."""
+"""``circuitgraph discover``: find one circuit and write its results folder."""
 
 from __future__ import annotations
 
@@ -81,7 +81,7 @@ def add_drawing_options(parser: argparse.ArgumentParser) -> None:
 
 
 def add_parsers(sub: Any) -> None:
-    """Register ``discover`` and ``sweep``."""
+    """Register ``discover``."""
     p = sub.add_parser(
         "discover",
         help="find one circuit and write its results folder",
@@ -118,31 +118,6 @@ def add_parsers(sub: Any) -> None:
     add_drawing_options(p)
     p.set_defaults(func=run_discover)
 
-    p = sub.add_parser(
-        "sweep",
-        help="node circuits at several thresholds (nested)",
-        description=SWEEP_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add_model_task(p)
-    p.add_argument(
-        "--thresholds",
-        type=fraction,
-        nargs="+",
-        default=[0.97, 0.9, 0.8],
-        help="thresholds, tried highest first (default 0.97 0.9 0.8)",
-    )
-    p.add_argument(
-        "--independent",
-        action="store_true",
-        help="prune each threshold from the full model instead of from the previous",
-    )
-    add_scorer_options(p, ("logit_diff", "accuracy"))
-    add_node_options(p)
-    add_output(p)
-    add_drawing_options(p)
-    p.set_defaults(func=run_sweep)
-
 
 DISCOVER_HELP = """\
 Find a circuit and write <out>/<model>/<task>/<run>/ with circuit.json, circuit.dot,
@@ -155,16 +130,8 @@ circuit; without --threshold edge pruning starts from the full graph (slow for b
 An existing run folder of the same name is replaced; nothing is written if the run fails.
 """
 
-SWEEP_HELP = """\
-Prune nodes at several thresholds, highest first; each circuit is pruned further from the
-previous one (nested) unless --independent. Writes <out>/<model>/<task>/sweep-<t1>-<t2>-.../
-with one nodes-<t>/ folder per threshold (the files of 'discover'), threshold_table.csv
-(membership of every head and MLP per threshold), threshold_changes.csv, score_vs_size.svg
-and run.json.
-"""
 
-
-def _check_graphviz(args: argparse.Namespace) -> None:
+def check_graphviz(args: argparse.Namespace) -> None:
     if not args.no_svg and shutil.which("dot") is None:
         raise RuntimeError(
             "Graphviz 'dot' executable not found on PATH; install the Debian "
@@ -191,7 +158,7 @@ def _resolve_discover(args: argparse.Namespace) -> None:
         raise ValueError("--direction denoising needs --ablation resample")
 
 
-def _scorer(args: argparse.Namespace, setup, metric: str):
+def make_scorer(args: argparse.Namespace, setup, metric: str):
     from circuitgraph.scorer import Scorer
 
     return Scorer(
@@ -204,7 +171,7 @@ def _scorer(args: argparse.Namespace, setup, metric: str):
     )
 
 
-def _node_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+def node_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "relative": args.relative,
         "order": args.order,
@@ -215,7 +182,7 @@ def _node_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _finals(scorer, circuits: dict[str, Any]) -> dict[str, dict[str, float]]:
+def evaluate_all(scorer, circuits: dict[str, Any]) -> dict[str, dict[str, float]]:
     """``scorer.evaluate`` of the full model, the given circuits and the empty circuit."""
     from circuitgraph.graph import Circuit, full_circuit
 
@@ -228,11 +195,11 @@ def _finals(scorer, circuits: dict[str, Any]) -> dict[str, dict[str, float]]:
     return {name: scorer.evaluate(circuit) for name, circuit in named.items()}
 
 
-def _parameters(args: argparse.Namespace) -> dict[str, Any]:
+def run_parameters(args: argparse.Namespace) -> dict[str, Any]:
     return {k: v for k, v in vars(args).items() if k not in ("func", "argv", "traceback")}
 
 
-def _summary(circuit, finals: dict[str, dict[str, float]]) -> dict[str, Any]:
+def run_summary(circuit, finals: dict[str, dict[str, float]]) -> dict[str, Any]:
     return {
         "level": circuit.level,
         "n_heads": len(circuit.heads()),
@@ -290,18 +257,18 @@ def run_discover(args: argparse.Namespace) -> int:
     run = f"{run}-{args.tag}" if args.tag else run
     target = result_dir(args.out, args.model, args.task, run)
     check_writable(target)
-    _check_graphviz(args)
+    check_graphviz(args)
 
     clock = Clock()
     setup = load(args, clock)
     node_metric = "logit_diff" if args.metric == "kl" else args.metric
     with clock.stage("scorer"):
-        scorer = _scorer(args, setup, node_metric)
+        scorer = make_scorer(args, setup, node_metric)
     nodes = edges = None
     if args.threshold is not None:
         log(args, f"pruning nodes to {args.threshold:g} of the full model's score")
         with clock.stage("prune_nodes"):
-            nodes = prune_nodes(scorer, args.threshold, **_node_kwargs(args))
+            nodes = prune_nodes(scorer, args.threshold, **node_kwargs(args))
     if args.method == "edges":
         start = nodes if nodes is None or not args.no_qkv else _without_qkv(nodes)
         log(
@@ -323,15 +290,15 @@ def run_discover(args: argparse.Namespace) -> int:
     log(args, "scoring the full model, the circuit and the empty circuit")
     with clock.stage("evaluate"):
         named = {"circuit": circuit} | ({"node_circuit": nodes} if edges and nodes else {})
-        finals = _finals(scorer, named)
+        finals = evaluate_all(scorer, named)
     table = scores_table(finals, nodes=nodes, edges=edges)
-    summary = _summary(circuit, finals)
+    summary = run_summary(circuit, finals)
     record = {
         "command": command_line(args.argv),
         "argv": args.argv,
         "subcommand": "discover",
         "run": run,
-        "parameters": _parameters(args),
+        "parameters": run_parameters(args),
         **setup.record,
         "versions": versions(),
         "result": summary,
@@ -339,103 +306,4 @@ def run_discover(args: argparse.Namespace) -> int:
     with atomic_folder(target) as tmp:
         paths = write_run(tmp, circuit, table, record | clock.record(), svg=not args.no_svg)
     _report(target, paths, summary)
-    return 0
-
-
-def run_sweep(args: argparse.Namespace) -> int:
-    from circuitgraph.prune.nodes import prune_nodes
-    from circuitgraph.prune.tables import plot_score_vs_size, threshold_changes, threshold_table
-    from circuitgraph.results import (
-        atomic_folder,
-        check_writable,
-        format_value,
-        result_dir,
-        run_name,
-        scores_table,
-        versions,
-        write_json,
-        write_run,
-    )
-
-    if args.direction == "denoising" and args.ablation != "resample":
-        raise ValueError("--direction denoising needs --ablation resample")
-    check_task(args)
-    thresholds = sorted(set(args.thresholds), reverse=True)
-    run = "sweep-" + "-".join(format_value(t) for t in thresholds)
-    run = f"{run}-{args.tag}" if args.tag else run
-    target = result_dir(args.out, args.model, args.task, run)
-    check_writable(target)
-    _check_graphviz(args)
-
-    clock = Clock()
-    setup = load(args, clock)
-    with clock.stage("scorer"):
-        scorer = _scorer(args, setup, args.metric)
-    circuits: dict[float, Any] = {}
-    parents: dict[float, float | None] = {}  # threshold -> the one its pruning started from
-    for i, threshold in enumerate(thresholds):
-        parent = None if args.independent or i == 0 else thresholds[i - 1]
-        parents[threshold] = parent
-        start = None if parent is None else circuits[parent]
-        where = "" if parent is None else f" from the circuit at {parent:g}"
-        log(args, f"threshold {threshold:g} ({i + 1}/{len(thresholds)}){where}")
-        with clock.stage(f"prune_nodes_{format_value(threshold)}"):
-            circuits[threshold] = prune_nodes(scorer, threshold, start=start, **_node_kwargs(args))
-    log(args, "scoring the circuits")
-    with clock.stage("evaluate"):
-        finals = _finals(scorer, {format_value(t): c for t, c in circuits.items()})
-    common = {
-        "argv": args.argv,
-        "command": command_line(args.argv),
-        "subcommand": "sweep",
-        "parameters": _parameters(args),
-        **setup.record,
-        "versions": versions(),
-    }
-    with atomic_folder(target) as tmp:
-        summaries = {}
-        for threshold, circuit in circuits.items():
-            key = format_value(threshold)
-            own = {
-                "full_model": finals["full_model"],
-                "circuit": finals[key],
-                "empty": finals["empty"],
-            }
-            parent = parents[threshold]
-            start = None if parent is None else circuits[parent]
-            table = scores_table(own, nodes=circuit, node_start=start)
-            summaries[key] = _summary(circuit, own)
-            record = common | {
-                "run": f"{run}/{run_name('nodes', threshold)}",
-                "threshold": threshold,
-                "started_from_threshold": parent,
-                "result": summaries[key],
-            }
-            folder = tmp / run_name("nodes", threshold)
-            folder.mkdir()
-            write_run(folder, circuit, table, record | clock.record(), svg=not args.no_svg)
-        threshold_table(circuits, mlps=True).to_csv(tmp / "threshold_table.csv")
-        threshold_changes(circuits, mlps=True).to_csv(tmp / "threshold_changes.csv")
-        plot_score_vs_size(circuits, tmp / "score_vs_size.svg")
-        write_json(
-            tmp / "run.json",
-            common
-            | {
-                "run": run,
-                "thresholds": thresholds,
-                "nested": not args.independent,
-                "results": summaries,
-            }
-            | clock.record(),
-        )
-    for key, summary in summaries.items():
-        print(
-            f"threshold {key}: {summary['n_heads']} heads, {summary['n_mlps']} MLPs, "
-            f"score {summary['score']:.4f}"
-        )
-    print(f"wrote {target}/")
-    print(f"  table:   {target / 'threshold_table.csv'}")
-    print(f"  plot:    {target / 'score_vs_size.svg'}")
-    if not args.no_svg:
-        print(f"  diagrams: {target}/nodes-*/circuit.svg")
     return 0

@@ -64,8 +64,10 @@ def _examples(args: argparse.Namespace, specs: list[Any]) -> None:
         except ValueError as error:
             print(f"  {spec.name}: not available ({error})")
             continue
-        print(f"  {spec.name} [{task.template}]: {task.clean_prompts[0]!r} -> "
-              f"{task.answers[0]!r} | {task.corrupted_prompts[0]!r}")
+        print(
+            f"  {spec.name} [{task.template}]: {task.clean_prompts[0]!r} -> "
+            f"{task.answers[0]!r} | {task.corrupted_prompts[0]!r}"
+        )
 
 
 def run_models(args: argparse.Namespace) -> int:
@@ -82,12 +84,19 @@ def run_models(args: argparse.Namespace) -> int:
     ]
     for name, p in RANDOM_PRESETS.items():
         kv = f", {p.n_key_value_heads} KV heads" if p.n_key_value_heads else ""
-        rows.append((f"random:{name}", f"random weights: {p.architecture}, {p.n_layers} "
-                                       f"layers x {p.n_heads} heads{kv}, d_model {p.d_model}"))
+        rows.append(
+            (
+                f"random:{name}",
+                f"random weights: {p.architecture}, {p.n_layers} "
+                f"layers x {p.n_heads} heads{kv}, d_model {p.d_model}",
+            )
+        )
     width = max(len(name) for name, _ in rows) + 2
     for name, text in rows:
         print(f"{name:<{width}}{text}")
-    print("\nAlso any TransformerLens model name (e.g. gpt2-small) whose weights are in the local "
-          "Hugging Face cache or downloadable.\nRandom presets take overrides: "
-          "random:llama-tiny,n_layers=3,seed=1")
+    print(
+        "\nAlso any TransformerLens model name (e.g. gpt2-small) whose weights are in the local "
+        "Hugging Face cache or downloadable.\nRandom presets take overrides: "
+        "random:llama-tiny,n_layers=3,seed=1"
+    )
     return 0

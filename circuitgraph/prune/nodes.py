@@ -2,8 +2,9 @@
 
 The paper's algorithm (PAPER.md, "Node pruning"): try candidates in a fixed order and remove
 one for good when the circuit without it still scores at least ``threshold`` of the full model.
-Tries are evaluated speculatively in batches by :class:`Search`;
-the decisions are those of trying one candidate at a time (``batch_size=1``, the oracle).
+Tries are evaluated speculatively in batches by :class:`Search`, each resuming the forward pass
+where the candidate is first read (:class:`_Forward`); the decisions are those of trying one
+candidate at a time (``batch_size=1``, the oracle).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import math
 import random
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Any
 
@@ -66,6 +67,7 @@ class _Forward:
         self.fixed = scorer.fixed.expand(n, p, self.layout.n_senders, self.comp.d_model)
         self.states = [self.comp.embed(scorer.run_tokens)]  # residual before each stage
         self.n_stages = 2 * self.comp.n_layers
+        self.layer_evaluations = 0.0  # variants x layers computed (a full forward: n_layers)
 
     def _live(self, present: Tensor) -> Tensor:
         """present [V, P, S] (1 = in the circuit) -> [V, 1, p, S, 1] (1 = the run's own value)."""
@@ -80,6 +82,7 @@ class _Forward:
         """Apply one stage to resid [V, n, p, d] (same arithmetic as run_node_masks)."""
         comp, layer = self.comp, stage // 2
         V, n, p, d = resid.shape
+        self.layer_evaluations += V / 2
         flat = resid.reshape(V * n, p, d)
         if stage % 2:
             index = self.layout.mlp_index(layer)
@@ -127,7 +130,7 @@ class _Forward:
 def _calibrate(forward: _Forward, batch_size: int) -> float:
     """Fixed cost of a batch in units of one variant's cost (time = a + b V; returns a / b)."""
     state, times = forward.base_state(0), {}
-    for V in (1, batch_size) * 2:
+    for V in (1, batch_size) * 3:
         live = forward._live(forward.present[None].expand(V, -1, -1))
         begin = time.perf_counter()
         forward._stage(1, forward._stage(0, state[None].expand(V, *state.shape), live), live)
@@ -149,13 +152,20 @@ class Search:
         self.floor, self.max_drop, self.batch_size = floor, max_drop, batch_size
         self.score = float(scorer.score_masks(NodeMasks(present[None]))[0])
         self.removed: list[dict[str, Any]] = []
-        self.tries = self.evaluations = self.sweeps = 0
+        self.tries = self.evaluations = self.batches = self.sweeps = 0
         self.bar = None
         self.tried: set[str] = set()  # tried in an earlier sweep, so kept then
         self.accept_rate: dict[tuple[str, bool], float] = {}
         self.miss = 0.5  # running rate of wrong predictions
         self.forward = _Forward(scorer, present) if batch_size > 1 else None
         self.overhead = _calibrate(self.forward, batch_size) if self.forward else 0.0
+
+    def layer_evaluations(self) -> float:
+        """Work done in units of one layer for one circuit (a full forward is n_layers)."""
+        n_layers = self.scorer.layout.n_layers
+        if self.forward is None:
+            return float((1 + self.evaluations) * n_layers)
+        return n_layers + self.forward.layer_evaluations
 
     def passes(self, new: float) -> bool:
         if new < self.floor - TOLERANCE:
@@ -231,6 +241,7 @@ class Search:
         final = self.forward.final(present, starts)
         scores = self.scorer.metric_from_final(final).tolist()
         self.evaluations += len(window)
+        self.batches += 1
         for k, (candidate, guess) in enumerate(zip(window, guesses, strict=True)):
             accepted = self._decide(candidate, scores[k])
             if candidate.name not in self.tried:
@@ -242,31 +253,25 @@ class Search:
         return len(window)
 
 
-def _node_order(layout, include_mlps: bool, forward: bool) -> list[tuple[str, int, int, str]]:
-    """(name, sender index, stage, kind) of every candidate node in a backward/forward sweep."""
-    layers = range(layout.n_layers) if forward else reversed(range(layout.n_layers))
-    nodes: list[tuple[str, int, int, str]] = []
-    for layer in layers:
-        heads = [
-            (f"a{layer}.{h}", layout.head_index(layer, h), 2 * layer, "head")
-            for h in range(layout.n_heads)
-        ]
-        mlp = [(f"m{layer}", layout.mlp_index(layer), 2 * layer + 1, "mlp")] * include_mlps
-        nodes += heads + mlp if forward else mlp + heads
-    return nodes
-
-
 def _candidates(
     layout, include_mlps: bool, forward: bool, n_positions: int | None
 ) -> list[Candidate]:
-    """Candidates of one sweep; position-wise, each node's positions go last to first."""
-    if n_positions is None:
-        return [
-            Candidate(n, s, 0, st, k) for n, s, st, k in _node_order(layout, include_mlps, forward)
+    """Candidates of one sweep (see ``Order``); position-wise, each node's positions go last
+    to first."""
+    layers = range(layout.n_layers) if forward else reversed(range(layout.n_layers))
+    nodes: list[Candidate] = []
+    for L in layers:
+        heads = [
+            Candidate(f"a{L}.{h}", layout.head_index(L, h), 0, 2 * L, "head")
+            for h in range(layout.n_heads)
         ]
+        mlp = [Candidate(f"m{L}", layout.mlp_index(L), 0, 2 * L + 1, "mlp")] * include_mlps
+        nodes += heads + mlp if forward else mlp + heads
+    if n_positions is None:
+        return nodes
     return [
-        Candidate(f"{name}@{pos}", sender, pos, stage, kind)
-        for name, sender, stage, kind in _node_order(layout, include_mlps, forward)
+        replace(c, name=f"{c.name}@{pos}", pos=pos)
+        for c in nodes
         for pos in reversed(range(n_positions))
     ]
 
@@ -374,6 +379,7 @@ def prune_nodes(
     (``{"node", "step", "sweep", "score"}``, score after the removal) and ``"score"``, the
     result re-measured with ``scorer.score``.
     """
+    began = time.perf_counter()
     _check_arguments(scorer, threshold, relative, batch_size)
     parsed = parse_enum(Order, order, "order")
     seed = 0 if seed is None and parsed is Order.RANDOM else seed
@@ -419,6 +425,9 @@ def prune_nodes(
         "sweeps": search.sweeps,
         "tries": search.tries,
         "evaluations": search.evaluations,
+        "batches": search.batches,
+        "layer_evaluations": search.layer_evaluations(),
+        "seconds": time.perf_counter() - began,
         "running_score": search.score,
         "score": score,
     }

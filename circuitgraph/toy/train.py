@@ -32,7 +32,7 @@ class ToyTrainingConfig:
     d_model: int = 128
     d_mlp: int = 512
     n_ctx: int = 32
-    steps: int = 2000
+    steps: int = 3000
     batch_size: int = 64
     learning_rate: float = 3e-3
     prompts_per_task: int = 400
@@ -50,22 +50,25 @@ def training_examples(config: ToyTrainingConfig) -> list[tuple[list[int], list[i
     stand_in = toy_stand_in()
     examples = []
     for task_index, name in enumerate(list_tasks()):
-        for k in (*config.member_counts, None):  # None: the task's own (possibly fixed) count
-            try:
-                task = make_task(
-                    name,
-                    stand_in,
-                    n=config.prompts_per_task,
-                    n_members=k,
-                    seed=config.seed * 1000 + task_index,
-                )
-            except ValueError:
-                continue  # this task shows a fixed number of members
+        counts = [k for k in config.member_counts if _accepts(name, k)] or [None]
+        n = config.prompts_per_task * len(config.member_counts) // len(counts)  # equal shares
+        for k in counts:
+            seed = config.seed * 1000 + task_index
+            task = make_task(name, stand_in, n=n, n_members=k, seed=seed)
             full = torch.cat([task.clean_tokens, task.answer_ids[:, None]], dim=1)
             for row, members in zip(full.tolist(), task.member_positions.tolist(), strict=True):
                 targets = [p - 1 for p in members[1:]] + [len(row) - 2]
                 examples.append((row, targets))
     return examples
+
+
+def _accepts(name: str, n_members: int) -> bool:
+    """Whether task ``name`` can show ``n_members`` members (some tasks fix the count)."""
+    try:
+        make_task(name, toy_stand_in(), n=1, n_members=n_members)
+    except ValueError:
+        return False
+    return True
 
 
 def _batches(examples, config: ToyTrainingConfig, pad_id: int):

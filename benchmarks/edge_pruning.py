@@ -1,0 +1,140 @@
+"""Edge pruning: fast incremental path against the one-forward-per-edge reference.
+
+Prints one markdown table: edges tested, model-component evaluations (heads + MLPs computed)
+and wall time for the reference and the fast path, on
+
+(a) toy-seq, full graph with Q/K/V split: both in full, same edge set required;
+(b) random:gpt2-small, the full 32,491-edge graph: fast in full; the reference replays a
+    fixed random sample of receivers from the fast run's own states (so its decisions are
+    checked too) and its time is extrapolated to every edge, stated as such;
+(c) smollm2-135m on digits, starting from the node-pruned circuit (threshold 0.8): fast in
+    full, reference on a sample of receivers as in (b).
+
+Usage: python benchmarks/edge_pruning.py [--cases a b c] [--n 8] [--sample 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import time
+
+import circuitgraph as cg
+from circuitgraph.prune.edges import prune_edges, worsening
+from circuitgraph.prune.schedule import edge_schedule
+
+
+def replay_reference(scorer, start: cg.Circuit, fast: cg.Circuit, n_receivers: int, seed: int):
+    """Re-run the reference on sampled receivers from the fast run's states.
+
+    Returns (edges tested, seconds, decisions that agree, decisions compared).
+    """
+    tested = fast.metadata["tested"]
+    steps = edge_schedule(start, scorer.layout)
+    rng = random.Random(seed)
+    sample = sorted(rng.sample(range(len(steps)), min(n_receivers, len(steps))))
+    offsets, total = [], 0
+    for step in steps:
+        offsets.append(total)
+        total += len(step.senders)
+    edges = set(start.sender_receiver_edges())
+    count, seconds, agree = 0, 0.0, 0
+    better = scorer.higher_is_better()
+    for index in sample:
+        before = tested[: offsets[index]]
+        current = edges - {(u, v) for u, v, _, removed in before if removed}
+        started = time.perf_counter()
+        running = scorer.score(cg.Circuit.from_edges(start.config, current))
+        for u, v, _, fast_removed in tested[
+            offsets[index] : offsets[index] + len(steps[index].senders)
+        ]:
+            trial = current - {(u, v)}
+            new = scorer.score(cg.Circuit.from_edges(start.config, trial))
+            removed = worsening(running, new, better) < fast.metadata["parameters"]["tau"]
+            if removed:
+                current, running = trial, new
+            agree += removed == fast_removed
+            count += 1
+        seconds += time.perf_counter() - started
+    return count, seconds, agree
+
+
+def components_per_forward(model) -> int:
+    return model.cfg.n_layers * (model.cfg.n_heads + 1)
+
+
+def row(name, model, tested_ref, seconds_ref, fast, note=""):
+    evaluations = fast.metadata["evaluations"]["component_evaluations"]
+    tested = len(fast.metadata["tested"])
+    ref_components = tested_ref * components_per_forward(model)
+    return (
+        f"| {name} | {tested} | {ref_components:,} | {evaluations:,} | {seconds_ref:,.1f} s{note} "
+        f"| {fast.metadata['seconds']:,.1f} s | {seconds_ref / fast.metadata['seconds']:,.1f}x "
+        f"| {len(fast.sender_receiver_edges())} |"
+    )
+
+
+def case_toy(n: int) -> str:
+    model = cg.load_model("toy-seq")
+    scorer = cg.Scorer(model, cg.make_task("digits", model, n=n, seed=0), metric="kl")
+    fast = prune_edges(scorer, 0.01)
+    reference = prune_edges(scorer, 0.01, method="reference")
+    same = set(fast.edges()) == set(reference.edges())
+    return row(
+        "(a) toy-seq, full graph",
+        model,
+        len(reference.metadata["tested"]),
+        reference.metadata["seconds"],
+        fast,
+        "" if same else " (EDGE SETS DIFFER)",
+    )
+
+
+def sampled_case(name: str, model, scorer, start, tau: float, sample: int) -> str:
+    fast = prune_edges(scorer, tau, start=start)
+    count, seconds, agree = replay_reference(scorer, start, fast, sample, seed=0)
+    total = len(fast.metadata["tested"])
+    extrapolated = seconds / count * total
+    note = f" (extrapolated from {count} edges, {agree}/{count} decisions agree)"
+    return row(name, model, total, extrapolated, fast, note)
+
+
+def case_gpt2(n: int, sample: int) -> str:
+    model = cg.load_model("random:gpt2-small")
+    scorer = cg.Scorer(model, cg.make_task("digits", model, n=n, seed=0), metric="kl")
+    start = cg.full_circuit(model.cfg)
+    return sampled_case("(b) random:gpt2-small, full graph", model, scorer, start, 1e-4, sample)
+
+
+def case_smollm2(n: int, sample: int) -> str:
+    model = cg.load_model("smollm2-135m")
+    scorer = cg.Scorer(model, cg.make_task("digits", model, n=n, seed=0))
+    nodes = cg.prune_nodes(scorer, threshold=0.8)
+    kl = scorer.with_metric("kl")
+    return sampled_case(
+        "(c) smollm2-135m digits, from node circuit", model, kl, nodes, 0.01, sample
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", nargs="+", default=["a", "b", "c"])
+    parser.add_argument("--n", type=int, default=8, help="prompts per task")
+    parser.add_argument("--sample", type=int, default=3, help="receivers replayed by reference")
+    args = parser.parse_args()
+    print(
+        "| case | edges tested | component evals (reference) | component evals (fast) "
+        "| reference | fast | speed-up | edges kept |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for case in args.cases:
+        if case == "a":
+            print(case_toy(args.n), flush=True)
+        elif case == "b":
+            print(case_gpt2(args.n, args.sample), flush=True)
+        elif case == "c":
+            print(case_smollm2(args.n, args.sample), flush=True)
+
+
+if __name__ == "__main__":
+    main()

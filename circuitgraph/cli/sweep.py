@@ -1,0 +1,164 @@
+"""``circuitgraph sweep``: node circuits at several thresholds, nested."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from circuitgraph.cli._common import (
+    Clock,
+    add_model_task,
+    add_output,
+    check_task,
+    command_line,
+    fraction,
+    load,
+    log,
+)
+from circuitgraph.cli.discover import (
+    add_drawing_options,
+    add_node_options,
+    add_scorer_options,
+    check_graphviz,
+    evaluate_all,
+    make_scorer,
+    node_kwargs,
+    run_parameters,
+    run_summary,
+)
+
+
+def add_parsers(sub: Any) -> None:
+    """Register ``sweep``."""
+    p = sub.add_parser(
+        "sweep",
+        help="node circuits at several thresholds (nested)",
+        description=SWEEP_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_model_task(p)
+    p.add_argument(
+        "--thresholds",
+        type=fraction,
+        nargs="+",
+        default=[0.97, 0.9, 0.8],
+        help="thresholds, tried highest first (default 0.97 0.9 0.8)",
+    )
+    p.add_argument(
+        "--independent",
+        action="store_true",
+        help="prune each threshold from the full model instead of from the previous",
+    )
+    add_scorer_options(p, ("logit_diff", "accuracy"))
+    add_node_options(p)
+    add_output(p)
+    add_drawing_options(p)
+    p.set_defaults(func=run_sweep)
+
+
+SWEEP_HELP = """\
+Prune nodes at several thresholds, highest first; each circuit is pruned further from the
+previous one (nested) unless --independent. Writes <out>/<model>/<task>/sweep-<t1>-<t2>-.../
+with one nodes-<t>/ folder per threshold (the files of 'discover'), threshold_table.csv
+(membership of every head and MLP per threshold), threshold_changes.csv, score_vs_size.svg
+and run.json.
+"""
+
+
+def run_sweep(args: argparse.Namespace) -> int:
+    from circuitgraph.prune.nodes import prune_nodes
+    from circuitgraph.prune.tables import plot_score_vs_size, threshold_changes, threshold_table
+    from circuitgraph.results import (
+        atomic_folder,
+        check_writable,
+        format_value,
+        result_dir,
+        run_name,
+        scores_table,
+        versions,
+        write_json,
+        write_run,
+    )
+
+    if args.direction == "denoising" and args.ablation != "resample":
+        raise ValueError("--direction denoising needs --ablation resample")
+    check_task(args)
+    thresholds = sorted(set(args.thresholds), reverse=True)
+    run = "sweep-" + "-".join(format_value(t) for t in thresholds)
+    run = f"{run}-{args.tag}" if args.tag else run
+    target = result_dir(args.out, args.model, args.task, run)
+    check_writable(target)
+    check_graphviz(args)
+
+    clock = Clock()
+    setup = load(args, clock)
+    with clock.stage("scorer"):
+        scorer = make_scorer(args, setup, args.metric)
+    circuits: dict[float, Any] = {}
+    parents: dict[float, float | None] = {}  # threshold -> the one its pruning started from
+    for i, threshold in enumerate(thresholds):
+        parent = None if args.independent or i == 0 else thresholds[i - 1]
+        parents[threshold] = parent
+        start = None if parent is None else circuits[parent]
+        where = "" if parent is None else f" from the circuit at {parent:g}"
+        log(args, f"threshold {threshold:g} ({i + 1}/{len(thresholds)}){where}")
+        with clock.stage(f"prune_nodes_{format_value(threshold)}"):
+            circuits[threshold] = prune_nodes(scorer, threshold, start=start, **node_kwargs(args))
+    log(args, "scoring the circuits")
+    with clock.stage("evaluate"):
+        finals = evaluate_all(scorer, {format_value(t): c for t, c in circuits.items()})
+    common = {
+        "argv": args.argv,
+        "command": command_line(args.argv),
+        "subcommand": "sweep",
+        "parameters": run_parameters(args),
+        **setup.record,
+        "versions": versions(),
+    }
+    with atomic_folder(target) as tmp:
+        summaries = {}
+        for threshold, circuit in circuits.items():
+            key = format_value(threshold)
+            own = {
+                "full_model": finals["full_model"],
+                "circuit": finals[key],
+                "empty": finals["empty"],
+            }
+            parent = parents[threshold]
+            start = None if parent is None else circuits[parent]
+            table = scores_table(own, nodes=circuit, node_start=start)
+            summaries[key] = run_summary(circuit, own)
+            record = common | {
+                "run": f"{run}/{run_name('nodes', threshold)}",
+                "threshold": threshold,
+                "started_from_threshold": parent,
+                "result": summaries[key],
+            }
+            folder = tmp / run_name("nodes", threshold)
+            folder.mkdir()
+            write_run(folder, circuit, table, record | clock.record(), svg=not args.no_svg)
+        threshold_table(circuits, mlps=True).to_csv(tmp / "threshold_table.csv")
+        threshold_changes(circuits, mlps=True).to_csv(tmp / "threshold_changes.csv")
+        plot_score_vs_size(circuits, tmp / "score_vs_size.svg")
+        write_json(
+            tmp / "run.json",
+            common
+            | {
+                "run": run,
+                "thresholds": thresholds,
+                "nested": not args.independent,
+                "results": summaries,
+            }
+            | clock.record(),
+        )
+    for key, summary in summaries.items():
+        print(
+            f"threshold {key}: {summary['n_heads']} heads, {summary['n_mlps']} MLPs, "
+            f"score {summary['score']:.4f}"
+        )
+    print(f"wrote {target}/")
+    print(f"  table:   {target / 'threshold_table.csv'}")
+    print(f"  plot:    {target / 'score_vs_size.svg'}")
+    if not args.no_svg:
+        print(f"  diagrams: {target}/nodes-*/circuit.svg")
+    return 0

@@ -1,0 +1,279 @@
+"""The ``circuitgraph`` command, run in-process through ``main([...])`` on the toy model."""
+
+from __future__ import annotations
+
+import io
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import circuitgraph as cg
+from circuitgraph.cli import main
+from circuitgraph.results import atomic_folder, result_dir, safe_name
+
+TOY = ["--model", "toy-seq", "--task", "digits", "--n", "8", "-q"]
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One torch thread: on a busy 2-core machine two threads are many times slower."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory) -> Path:
+    """One node-pruned and one edge-pruned circuit of toy-seq on digits, and months."""
+    out = tmp_path_factory.mktemp("results")
+    assert main(["discover", *TOY, "--out", str(out)]) == 0
+    edges = ["--method", "edges", "--threshold", "0.8", "--tau", "0.05", "--no-qkv"]
+    assert main(["discover", *TOY, *edges, "--out", str(out)]) == 0
+    months = ["--model", "toy-seq", "--task", "months", "--n", "8", "-q"]
+    assert main(["discover", *months, "--out", str(out), "--no-svg"]) == 0
+    return out
+
+
+def test_discover_nodes_writes_the_results_folder(results):
+    folder = results / "toy-seq" / "digits" / "nodes-0.8"
+    names = {"circuit.json", "circuit.dot", "circuit.svg", "scores.csv", "run.json"}
+    assert {p.name for p in folder.iterdir()} == names
+    circuit = cg.Circuit.from_json(folder / "circuit.json")
+    assert circuit.level == "node" and circuit.heads()
+    assert sorted(circuit.to_dot().splitlines()) == sorted(
+        (folder / "circuit.dot").read_text().splitlines()
+    )
+    ET.parse(folder / "circuit.svg")
+    record = json.loads((folder / "run.json").read_text())
+    assert record["parameters"]["threshold"] == 0.8
+    assert record["parameters"]["seed"] == 0 and record["task"]["n_prompts"] == 8
+    assert record["versions"]["circuitgraph"] == cg.__version__
+    assert record["command"].startswith("circuitgraph discover --model toy-seq")
+    assert record["timings_s"]["prune_nodes"] > 0
+    table = pd.read_csv(folder / "scores.csv")
+    final = table[table["section"] == "final"].set_index("name")
+    assert list(final.index) == ["full_model", "circuit", "empty"]
+    assert final.loc["full_model", "score"] == pytest.approx(1.0, abs=1e-4)
+    assert final.loc["circuit", "score"] >= 0.8 - 1e-4
+    assert {"logit_diff", "kl", "accuracy"} <= set(final.columns)
+    nodes = table[table["section"] == "node"].set_index("name")
+    assert set(nodes.index[nodes["status"] == "kept"]) == set(circuit.heads() + circuit.mlps())
+    assert nodes.loc[nodes["status"] == "removed", "score"].notna().all()
+
+
+def test_discover_round_trips_the_circuit(results):
+    """The saved circuit equals the one a library call finds with the same settings."""
+    from circuitgraph.prune.nodes import prune_nodes
+
+    model = cg.load_model("toy-seq")
+    scorer = cg.Scorer(model, cg.make_task("digits", model, n=8))
+    expected = prune_nodes(scorer, 0.8, seed=0, progress=False)
+    saved = results / "toy-seq" / "digits" / "nodes-0.8" / "circuit.json"
+    assert cg.Circuit.from_json(saved) == expected
+
+
+def test_discover_edges_starts_from_the_node_circuit(results):
+    folder = results / "toy-seq" / "digits" / "edges-0.05-from-nodes-0.8"
+    circuit = cg.Circuit.from_json(folder / "circuit.json")
+    nodes = cg.Circuit.from_json(results / "toy-seq" / "digits" / "nodes-0.8" / "circuit.json")
+    assert circuit.level == "edge"
+    assert set(circuit.heads()) <= set(nodes.heads())
+    table = pd.read_csv(folder / "scores.csv")
+    assert "node_circuit" in set(table.loc[table["section"] == "final", "name"])
+    edges = table[table["section"] == "edge"]
+    assert len(edges) > 0 and edges["effect"].notna().all()
+    kept = {tuple(name.split(" -> ")) for name in edges.loc[edges["status"] == "kept", "name"]}
+    assert kept == set(circuit.sender_receiver_edges())
+    ET.parse(folder / "circuit.svg")
+    assert json.loads((folder / "run.json").read_text())["parameters"]["tau"] == 0.05
+
+
+def test_sweep_writes_nested_circuits_and_tables(tmp_path, capsys):
+    code, out, _ = run(
+        capsys, "sweep", *TOY, "--thresholds", "0.8", "0.9", "--no-svg", "--out", str(tmp_path)
+    )
+    assert code == 0 and "threshold 0.9" in out
+    folder = tmp_path / "toy-seq" / "digits" / "sweep-0.9-0.8"
+    high = cg.Circuit.from_json(folder / "nodes-0.9" / "circuit.json")
+    low = cg.Circuit.from_json(folder / "nodes-0.8" / "circuit.json")
+    assert set(low.heads()) <= set(high.heads())
+    table = pd.read_csv(folder / "threshold_table.csv", index_col="threshold")
+    assert list(table.index) == [0.9, 0.8]
+    ET.parse(folder / "score_vs_size.svg")
+    assert (
+        json.loads((folder / "nodes-0.8" / "run.json").read_text())["started_from_threshold"] == 0.9
+    )
+
+
+def test_overlap_prints_a_table_and_draws_venn(results, tmp_path, capsys):
+    files = sorted(str(p) for p in results.glob("toy-seq/*/nodes-0.8/circuit.json"))
+    venn = tmp_path / "venn.svg"
+    code, out, err = run(capsys, "overlap", *files, "--venn", str(venn))
+    assert code == 0, err
+    assert "digits" in out and "months" in out and "jaccard" in out
+    ET.parse(venn)
+    code, out, _ = run(capsys, "overlap", *files, "--csv", "--on", "both")
+    table = pd.read_csv(io.StringIO(out))
+    assert set(table["on"]) == {"nodes", "edges"}
+
+
+def test_overlap_names_repeated_tasks_by_folder(results, capsys):
+    files = [str(p) for p in sorted(results.glob("toy-seq/digits/*/circuit.json"))]
+    code, out, _ = run(capsys, "overlap", *files, "--csv")
+    assert code == 0
+    names = set(pd.read_csv(io.StringIO(out))["a"])
+    assert names == {"digits (edges-0.05-from-nodes-0.8)", "digits (nodes-0.8)"}
+
+
+@pytest.mark.parametrize("suffix", ["svg", "png", "dot"])
+def test_render(results, tmp_path, capsys, suffix):
+    source = results / "toy-seq" / "digits" / "nodes-0.8" / "circuit.json"
+    target = tmp_path / f"drawing.{suffix}"
+    code, out, _ = run(capsys, "render", str(source), "-o", str(target))
+    assert code == 0 and str(target) in out
+    assert target.stat().st_size > 0
+
+
+def test_tasks_and_models_list_what_exists(capsys):
+    code, out, _ = run(capsys, "tasks")
+    assert code == 0
+    assert all(task in out for task in cg.list_tasks())
+    assert "Here is a list: {m}, {m}, ... {a}" in out
+    code, out, _ = run(capsys, "models")
+    assert code == 0 and "toy-seq" in out and "smollm2-135m" in out
+
+
+def test_analyse_writes_tables_and_plots(tmp_path, capsys):
+    code, out, err = run(
+        capsys,
+        "analyse",
+        *TOY,
+        "--heads",
+        "a0.2",
+        "a2.3",
+        "--out",
+        str(tmp_path),
+        "--format",
+        "png",
+    )
+    assert code == 0, err
+    folder = tmp_path / "toy-seq" / "digits" / "analysis"
+    ov = pd.read_csv(folder / "ov_scores.csv")
+    assert len(ov) == 12 and {"copy_score", "successor_score"} <= set(ov.columns)
+    assert set(pd.read_csv(folder / "attention.csv")["head"]) == {"a0.2", "a2.3"}
+    assert len(pd.read_csv(folder / "logit_lens.csv")) == 4  # embedding + 3 layers
+    for name in ("ov_scores.png", "attention.png", "logit_lens.png", "run.json"):
+        assert (folder / name).stat().st_size > 0
+
+
+def _bad_json(tmp_path: Path) -> str:
+    path = tmp_path / "bad.json"
+    path.write_text('{"nodes": []}')
+    return str(path)
+
+
+BAD = {
+    "unknown task": lambda t: ["discover", *TOY[:2], "--task", "nope", "--out", f"{t}/out"],
+    "threshold 1.5": lambda t: ["discover", *TOY, "--threshold", "1.5", "--out", f"{t}/out"],
+    "negative tau": lambda t: [
+        "discover",
+        *TOY,
+        "--method",
+        "edges",
+        "--tau",
+        "-1",
+        "--out",
+        f"{t}/out",
+    ],
+    "tau with nodes": lambda t: ["discover", *TOY, "--tau", "0.1", "--out", f"{t}/out"],
+    "unknown model": lambda t: [
+        "discover",
+        "--model",
+        "no-such-model",
+        "--task",
+        "digits",
+        "-q",
+        "--out",
+        f"{t}/out",
+    ],
+    "out under a file": lambda t: ["discover", *TOY, "--out", f"{t}/file/out"],
+    "malformed circuit (render)": lambda t: ["render", _bad_json(t), "-o", f"{t}/out/c.svg"],
+    "malformed circuit (overlap)": lambda t: ["overlap", _bad_json(t), _bad_json(t)],
+    "not JSON": lambda t: ["render", str(t / "file"), "-o", f"{t}/out/c.svg"],
+    "missing file": lambda t: ["render", f"{t}/missing.json"],
+    "bad head": lambda t: ["analyse", *TOY, "--heads", "a9.9", "--out", f"{t}/out"],
+    "no command": lambda t: [],
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_arguments_give_one_line_and_no_output(tmp_path, capsys, case):
+    (tmp_path / "file").write_text("not a folder, not JSON")
+    code, out, err = run(capsys, *BAD[case](tmp_path))
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("circuitgraph: error: "), err
+    assert "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+    assert not (tmp_path / "missing.svg").exists()
+
+
+def test_help_exits_zero(capsys):
+    assert main(["--help"]) == 0
+    assert "discover" in capsys.readouterr().out
+
+
+def _interrupt(*args, **kwargs):
+    raise KeyboardInterrupt
+
+
+def test_ctrl_c_leaves_no_partial_output(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("circuitgraph.prune.nodes.prune_nodes", _interrupt)
+    code, _, err = run(capsys, "discover", *TOY, "--out", str(tmp_path / "out"))
+    assert code == 130 and "interrupted" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_failure_while_writing_leaves_no_partial_output(tmp_path, capsys, monkeypatch):
+    def fail(self, path, format=None):
+        Path(path).write_text("half")
+        raise RuntimeError("dot failed")
+
+    monkeypatch.setattr(cg.Circuit, "render", fail)
+    code, _, err = run(capsys, "discover", *TOY, "--out", str(tmp_path / "out"))
+    assert code == 2 and "dot failed" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_folder_replaces_or_keeps_the_target(tmp_path):
+    target = tmp_path / "a" / "run"
+    with atomic_folder(target) as tmp:
+        (tmp / "old.txt").write_text("old")
+    with pytest.raises(ValueError), atomic_folder(target) as tmp:
+        (tmp / "new.txt").write_text("new")
+        raise ValueError("boom")
+    assert [p.name for p in target.iterdir()] == ["old.txt"]
+    with atomic_folder(target) as tmp:
+        (tmp / "new.txt").write_text("new")
+    assert [p.name for p in target.iterdir()] == ["new.txt"]
+    assert [p.name for p in target.parent.iterdir()] == ["run"]
+
+
+def test_model_names_become_safe_folder_names(tmp_path):
+    assert safe_name("meta-llama/Llama-2-7b") == "meta-llama--Llama-2-7b"
+    assert safe_name("random:llama-tiny,n_layers=3") == "random-llama-tiny-n_layers-3"
+    assert safe_name("../x") == "x"
+    path = result_dir(tmp_path, "org/model:v1", "digits", "nodes-0.8")
+    assert path.parent.parent.parent == tmp_path and path.parent.parent.name == "org--model-v1"

@@ -374,13 +374,15 @@ class Circuit(nx.DiGraph):
             raise ValueError(f"{path}: not valid JSON ({error})") from error
         return cls.from_dict(data, source=str(path))
 
-    def to_dot(self) -> str:
+    def to_dot(self, edges: bool | None = None) -> str:
         """Graphviz DOT source, one rank per layer (see ``circuitgraph.render.to_dot``)."""
-        return circuit_to_dot(self)
+        return circuit_to_dot(self, edges=edges)
 
-    def render(self, path: str | Path, format: str | None = None) -> Path:
+    def render(
+        self, path: str | Path, format: str | None = None, edges: bool | None = None
+    ) -> Path:
         """Draw with Graphviz to svg/png/pdf (from the suffix); see ``circuitgraph.render``."""
-        return render_circuit(self, path, format=format)
+        return render_circuit(self, path, format=format, edges=edges)
 
 
 _FIXED_KINDS = (NodeKind.EMBED, NodeKind.LOGITS)

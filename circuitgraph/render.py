@@ -76,10 +76,12 @@ def _weight(attrs: Mapping[str, Any]) -> float | None:
     return abs(float(value))
 
 
-def _ranks(circuit: Circuit) -> list[list[str]]:
+def _ranks(circuit: Circuit, with_inputs: bool = True) -> list[list[str]]:
     """Nodes grouped into ranks from embed up to logits, each in left-to-right order."""
     ranks: dict[tuple[int, int], list[str]] = {}
     for name, attrs in circuit.nodes(data=True):
+        if not with_inputs and attrs["kind"] == "qkv":
+            continue
         key = (attrs["layer"], 0 if attrs["kind"] == "qkv" else 1)
         ranks.setdefault(key, []).append(name)
 
@@ -90,10 +92,16 @@ def _ranks(circuit: Circuit) -> list[list[str]]:
     return [sorted(ranks[key], key=by_position) for key in sorted(ranks)]
 
 
-def to_dot(circuit: Circuit) -> str:
+def to_dot(circuit: Circuit, edges: bool | None = None) -> str:
     """Graphviz DOT source: ranked by layer, coloured by node kind and by q/k/v edge, edge
     width proportional to ``|effect|`` (or ``|score|``) when present; head-internal edges are
-    dashed."""
+    dashed.
+
+    ``edges=None`` draws the edges of edge-level circuits only: a node-level circuit links every
+    node to every later one, so its picture is its heads and MLPs ranked by layer (drawing its
+    thousands of implied edges would be a hairball that takes Graphviz minutes).
+    """
+    draw_edges = circuit.level == "edge" if edges is None else edges
     meta = circuit.metadata
     title = " · ".join(
         str(part)
@@ -101,7 +109,7 @@ def to_dot(circuit: Circuit) -> str:
             circuit.config.model_name,
             meta.get("task"),
             meta.get("method"),
-            f"{circuit.level}-level",
+            f"{circuit.level}-level" + ("" if draw_edges else " (all later nodes linked)"),
         )
         if part
     )
@@ -120,7 +128,7 @@ def to_dot(circuit: Circuit) -> str:
         '  node [shape=box, style="rounded,filled", fontname=Helvetica, fontsize=10];',
         "  edge [arrowsize=0.5];",
     ]
-    ranks = _ranks(circuit)
+    ranks = _ranks(circuit, with_inputs=draw_edges)
     for rank in ranks:
         lines.append("  { rank=same;")
         for name in rank:
@@ -134,7 +142,7 @@ def to_dot(circuit: Circuit) -> str:
         lines.append(f"  {_quote(lower[0])} -> {_quote(upper[0])} [style=invis, weight=0];")
     weights = {(u, v): _weight(d) for u, v, d in circuit.edges(data=True)}
     top = max((w for w in weights.values() if w is not None), default=0.0)
-    for u, v, attrs in circuit.edges(data=True):
+    for u, v, attrs in circuit.edges(data=True) if draw_edges else ():
         weight = weights[u, v]
         value = attrs.get("effect", attrs.get("score"))
         style = {
@@ -149,12 +157,15 @@ def to_dot(circuit: Circuit) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render(circuit: Circuit, path: str | Path, format: str | None = None) -> Path:
+def render(
+    circuit: Circuit, path: str | Path, format: str | None = None, edges: bool | None = None
+) -> Path:
     """Draw ``circuit`` with Graphviz ``dot`` to svg, png or pdf (format from the suffix unless
-    given; ``.dot`` writes the DOT source). RuntimeError if ``dot`` is missing or fails."""
+    given; ``.dot`` writes the DOT source). RuntimeError if ``dot`` is missing or fails.
+    ``edges`` as in :func:`to_dot`."""
     path = Path(path)
     fmt = (format or path.suffix.lstrip(".")).lower()
-    source = to_dot(circuit)
+    source = to_dot(circuit, edges=edges)
     if fmt in ("dot", "gv"):
         with atomic_output(path) as tmp:
             tmp.write_text(source, encoding="utf-8")

@@ -21,7 +21,7 @@ from circuitgraph.prune import (
     threshold_sweep,
     threshold_table,
 )
-from circuitgraph.prune.nodes import TOLERANCE, _Forward
+from circuitgraph.prune.nodes import TOLERANCE, Search, _candidates, _Forward
 
 MODELS = ("toy-seq", "random:gpt2-tiny", "random:llama-tiny")
 SETTINGS = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -107,6 +107,26 @@ def test_batched_equals_sequential(
     if meta["removed"]:
         assert meta["score"] >= threshold - 1e-4
         assert meta["removed"][-1]["score"] == meta["running_score"]
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_full_windows_speculate_exactly(scorers, model):
+    """With windows forced to full size, speculation both ways (assumed kept, assumed
+    removed) still reproduces the oracle, in fewer batches than tries."""
+    scorer = scorers[model]
+    layout, runs = scorer.layout, {}
+    for batch_size in (1, 6):
+        for floor in (0.3, 0.9):
+            present = torch.ones(scorer.task.seq_len, layout.n_senders)
+            search = Search(scorer, present, floor, None, batch_size)
+            search.overhead = 1e6
+            for forward in (False, True, False):
+                search.sweep(_candidates(layout, True, forward, scorer.task.seq_len))
+            runs[batch_size, floor] = search
+    for floor in (0.3, 0.9):
+        oracle, batched = runs[1, floor], runs[6, floor]
+        assert batched.removed == oracle.removed and torch.equal(batched.present, oracle.present)
+        assert batched.batches < batched.tries < batched.evaluations
 
 
 def test_removal_scores_are_the_circuits_scores(toy_scorer):

@@ -56,7 +56,7 @@ def _node_centres(svg_path) -> dict[str, tuple[float, float]]:
 
 def test_svg_places_layers_in_order(tmp_path):
     circuit = full_circuit(GQA)
-    centres = _node_centres(render(circuit, tmp_path / "full.svg"))
+    centres = _node_centres(render(circuit, tmp_path / "full.svg", edges=True))
     assert set(centres) == set(circuit)
     y = {name: yx[1] for name, yx in centres.items()}
     assert all(y["embed"] > y[n] > y["logits"] for n in circuit if n not in ("embed", "logits"))
@@ -69,6 +69,16 @@ def test_svg_places_layers_in_order(tmp_path):
             assert min(y[f"a{layer - 1}.{h}"] for h in range(4)) > max(y[i] for i in inputs)
         x = [centres[name][0] for name in [*heads, f"m{layer}"]]
         assert x == sorted(x)  # heads in index order, MLP after them
+
+
+def test_node_level_circuits_draw_components_ranked_without_implied_edges(tmp_path):
+    circuit = Circuit.from_nodes(GQA, ["a0.1", "a2.3", "m1"])
+    source = to_dot(circuit)
+    assert "a0.1.q" not in source and "->" in source  # only invisible rank edges
+    assert all("style=invis" in line for line in source.splitlines() if "->" in line)
+    y = {name: yx[1] for name, yx in _node_centres(render(circuit, tmp_path / "n.svg")).items()}
+    assert set(y) == {"embed", "a0.1", "m1", "a2.3", "logits"}
+    assert y["embed"] > y["a0.1"] > y["m1"] > y["a2.3"] > y["logits"]
 
 
 def test_svg_layer_order_with_missing_layers(tmp_path):

@@ -100,7 +100,7 @@ def test_dot_labels_colours_and_widths():
     assert '"embed" -> "a2.3.q" [color="#2171b5", penwidth="1"' in source  # no effect
     assert re.search(r'"a2.g1.k" -> "a2.3" \[[^]]*style="dashed"', source)  # internal edge
     assert "{ rank=same;" in source and 'rankdir="BT"' in source
-    positional = to_dot(circuits["positions"])
+    positional = to_dot(circuits["positions"], edges=True)
     assert 'label="a1.0 V\\n@1"' in positional and 'label="m2\\n@1"' in positional
     assert '"m0" [label="m0", fillcolor="#fdae6b"]' in to_dot(circuits["plain"])
 

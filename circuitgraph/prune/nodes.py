@@ -249,7 +249,7 @@ class Search:
                 self.accept_rate[key] = 0.8 * self.accept_rate.get(key, 0.5) + 0.2 * accepted
             self.miss = 0.8 * self.miss + 0.2 * (accepted != guess)
             if accepted != guess:
-                return k + 1
+                pass
         return len(window)
 
 

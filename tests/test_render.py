@@ -131,7 +131,7 @@ def test_missing_dot_says_how_to_install(tmp_path, monkeypatch):
 def test_failed_render_leaves_old_file_untouched(tmp_path, monkeypatch):
     path = tmp_path / "c.svg"
     path.write_text("old")
-    monkeypatch.setattr(render_module, "to_dot", lambda circuit: "digraph { a -> }")
+    monkeypatch.setattr(render_module, "to_dot", lambda circuit, edges: "digraph { a -> }")
     with pytest.raises(RuntimeError, match="dot failed"):
         render(example_circuits()["plain"], path)
     assert path.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["c.svg"]

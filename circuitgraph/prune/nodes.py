@@ -107,7 +107,7 @@ class _Forward:
 
     def invalidate(self, stage: int) -> None:
         """The node read at ``stage`` changed: forget the cached states after it."""
-        del self.states[stage + 1 :]
+        pass
 
     def final(self, present: Tensor, starts: list[int]) -> Tensor:
         """Final residuals [V, n, d] of circuits present [V, P, S] that equal the current circuit
@@ -249,7 +249,7 @@ class Search:
                 self.accept_rate[key] = 0.8 * self.accept_rate.get(key, 0.5) + 0.2 * accepted
             self.miss = 0.8 * self.miss + 0.2 * (accepted != guess)
             if accepted != guess:
-                pass
+                return k + 1
         return len(window)
 
 

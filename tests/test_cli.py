@@ -204,7 +204,6 @@ BAD = {
         "no-such-model",
         "--task",
         "digits",
-        "-q",
         "--out",
         f"{t}/out",
     ],

@@ -114,6 +114,26 @@ def check_task(args: argparse.Namespace) -> None:
         )
 
 
+def check_model(name: str) -> None:
+    """ModelLoadError now for a model name that cannot load (before any progress output)."""
+    from circuitgraph.models import EMBEDDED_MODELS, ModelLoadError, parse_random_name
+
+    if name in EMBEDDED_MODELS:
+        return
+    if name.startswith("random:"):
+        parse_random_name(name)
+        return
+    from transformer_lens.supported_models import get_official_model_name
+
+    try:
+        get_official_model_name(name)
+    except ValueError:
+        raise ModelLoadError(
+            f"unknown model {name!r}: not {', '.join(EMBEDDED_MODELS)}, a random:<preset> or a "
+            "TransformerLens model name (see 'circuitgraph models')"
+        ) from None
+
+
 @dataclass
 class Clock:
     """Wall-clock timings of named stages, and the start time."""

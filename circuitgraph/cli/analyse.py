@@ -12,6 +12,7 @@ from circuitgraph.cli._common import (
     Clock,
     add_model_task,
     add_output,
+    check_model,
     check_task,
     command_line,
     load,
@@ -75,6 +76,7 @@ def run_analyse(args: argparse.Namespace) -> int:
     )
 
     check_task(args)
+    check_model(args.model)
     if args.heads and args.circuit:
         raise ValueError("give --heads or --circuit, not both")
     circuit = None

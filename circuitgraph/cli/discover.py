@@ -11,6 +11,7 @@ from circuitgraph.cli._common import (
     Clock,
     add_model_task,
     add_output,
+    check_model,
     check_task,
     command_line,
     fraction,
@@ -250,6 +251,7 @@ def run_discover(args: argparse.Namespace) -> int:
 
     _resolve_discover(args)
     check_task(args)
+    check_model(args.model)
     if args.method == "nodes":
         run = run_name("nodes", args.threshold)
     else:
@@ -289,7 +291,9 @@ def run_discover(args: argparse.Namespace) -> int:
     circuit = edges if edges is not None else nodes
     log(args, "scoring the full model, the circuit and the empty circuit")
     with clock.stage("evaluate"):
-        named = {"circuit": circuit} | ({"node_circuit": nodes} if edges and nodes else {})
+        named = {"circuit": circuit}
+        if edges is not None and nodes is not None:
+            named["node_circuit"] = nodes
         finals = evaluate_all(scorer, named)
     table = scores_table(finals, nodes=nodes, edges=edges)
     summary = run_summary(circuit, finals)

@@ -9,6 +9,7 @@ from circuitgraph.cli._common import (
     Clock,
     add_model_task,
     add_output,
+    check_model,
     check_task,
     command_line,
     fraction,
@@ -83,6 +84,7 @@ def run_sweep(args: argparse.Namespace) -> int:
     if args.direction == "denoising" and args.ablation != "resample":
         raise ValueError("--direction denoising needs --ablation resample")
     check_task(args)
+    check_model(args.model)
     thresholds = sorted(set(args.thresholds), reverse=True)
     run = "sweep-" + "-".join(format_value(t) for t in thresholds)
     run = f"{run}-{args.tag}" if args.tag else run

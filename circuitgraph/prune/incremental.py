@@ -102,14 +102,13 @@ class IncrementalEvaluator:
             diff = step if diff is None else torch.cat([diff, step], dim=3)
 
         def affected(new: Tensor, old: Tensor) -> Tensor:
-            """Receiver slots whose inputs change: bool over the last axis."""
-            moved = (new != old).flatten(0, 2).any(dim=0) if new.shape[2] else None
+            """Receiver slots whose inputs change, bool [R], for masks [V or 1, P, s, R]:
+            a mask entry differs, or a live edge comes from a sender whose output changed."""
+            slots = (new != old).flatten(0, 2).any(dim=0)
             reads = [s for s in changed if s < new.shape[2]]
-            fed = (new[:, :, reads] != 0).flatten(0, 2).any(dim=0) if reads else None
-            parts = [x for x in (moved, fed) if x is not None]
-            if not parts:
-                return torch.zeros(new.shape[3:] or (1,), dtype=torch.bool)
-            return parts[0] | parts[1] if len(parts) == 2 else parts[0]
+            if reads:
+                slots |= (new[:, :, reads] != 0).flatten(0, 2).any(dim=0)
+            return slots
 
         first = layout.n_layers if receiver.kind == "logits" else receiver.layer
         for layer in range(first, layout.n_layers):

@@ -107,7 +107,7 @@ class _Forward:
 
     def invalidate(self, stage: int) -> None:
         """The node read at ``stage`` changed: forget the cached states after it."""
-        pass
+        del self.states[stage + 1 :]
 
     def final(self, present: Tensor, starts: list[int]) -> Tensor:
         """Final residuals [V, n, d] of circuits present [V, P, S] that equal the current circuit

@@ -49,33 +49,48 @@ def sender_outputs(comp: ComponentModel, tokens: Tensor) -> tuple[Tensor, Tensor
     return outputs, resid[:, -1]
 
 
+def node_stage(
+    comp: ComponentModel, stage: int, resid: Tensor, live: Tensor, fixed: Tensor
+) -> Tensor:
+    """One stage of a node-level circuit: attention of layer L (stage 2L) or MLP L (2L + 1).
+
+    resid [V, n, p, d] is the residual before the stage; live [V, 1, p, S, 1] is 1 where a
+    sender outputs its value from this run and 0 where it outputs fixed [n, p, S, d].
+    """
+    layout = Layout(comp.n_layers, comp.n_heads, comp.n_kv_heads)
+    layer = stage // 2
+    V, n, p, d = resid.shape
+    flat = resid.reshape(V * n, p, d)
+    if stage % 2:
+        index = layout.mlp_index(layer)
+        out, keep = comp.mlp(layer, flat).reshape(V, n, p, d), live[:, :, :, index]
+        return resid + (keep * out + (1 - keep) * fixed[None, :, :, index])
+    first = layout.senders_before_attention(layer)
+    index = slice(first, first + comp.n_heads)
+    heads = comp.head_outputs(layer, comp.attention(layer, flat, None, None))
+    keep = live[:, :, :, index]
+    heads = keep * heads.reshape(V, n, p, comp.n_heads, d) + (1 - keep) * fixed[None, :, :, index]
+    return resid + heads.sum(dim=3) + comp.b_O[layer]
+
+
+def live_senders(masks: NodeMasks, seq_len: int) -> Tensor:
+    """present [V, P, S] -> live [V, 1, p, S, 1], the layout :func:`node_stage` reads."""
+    return _expand_positions(masks.present, seq_len)[:, None, :, :, None]
+
+
 @torch.no_grad()
 def run_node_masks(comp: ComponentModel, tokens: Tensor, fixed: Tensor, masks: NodeMasks) -> Tensor:
     """Node-level circuit forward; returns the final residual at the last position [V, n, d].
 
     A sender's output is its live value where present[v, pos, s] == 1, else fixed[..., s, :].
     """
-    layout = Layout(comp.n_layers, comp.n_heads, comp.n_kv_heads)
     n, p = tokens.shape
-    V = masks.n_variants
-    present = _expand_positions(masks.present, p)[:, None, :, :, None]  # [V, 1, p, S, 1]
-    fixed = fixed.expand(n, p, layout.n_senders, comp.d_model)
-
-    def mix(live: Tensor, index: slice | int) -> Tensor:
-        """Blend live [V, n, p, (k,) d] with the fixed values of senders ``index``."""
-        keep = present[:, :, :, index]
-        return keep * live + (1 - keep) * fixed[None, :, :, index]
-
-    embedding = comp.embed(tokens)[None].expand(V, n, p, comp.d_model)
-    resid = mix(embedding, 0)  # [V, n, p, d]
-    for layer in range(comp.n_layers):
-        start = layout.senders_before_attention(layer)
-        z = comp.attention(layer, resid.reshape(V * n, p, -1), None, None)
-        heads = comp.head_outputs(layer, z).reshape(V, n, p, comp.n_heads, -1)
-        heads = mix(heads, slice(start, start + comp.n_heads))
-        resid = resid + heads.sum(dim=3) + comp.b_O[layer]
-        mlp_out = comp.mlp(layer, resid.reshape(V * n, p, -1)).reshape(V, n, p, -1)
-        resid = resid + mix(mlp_out, layout.mlp_index(layer))
+    fixed = fixed.expand(n, p, *fixed.shape[2:])
+    live = live_senders(masks, p)
+    keep = live[:, :, :, 0]  # [V, 1, p, 1]
+    resid = keep * comp.embed(tokens)[None] + (1 - keep) * fixed[None, :, :, 0]  # [V, n, p, d]
+    for stage in range(2 * comp.n_layers):
+        resid = node_stage(comp, stage, resid, live, fixed)
     return resid[:, :, -1]
 
 

@@ -132,7 +132,7 @@ class Scorer:
     def final_residuals(self, masks: NodeMasks | EdgeMasks) -> Tensor:
         """Run the masked forward pass; final residual at the last position [V, n, d]."""
         if self.direction is Direction.DENOISING:
-            masks = _complement(masks)
+            masks = complement_masks(masks)
         if isinstance(masks, NodeMasks):
             return run_node_masks(self.components, self.run_tokens, self.fixed, masks)
         return run_edge_masks(self.components, self.run_tokens, self.fixed, masks)
@@ -193,7 +193,9 @@ class Scorer:
         return self.metric is not Metric.KL
 
 
-def _complement(masks: NodeMasks | EdgeMasks) -> NodeMasks | EdgeMasks:
+def complement_masks(masks: NodeMasks | EdgeMasks) -> NodeMasks | EdgeMasks:
+    """Masks for the denoising direction: what the circuit holds takes the fixed (clean)
+    values, everything else runs live on the corrupted prompt."""
     if isinstance(masks, NodeMasks):
         present = 1 - masks.present
         present[:, :, 0] = 1 - present[:, :, 0]  # embed: the run's own embedding stays live

@@ -1,4 +1,5 @@
-"""Circuit discovery by pruning: node pruning (heads and MLPs) and its tables and plots."""
+"""Circuit discovery by pruning. Node pruning and its tables are exported here; edge pruning
+and attribution live in ``prune.edges`` and ``prune.attribution``."""
 
 from circuitgraph.prune.nodes import ORDERS, prune_nodes, threshold_sweep
 from circuitgraph.prune.tables import (

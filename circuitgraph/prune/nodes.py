@@ -2,14 +2,13 @@
 
 The paper's algorithm (PAPER.md, "Node pruning"): try candidates in a fixed order and remove
 one for good when the circuit without it still scores at least ``threshold`` of the full model.
-Tries are evaluated speculatively in batches by :class:`Search`, each resuming the forward pass
-where the candidate is first read (:class:`_Forward`); the decisions are those of trying one
-candidate at a time (``batch_size=1``, the oracle).
+Tries are evaluated speculatively in batches by :class:`Search`, each resuming the forward
+pass where the candidate is first read (:class:`~circuitgraph.prune.node_forward.NodeForward`);
+the decisions are those of trying one candidate at a time (``batch_size=1``, the oracle).
 """
 
 from __future__ import annotations
 
-import math
 import random
 import time
 import warnings
@@ -18,13 +17,13 @@ from enum import Enum
 from typing import Any
 
 import torch
-from torch import Tensor
 from tqdm.auto import tqdm
 
 from circuitgraph.graph import Circuit, full_circuit
 from circuitgraph.layout import NodeMasks
 from circuitgraph.metrics import Metric, parse_enum
 from circuitgraph.nodes import CircuitConfig
+from circuitgraph.prune.node_forward import NodeForward, calibrate
 
 __all__ = ["ORDERS", "Order", "prune_nodes", "threshold_sweep"]
 
@@ -52,93 +51,6 @@ class Candidate:
     kind: str
 
 
-class _Forward:
-    """``patching.run_node_masks`` resumable at any stage (2L: attention L, 2L + 1: MLP L).
-
-    Removing a node changes nothing before its stage, so a try starts from the current
-    circuit's cached residual stream there: trying a late-layer node costs a few layers.
-    ``present`` [P, S] is the search's current circuit, shared and updated in place.
-    """
-
-    def __init__(self, scorer, present: Tensor) -> None:
-        self.comp, self.layout, self.present = scorer.components, scorer.layout, present
-        self.denoising = scorer.direction.value == "denoising"
-        n, p = scorer.run_tokens.shape
-        self.fixed = scorer.fixed.expand(n, p, self.layout.n_senders, self.comp.d_model)
-        self.states = [self.comp.embed(scorer.run_tokens)]  # residual before each stage
-        self.n_stages = 2 * self.comp.n_layers
-        self.layer_evaluations = 0.0  # variants x layers computed (a full forward: n_layers)
-
-    def _live(self, present: Tensor) -> Tensor:
-        """present [V, P, S] (1 = in the circuit) -> [V, 1, p, S, 1] (1 = the run's own value)."""
-        if self.denoising:
-            present = 1 - present
-            present[..., 0] = 1
-        V, _, S = present.shape
-        return present.expand(V, self.fixed.shape[1], S)[:, None, :, :, None]
-
-    @torch.no_grad()
-    def _stage(self, stage: int, resid: Tensor, live: Tensor) -> Tensor:
-        """Apply one stage to resid [V, n, p, d] (same arithmetic as run_node_masks)."""
-        comp, layer = self.comp, stage // 2
-        V, n, p, d = resid.shape
-        self.layer_evaluations += V / 2
-        flat = resid.reshape(V * n, p, d)
-        if stage % 2:
-            index = self.layout.mlp_index(layer)
-            out, keep = comp.mlp(layer, flat).reshape(V, n, p, d), live[:, :, :, index]
-            return resid + (keep * out + (1 - keep) * self.fixed[None, :, :, index])
-        first = self.layout.senders_before_attention(layer)
-        index = slice(first, first + comp.n_heads)
-        heads = comp.head_outputs(layer, comp.attention(layer, flat, None, None))
-        keep = live[:, :, :, index]
-        heads = keep * heads.reshape(V, n, p, comp.n_heads, d)
-        heads = heads + (1 - keep) * self.fixed[None, :, :, index]
-        return resid + heads.sum(dim=3) + comp.b_O[layer]
-
-    def base_state(self, stage: int) -> Tensor:
-        """The current circuit's residual before ``stage`` [n, p, d], extending the cache."""
-        if len(self.states) <= stage:
-            live = self._live(self.present[None])
-            while len(self.states) <= stage:
-                k = len(self.states) - 1
-                self.states.append(self._stage(k, self.states[k][None], live)[0])
-        return self.states[stage]
-
-    def invalidate(self, stage: int) -> None:
-        """The node read at ``stage`` changed: forget the cached states after it."""
-        del self.states[stage + 1 :]
-
-    def final(self, present: Tensor, starts: list[int]) -> Tensor:
-        """Final residuals [V, n, d] of circuits present [V, P, S] that equal the current circuit
-        before their stage ``starts[v]``; each variant joins the batch at its start stage."""
-        live, rows, resid = self._live(present), [], None
-        for stage in range(min(starts), self.n_stages):
-            joining = [v for v, s in enumerate(starts) if s == stage]
-            if joining:
-                base = self.base_state(stage)
-                new = base[None].expand(len(joining), *base.shape)
-                resid = new if resid is None else torch.cat([resid, new])
-                rows += joining
-                active = live[rows]
-            resid = self._stage(stage, resid, active)
-        inverse = torch.empty(len(rows), dtype=torch.long)
-        inverse[rows] = torch.arange(len(rows))
-        return resid[:, :, -1][inverse]
-
-
-def _calibrate(forward: _Forward, batch_size: int) -> float:
-    """Fixed cost of a batch in units of one variant's cost (time = a + b V; returns a / b)."""
-    state, times = forward.base_state(0), {}
-    for V in (1, batch_size) * 3:
-        live = forward._live(forward.present[None].expand(V, -1, -1))
-        begin = time.perf_counter()
-        forward._stage(1, forward._stage(0, state[None].expand(V, *state.shape), live), live)
-        times[V] = min(times.get(V, math.inf), time.perf_counter() - begin)
-    per_variant = max((times[batch_size] - times[1]) / (batch_size - 1), 1e-9)
-    return min(max(times[1] / per_variant - 1, 0.0), 64.0)
-
-
 class Search:
     """The state of a pruning run: current circuit and score, removals, counters.
 
@@ -157,8 +69,8 @@ class Search:
         self.tried: set[str] = set()  # tried in an earlier sweep, so kept then
         self.accept_rate: dict[tuple[str, bool], float] = {}
         self.miss = 0.5  # running rate of wrong predictions
-        self.forward = _Forward(scorer, present) if batch_size > 1 else None
-        self.overhead = _calibrate(self.forward, batch_size) if self.forward else 0.0
+        self.forward = NodeForward(scorer, present) if batch_size > 1 else None
+        self.overhead = calibrate(self.forward, batch_size) if self.forward else 0.0
 
     def layer_evaluations(self) -> float:
         """Work done in units of one layer for one circuit (a full forward is n_layers)."""
@@ -378,18 +290,28 @@ def prune_nodes(
     A node-level ``Circuit`` whose metadata records the parameters, every removal
     (``{"node", "step", "sweep", "score"}``, score after the removal) and ``"score"``, the
     result re-measured with ``scorer.score``.
+
+    Examples
+    --------
+    >>> import circuitgraph as cg
+    >>> model = cg.load_model("toy-seq")
+    >>> scorer = cg.Scorer(model, cg.make_task("digits", model, n=8))
+    >>> circuit = prune_nodes(scorer, threshold=0.8, progress=False)
+    >>> circuit.metadata["score"] >= 0.8, len(circuit.heads()) < 12
+    (True, True)
     """
     began = time.perf_counter()
     _check_arguments(scorer, threshold, relative, batch_size)
     parsed = parse_enum(Order, order, "order")
     seed = 0 if seed is None and parsed is Order.RANDOM else seed
     present, qkv = _start_present(scorer, start, positions)
+    start_size = int(present[:, 1:].sum())
     reference = 1.0
     if scorer.metric is Metric.ACCURACY:
         reference = scorer.score(full_circuit(scorer.model.cfg, qkv=False))
     search = Search(
         scorer,
-        present.to(scorer.fixed.device),
+        present.to(scorer.fixed.device, copy=True),
         floor=threshold * reference,
         max_drop=None if relative is None else relative * reference,
         batch_size=batch_size,
@@ -420,7 +342,7 @@ def prune_nodes(
         "parameters": _parameters(locals()),
         "reference": reference,
         "start_score": start_score,
-        "start_size": int(present[:, 1:].sum()),
+        "start_size": start_size,
         "removed": search.removed,
         "sweeps": search.sweeps,
         "tries": search.tries,

@@ -1,0 +1,90 @@
+"""Node-level circuit forward that resumes at any stage, for node pruning.
+
+Removing a node changes nothing before the stage that reads it (2L: attention of layer L,
+2L + 1: MLP L), so a try starts from the current circuit's cached residual stream there:
+trying a late-layer node costs a few layers. The arithmetic is
+:func:`circuitgraph.patching.node_stage`, shared with the Scorer.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import torch
+from torch import Tensor
+
+from circuitgraph.layout import NodeMasks
+from circuitgraph.patching import live_senders, node_stage
+from circuitgraph.scorer import complement_masks
+
+
+class NodeForward:
+    """``patching.run_node_masks`` resumable at any stage.
+
+    ``present`` [P, S] is the search's current circuit, shared and updated in place.
+    """
+
+    def __init__(self, scorer, present: Tensor) -> None:
+        self.comp, self.layout, self.present = scorer.components, scorer.layout, present
+        self.denoising = scorer.direction.value == "denoising"
+        n, p = scorer.run_tokens.shape
+        self.fixed = scorer.fixed.expand(n, p, self.layout.n_senders, self.comp.d_model)
+        self.states = [self.comp.embed(scorer.run_tokens)]  # residual before each stage
+        self.n_stages = 2 * self.comp.n_layers
+        self.layer_evaluations = 0.0  # variants x layers computed (a full forward: n_layers)
+
+    def live(self, present: Tensor) -> Tensor:
+        """present [V, P, S] (1 = in the circuit) -> [V, 1, p, S, 1] (1 = the run's own value)."""
+        masks = NodeMasks(present)
+        if self.denoising:
+            masks = complement_masks(masks)
+        return live_senders(masks, self.fixed.shape[1])
+
+    @torch.no_grad()
+    def stage(self, stage: int, resid: Tensor, live: Tensor) -> Tensor:
+        """Apply one stage to resid [V, n, p, d]."""
+        self.layer_evaluations += resid.shape[0] / 2
+        return node_stage(self.comp, stage, resid, live, self.fixed)
+
+    def base_state(self, stage: int) -> Tensor:
+        """The current circuit's residual before ``stage`` [n, p, d], extending the cache."""
+        if len(self.states) <= stage:
+            live = self.live(self.present[None])
+            while len(self.states) <= stage:
+                k = len(self.states) - 1
+                self.states.append(self.stage(k, self.states[k][None], live)[0])
+        return self.states[stage]
+
+    def invalidate(self, stage: int) -> None:
+        """The node read at ``stage`` changed: forget the cached states after it."""
+        del self.states[stage + 1 :]
+
+    def final(self, present: Tensor, starts: list[int]) -> Tensor:
+        """Final residuals [V, n, d] of circuits present [V, P, S] that equal the current circuit
+        before their stage ``starts[v]``; each variant joins the batch at its start stage."""
+        live, rows, resid = self.live(present), [], None
+        for stage in range(min(starts), self.n_stages):
+            joining = [v for v, s in enumerate(starts) if s == stage]
+            if joining:
+                base = self.base_state(stage)
+                new = base[None].expand(len(joining), *base.shape)
+                resid = new if resid is None else torch.cat([resid, new])
+                rows += joining
+                active = live[rows]
+            resid = self.stage(stage, resid, active)
+        inverse = torch.empty(len(rows), dtype=torch.long)
+        inverse[rows] = torch.arange(len(rows))
+        return resid[:, :, -1][inverse]
+
+
+def calibrate(forward: NodeForward, batch_size: int) -> float:
+    """Fixed cost of a batch in units of one variant's cost (time = a + b V; returns a / b)."""
+    state, times = forward.base_state(0), {}
+    for V in (1, batch_size) * 3:
+        live = forward.live(forward.present[None].expand(V, -1, -1))
+        begin = time.perf_counter()
+        forward.stage(1, forward.stage(0, state[None].expand(V, *state.shape), live), live)
+        times[V] = min(times.get(V, math.inf), time.perf_counter() - begin)
+    per_variant = max((times[batch_size] - times[1]) / (batch_size - 1), 1e-9)
+    return min(max(times[1] / per_variant - 1, 0.0), 64.0)

@@ -21,7 +21,12 @@ from circuitgraph.nodes import CircuitConfig
 from circuitgraph.prune.attribution import attribute_edges, compare_with_pruned
 from circuitgraph.prune.edges import prune_edges
 from circuitgraph.prune.nodes import prune_nodes, threshold_sweep
-from circuitgraph.prune.tables import order_frequency, plot_score_vs_size, threshold_table
+from circuitgraph.prune.tables import (
+    order_frequency,
+    plot_score_vs_size,
+    threshold_changes,
+    threshold_table,
+)
 from circuitgraph.render import venn, venn_grid
 from circuitgraph.scorer import Scorer
 from circuitgraph.setops import overlap_table, shared, upset_table
@@ -57,6 +62,7 @@ __all__ = [
     "prune_edges",
     "prune_nodes",
     "shared",
+    "threshold_changes",
     "threshold_sweep",
     "threshold_table",
     "upset_table",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import shlex
 import sys
 import time
@@ -60,7 +61,7 @@ def _number(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value != value or value in (float("inf"), float("-inf")):
+    if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"must be finite, got {text}")
     return value
 
@@ -75,7 +76,9 @@ def add_model_task(parser: argparse.ArgumentParser, n: int = 32) -> None:
     )
     group.add_argument("--task", required=True, help="task name (see 'circuitgraph tasks')")
     group.add_argument("--n", type=positive_int, default=n, help=f"prompts (default {n})")
-    group.add_argument("--seed", type=int, default=0, help="seed of the prompts (default 0)")
+    group.add_argument(
+        "--seed", type=int, default=0, help="seed of the prompts and of --order random (default 0)"
+    )
     group.add_argument(
         "--corruption", default="rand_all", help="corruption of the prompts (default rand_all)"
     )

@@ -267,7 +267,8 @@ def _draw_sets(
         _draw_upset(fig, spec, sets, max_names, title)
 
 
-def _new_figure(width: float, height: float) -> Figure:
+def new_figure(width: float, height: float) -> Figure:
+    """A matplotlib Figure on an Agg canvas: no pyplot state, works headless."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -276,13 +277,14 @@ def _new_figure(width: float, height: float) -> Figure:
     return fig
 
 
-def _save(fig: Figure, path: str | Path) -> Path:
+def save_figure(fig: Figure, path: str | Path) -> Path:
+    """Write ``fig`` atomically in the format of the path's suffix (ValueError if unknown)."""
     path = Path(path)
     fmt = path.suffix.lstrip(".").lower()
     if fmt not in fig.canvas.get_supported_filetypes():
         raise ValueError(f"cannot save {path}: unsupported format {fmt!r}")
     with atomic_output(path) as tmp:
-        fig.savefig(tmp, format=fmt, bbox_inches="tight")
+        fig.savefig(tmp, format=fmt, bbox_inches="tight", dpi=120)
     return path
 
 
@@ -303,9 +305,9 @@ def venn(
     (``on="nodes"``) or sender-to-receiver edges (``on="edges"``); regions holding at most
     ``max_names`` elements list them by name. Format from the suffix (svg, png, pdf)."""
     sets = _sets(named, on)
-    fig = _new_figure(6 if len(sets) <= 3 else max(6.0, 2 + 0.45 * len(set_regions(sets))), 5)
+    fig = new_figure(6 if len(sets) <= 3 else max(6.0, 2 + 0.45 * len(set_regions(sets))), 5)
     _draw_sets(fig, fig.add_gridspec(1, 1)[0], sets, max_names, title or f"shared {on}")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def venn_grid(
@@ -319,8 +321,8 @@ def venn_grid(
     rows = list(circuits_by_threshold_by_task.items())
     if not rows:
         raise ValueError("venn_grid needs at least one threshold")
-    fig = _new_figure(7, 4.5 * len(rows))
+    fig = new_figure(7, 4.5 * len(rows))
     grid = fig.add_gridspec(len(rows), 1, hspace=0.35)
     for i, (threshold, named) in enumerate(rows):
         _draw_sets(fig, grid[i], _sets(named, on), max_names, f"threshold {threshold}: {on}")
-    return _save(fig, path)
+    return save_figure(fig, path)

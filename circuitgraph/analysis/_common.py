@@ -10,14 +10,12 @@ from __future__ import annotations
 import operator
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from circuitgraph.nodes import NodeKind, head_name, parse_node
-from circuitgraph.render import atomic_output
 
 _HEAD_FORM = "expected a{L}.{H}, e.g. a0.1"
 
@@ -189,16 +187,3 @@ def last_logits(
     tokens = tokens.to(device_of(model))
     logits = model.run_with_hooks(tokens, fwd_hooks=list(hooks), logits_to_keep=1)
     return logits[:, -1].float().cpu()
-
-
-def save_figure(fig: Any, path: str | Path) -> Path:
-    """Write a matplotlib ``Figure`` atomically (temp file, then ``os.replace``).
-
-    Figures are built with ``matplotlib.figure.Figure`` (Agg canvas, no pyplot state), so
-    plotting works headless and never touches the global backend.
-    """
-    path = Path(path)
-    fmt = path.suffix.lstrip(".") or "png"
-    with atomic_output(path) as tmp:
-        fig.savefig(tmp, format=fmt, bbox_inches="tight", dpi=120)
-    return path

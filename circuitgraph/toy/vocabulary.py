@@ -23,7 +23,7 @@ from circuitgraph.tasks.sequences import TASKS, Context, context_pool
 from circuitgraph.tasks.templates import TEMPLATES
 
 SPECIAL_TOKENS = ("<pad>", "<unk>", "<bos>")
-TOY_TOKENIZER_PATH = Path(__file__).resolve().parent.parent / "data" / "toy_tokenizer.json"
+TOY_TOKENIZER_DIR = Path(__file__).resolve().parent.parent / "data" / "toy-tokenizer"
 
 _WORD_RE = re.compile(r"\w+|[^\w\s]")
 
@@ -66,22 +66,19 @@ def build_toy_tokenizer() -> PreTrainedTokenizerFast:
     return _wrap(_backend())
 
 
-def save_toy_tokenizer(path: str | Path = TOY_TOKENIZER_PATH) -> Path:
-    """Write the toy tokenizer as one ``tokenizers`` JSON file; returns the path."""
+def save_toy_tokenizer(path: str | Path = TOY_TOKENIZER_DIR) -> Path:
+    """Write the toy tokenizer as a Hugging Face tokenizer folder; returns the folder.
+
+    A folder rather than a bare ``tokenizers`` file: TransformerLens re-opens a model's
+    tokenizer from its path.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _backend().save(str(path))
+    build_toy_tokenizer().save_pretrained(path)
     return path
 
 
-def load_toy_tokenizer(path: str | Path | None = None) -> PreTrainedTokenizerFast:
-    """Load a tokenizer written by ``save_toy_tokenizer``.
+def load_toy_tokenizer(path: str | Path = TOY_TOKENIZER_DIR):
+    """Load a tokenizer folder written by ``save_toy_tokenizer`` (the shipped one by default)."""
+    from transformers import AutoTokenizer
 
-    ``path=None``: the shipped ``data/toy_tokenizer.json``, or a freshly built tokenizer
-    (the same vocabulary) where that file is missing.
-    """
-    if path is None:
-        if not TOY_TOKENIZER_PATH.exists():
-            return build_toy_tokenizer()
-        path = TOY_TOKENIZER_PATH
-    return _wrap(Tokenizer.from_file(str(path)))
+    return AutoTokenizer.from_pretrained(path)

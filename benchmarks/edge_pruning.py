@@ -11,7 +11,7 @@ and wall time for the reference and the fast path, on
 (c) smollm2-135m on digits, starting from the node-pruned circuit (threshold 0.8): fast in
     full, reference on a sample of receivers as in (b).
 
-Usage: python benchmarks/edge_pruning.py [--cases a b c] [--n 8] [--sample 3]
+Usage: python benchmarks/edge_pruning.py [--cases a b c] [--n 8] [--sample 3] [--start c.json]
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import random
 import time
+from pathlib import Path
 
 import circuitgraph as cg
 from circuitgraph.layout import EdgeMasks
@@ -126,10 +127,10 @@ def case_gpt2(n: int, sample: int) -> str:
     return sampled_case("(b) random:gpt2-small, full graph", model, scorer, start, 1e-4, sample)
 
 
-def case_smollm2(n: int, sample: int) -> str:
+def case_smollm2(n: int, sample: int, start: Path | None) -> str:
     model = cg.load_model("smollm2-135m")
     scorer = cg.Scorer(model, cg.make_task("digits", model, n=n, seed=0))
-    nodes = cg.prune_nodes(scorer, threshold=0.8)
+    nodes = cg.Circuit.from_json(start) if start else cg.prune_nodes(scorer, threshold=0.8)
     kl = scorer.with_metric("kl")
     return sampled_case(
         "(c) smollm2-135m digits, from node circuit", model, kl, nodes, 0.01, sample
@@ -141,6 +142,11 @@ def main() -> None:
     parser.add_argument("--cases", nargs="+", default=["a", "b", "c"])
     parser.add_argument("--n", type=int, default=8, help="prompts per task")
     parser.add_argument("--sample", type=int, default=3, help="receivers replayed by reference")
+    parser.add_argument(
+        "--start",
+        type=Path,
+        help="(c): node circuit JSON to start from (default: prune_nodes at 0.8 first)",
+    )
     args = parser.parse_args()
     print(
         "| case | edges tested | component evals (reference) | component evals (fast) "
@@ -153,7 +159,7 @@ def main() -> None:
         elif case == "b":
             print(case_gpt2(args.n, args.sample), flush=True)
         elif case == "c":
-            print(case_smollm2(args.n, args.sample), flush=True)
+            print(case_smollm2(args.n, args.sample, args.start), flush=True)
 
 
 if __name__ == "__main__":

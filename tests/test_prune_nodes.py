@@ -29,15 +29,6 @@ MODELS = ("toy-seq", "random:gpt2-tiny", "random:llama-tiny")
 SETTINGS = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run faster (and steadier on a shared machine) on one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def scorers() -> dict[str, cg.Scorer]:
     out = {}

@@ -102,7 +102,8 @@ class ComponentModel:
         key/value input per query head) or R = n_kv_heads (one per key/value group).
         A shared input for every head may be passed as q_in [batch, pos, d_model] (k_in and
         v_in are then ignored). With ``heads`` only those query heads are computed (H and R
-        are then len(heads): one key/value input per listed head).
+        are then len(heads): one key/value input per listed head). q_in may hold only the last
+        positions of the prompt (z then has those positions).
         """
         ln = self.ln1[layer]
         if q_in.dim() == 3:  # one shared input (node-level circuits): normalise once
@@ -125,18 +126,21 @@ class ComponentModel:
         return self._attend(q, k, v)
 
     def _attend(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
-        """q [batch, pos, H, d_head]; k, v [batch, pos, R, d_head] -> z [batch, pos, H, d_head]."""
-        seq, H, R = q.shape[1], q.shape[2], k.shape[2]
+        """q [batch, q_pos, H, d_head]; k, v [batch, pos, R, d_head] -> z [batch, q_pos, H, d_head].
+
+        The queries are the last q_pos positions (all of them, or e.g. only the last one).
+        """
+        q_len, seq, H, R = q.shape[1], k.shape[1], q.shape[2], k.shape[2]
         if self.rotary:
             cos, sin = self._rotary(seq, q)  # [pos, d_head]
             cos, sin = cos[:, None, :], sin[:, None, :]
-            q = q * cos + _rotate_half(q) * sin
+            q = q * cos[-q_len:] + _rotate_half(q) * sin[-q_len:]
             k = k * cos + _rotate_half(k) * sin
         if R != H:  # grouped slots: every query head reads its group's key/value
             k = k.repeat_interleave(self.group_size, dim=2)
             v = v.repeat_interleave(self.group_size, dim=2)
         scores = torch.einsum("bqhe,bkhe->bhqk", q, k) * self.scale  # [batch, H, pos_q, pos_k]
-        causal = torch.ones(seq, seq, dtype=torch.bool, device=q.device).tril()
+        causal = torch.ones(q_len, seq, dtype=torch.bool, device=q.device).tril(seq - q_len)
         scores = scores.masked_fill(~causal, float("-inf"))
         pattern = scores.softmax(dim=-1)
         return torch.einsum("bhqk,bkhe->bqhe", pattern, v)

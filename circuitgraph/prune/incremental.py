@@ -68,12 +68,22 @@ class IncrementalEvaluator:
         self.component_evaluations = 0  # heads and MLPs recomputed, for benchmarks
 
     def _mix(
-        self, mask: Tensor, n_senders: int, bias: Tensor, changed: list[int], diff: Tensor | None
+        self,
+        mask: Tensor,
+        n_senders: int,
+        bias: Tensor,
+        changed: list[int],
+        diff: Tensor | None,
+        last_only: bool = False,
     ) -> Tensor:
-        """Receiver inputs [V, n, p, (R), d] for mask [V, P, n_senders, (R)]."""
+        """Receiver inputs [V, n, p, (R), d] for mask [V, P, n_senders, (R)] (p = 1 with
+        ``last_only``: the last position alone)."""
         mask = _expand_positions(mask, self.p)
         base = self.fixed_prefix[:, :, n_senders] + bias  # [n, p, d]
         cached = self.delta[:, :, :n_senders]  # [n, p, s, d]
+        if last_only:
+            mask, base, cached = mask[:, -1:], base[:, -1:], cached[:, -1:]
+            diff = None if diff is None else diff[:, :, -1:]
         grouped = mask.dim() == 4
         pattern = "npsd,vpsr->vnprd" if grouped else "npsd,vps->vnpd"
         inputs = torch.einsum(pattern, cached, mask)
@@ -83,6 +93,28 @@ class IncrementalEvaluator:
             correction = "vnpsd,vpsr->vnprd" if grouped else "vnpsd,vps->vnpd"
             inputs = inputs + torch.einsum(correction, diff[:, :, :, inside], mask[:, :, index])
         return inputs + (base[None, :, :, None] if grouped else base[None])
+
+    def _needs_all_positions(self, engine: EdgeMasks) -> Tensor:
+        """Senders whose outputs matter before the last position, bool [S].
+
+        The metric reads the last position, where a head's query and an MLP read only that
+        position but keys and values are read at every position. So a sender matters at
+        earlier positions only if it feeds a key/value input, or the query or MLP input of a
+        sender that does (conservatively: any head's key/value input counts).
+        """
+        layout, H = self.layout, self.layout.n_heads
+        needs = torch.zeros(layout.n_senders, dtype=torch.bool)
+        for layer in reversed(range(layout.n_layers)):
+            start = layout.senders_before_attention(layer)
+            if needs[layout.mlp_index(layer)]:
+                needs[: start + H] |= (engine.mlp[layer] != 0).flatten(0, 1).any(dim=0)
+            live = (engine.attention[layer] != 0).flatten(0, 1)  # [V * P, start, 3H]
+            readers = live[..., H:].any(dim=0).any(dim=-1)
+            queried = needs[start : start + H]
+            if queried.any():
+                readers |= live[..., :H][..., queried].any(dim=0).any(dim=-1)
+            needs[:start] |= readers
+        return needs
 
     @torch.no_grad()
     def evaluate(self, receiver: Receiver, variants: EdgeMasks) -> tuple[Tensor, dict]:
@@ -94,10 +126,23 @@ class IncrementalEvaluator:
         engine = effective(variants, reach, self.denoising)
         changed: list[int] = []  # senders whose output differs in some variant
         diff: Tensor | None = None  # [V, n, p, len(changed), d] new - cached delta
+        # Denoising can turn edges on, so there every output may matter everywhere.
+        needs_all = (
+            torch.ones(layout.n_senders, dtype=torch.bool)
+            if self.denoising
+            else self._needs_all_positions(engine)
+        )
 
-        def record(indices: list[int], new_delta: Tensor) -> None:
+        def record(indices: list[int], out: Tensor, last_only: bool) -> None:
+            """out [V, n, p or 1, k, d]: the senders' new outputs (last position only: the
+            earlier positions of their cached outputs are never read again)."""
             nonlocal diff
-            step = new_delta - self.delta[None, :, :, indices]
+            q = out.shape[2]
+            step = out - self.fixed[None, :, -q:, indices] - self.delta[None, :, -q:, indices]
+            if last_only:
+                padded = torch.zeros(V, self.n, self.p, len(indices), d)
+                padded[:, :, -1:] = step
+                step = padded
             changed.extend(indices)
             diff = step if diff is None else torch.cat([diff, step], dim=3)
 
@@ -110,6 +155,24 @@ class IncrementalEvaluator:
                 slots |= (new[:, :, reads] != 0).flatten(0, 2).any(dim=0)
             return slots
 
+        def recompute_heads(layer: int, heads: list[int], mask: Tensor, last_only: bool) -> None:
+            start, k = layout.senders_before_attention(layer), len(heads)
+            bias = self.bias_prefix[layer]
+            q_in = self._mix(mask[..., heads], start, bias, changed, diff, last_only)
+            kv_columns = [H + h for h in heads] + [2 * H + h for h in heads]
+            kv_in = self._mix(mask[..., kv_columns], start, bias, changed, diff)
+            q = q_in.shape[2]
+            z = comp.attention(
+                layer,
+                q_in.reshape(V * self.n, q, k, d),
+                kv_in[:, :, :, :k].reshape(V * self.n, self.p, k, d),
+                kv_in[:, :, :, k:].reshape(V * self.n, self.p, k, d),
+                heads=heads,
+            )
+            out = comp.head_outputs(layer, z, heads).reshape(V, self.n, q, k, d)
+            record([start + h for h in heads], out, last_only)
+            self.component_evaluations += k * V
+
         first = layout.n_layers if receiver.kind == "logits" else receiver.layer
         for layer in range(first, layout.n_layers):
             start = layout.senders_before_attention(layer)
@@ -117,34 +180,21 @@ class IncrementalEvaluator:
                 new, old = engine.attention[layer], self.engine_masks.attention[layer]
                 slots = affected(new, old).view(3, H).any(dim=0)
                 heads = slots.nonzero().flatten().tolist()
-                if heads:
-                    columns = heads + [H + h for h in heads] + [2 * H + h for h in heads]
-                    inputs = self._mix(
-                        new[..., columns], start, self.bias_prefix[layer], changed, diff
-                    )  # [V, n, p, 3k, d]
-                    k = len(heads)
-                    inputs = inputs.reshape(V * self.n, self.p, 3 * k, d)
-                    z = comp.attention(
-                        layer,
-                        inputs[:, :, :k],
-                        inputs[:, :, k : 2 * k],
-                        inputs[:, :, 2 * k :],
-                        heads=heads,
-                    )
-                    out = comp.head_outputs(layer, z, heads).reshape(V, self.n, self.p, k, d)
-                    indices = [start + h for h in heads]
-                    record(indices, out - self.fixed[None, :, :, indices])
-                    self.component_evaluations += k * V
+                everywhere = [h for h in heads if needs_all[start + h]]
+                last = [h for h in heads if not needs_all[start + h]]
+                for group, last_only in ((everywhere, False), (last, True)):
+                    if group:
+                        recompute_heads(layer, group, new, last_only)
             if receiver.kind != "logits":
                 new, old = engine.mlp[layer], self.engine_masks.mlp[layer]
                 if affected(new[..., None], old[..., None]).any():
-                    mlp_in = self._mix(new, start + H, self.bias_prefix[layer + 1], changed, diff)
-                    out = comp.mlp(layer, mlp_in.reshape(V * self.n, self.p, d))
                     index = layout.mlp_index(layer)
-                    new_delta = (
-                        out.reshape(V, self.n, self.p, 1, d) - self.fixed[None, :, :, [index]]
-                    )
-                    record([index], new_delta)
+                    last_only = not bool(needs_all[index])
+                    bias = self.bias_prefix[layer + 1]
+                    mlp_in = self._mix(new, start + H, bias, changed, diff, last_only)
+                    q = mlp_in.shape[2]
+                    out = comp.mlp(layer, mlp_in.reshape(V * self.n, q, d))
+                    record([index], out.reshape(V, self.n, q, 1, d), last_only)
                     self.component_evaluations += V
         final = self._final(engine.logits, changed, diff)
         scores = self.scorer.metric_from_final(final)

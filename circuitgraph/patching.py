@@ -20,7 +20,7 @@ from circuitgraph.components import ComponentModel
 from circuitgraph.layout import EdgeMasks, Layout, NodeMasks
 
 
-def _expand_positions(mask: Tensor, seq_len: int) -> Tensor:
+def expand_positions(mask: Tensor, seq_len: int) -> Tensor:
     """[V, 1 | p, ...] -> [V, p, ...] (explicit, so no broadcast happens silently)."""
     if mask.shape[1] not in (1, seq_len):
         raise ValueError(f"mask has {mask.shape[1]} positions, prompts have {seq_len}")
@@ -75,7 +75,7 @@ def node_stage(
 
 def live_senders(masks: NodeMasks, seq_len: int) -> Tensor:
     """present [V, P, S] -> live [V, 1, p, S, 1], the layout :func:`node_stage` reads."""
-    return _expand_positions(masks.present, seq_len)[:, None, :, :, None]
+    return expand_positions(masks.present, seq_len)[:, None, :, :, None]
 
 
 @torch.no_grad()
@@ -147,7 +147,7 @@ def edge_forward(
 
     for layer in range(comp.n_layers):
         start = layout.senders_before_attention(layer)
-        attn_mask = _expand_positions(masks.attention[layer], p)
+        attn_mask = expand_positions(masks.attention[layer], p)
         inputs = receiver_inputs(attn_mask, start, bias_prefix[layer])  # [V, n, p, 3H, d]
         if f"attention.{layer}" in shifts:
             inputs = inputs + shifts[f"attention.{layer}"]
@@ -155,13 +155,13 @@ def edge_forward(
         z = comp.attention(layer, inputs[:, :, :H], inputs[:, :, H : 2 * H], inputs[:, :, 2 * H :])
         heads = comp.head_outputs(layer, z).reshape(V, n, p, H, d)
         delta[:, :, :, start : start + H] = heads - fixed[None, :, :, start : start + H]
-        mlp_mask = _expand_positions(masks.mlp[layer], p)
+        mlp_mask = expand_positions(masks.mlp[layer], p)
         mlp_in = receiver_inputs(mlp_mask, start + H, bias_prefix[layer + 1])  # [V, n, p, d]
         if f"mlp.{layer}" in shifts:
             mlp_in = mlp_in + shifts[f"mlp.{layer}"]
         mlp_out = comp.mlp(layer, mlp_in.reshape(V * n, p, d)).reshape(V, n, p, d)
         delta[:, :, :, start + H] = mlp_out - fixed[None, :, :, start + H]
-    logits_mask = _expand_positions(masks.logits, p)[:, -1]  # [V, S]
+    logits_mask = expand_positions(masks.logits, p)[:, -1]  # [V, S]
     base = fixed_prefix[:, -1, S] + bias_prefix[-1]  # [n, d]
     final = base[None] + torch.einsum("vnsd,vs->vnd", delta[:, :, -1], logits_mask)
     if "logits" in shifts:

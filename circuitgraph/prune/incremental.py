@@ -3,9 +3,11 @@
 Edge pruning changes the edges into one receiver at a time. Nothing upstream of that receiver
 changes, so every sender's cached output still serves there; downstream, only the nodes whose
 inputs actually change (a changed mask entry, or a live edge from a node that changed) are
-recomputed, one head at a time where possible. Several candidate circuits (variants) are
-evaluated in one batch. The arithmetic is that of :func:`circuitgraph.patching.edge_forward`
-restricted to what changes, so decisions match the reference implementation.
+recomputed, one head at a time where possible, and only at the last position when that is
+all the metric can see of them (see ``_needs_all_positions``). Several candidate circuits
+(variants) are evaluated in one batch. The arithmetic is that of
+:func:`circuitgraph.patching.edge_forward` restricted to what changes, so decisions match the
+reference implementation.
 
 Shapes: V variants, n prompts, p positions, P mask positions (1 or p), S senders, d d_model.
 """
@@ -16,7 +18,7 @@ import torch
 from torch import Tensor
 
 from circuitgraph.layout import EdgeMasks, Layout
-from circuitgraph.patching import _expand_positions, edge_forward, fixed_prefix_sums
+from circuitgraph.patching import edge_forward, expand_positions, fixed_prefix_sums
 from circuitgraph.prune.schedule import Receiver
 
 
@@ -78,7 +80,7 @@ class IncrementalEvaluator:
     ) -> Tensor:
         """Receiver inputs [V, n, p, (R), d] for mask [V, P, n_senders, (R)] (p = 1 with
         ``last_only``: the last position alone)."""
-        mask = _expand_positions(mask, self.p)
+        mask = expand_positions(mask, self.p)
         base = self.fixed_prefix[:, :, n_senders] + bias  # [n, p, d]
         cached = self.delta[:, :, :n_senders]  # [n, p, s, d]
         if last_only:
@@ -208,7 +210,7 @@ class IncrementalEvaluator:
 
     def _final(self, logits_mask: Tensor, changed: list[int], diff: Tensor | None) -> Tensor:
         """Final residual at the last position [V, n, d]."""
-        mask = _expand_positions(logits_mask, self.p)[:, -1]  # [V, S]
+        mask = expand_positions(logits_mask, self.p)[:, -1]  # [V, S]
         S = mask.shape[1]
         base = self.fixed_prefix[:, -1, S] + self.bias_prefix[-1]  # [n, d]
         final = base[None] + torch.einsum("nsd,vs->vnd", self.delta[:, -1], mask)

@@ -115,12 +115,3 @@ class EdgeMasks:
         return EdgeMasks(
             [1 - m for m in self.attention], [1 - m for m in self.mlp], 1 - self.logits
         )
-
-    @staticmethod
-    def stack(masks: list[EdgeMasks]) -> EdgeMasks:
-        """Concatenate single circuits along the variant axis (to evaluate them in one batch)."""
-        return EdgeMasks(
-            attention=[torch.cat(ms) for ms in zip(*(m.attention for m in masks), strict=True)],
-            mlp=[torch.cat(ms) for ms in zip(*(m.mlp for m in masks), strict=True)],
-            logits=torch.cat([m.logits for m in masks]),
-        )

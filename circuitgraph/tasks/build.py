@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from circuitgraph.metrics import probability_ratio_ok
 from circuitgraph.tasks.corruptions import (
     MIN_MEMBERS,
     Corruption,
@@ -252,12 +253,9 @@ def filter_task(task: Task, model: Any, batch_size: int = 32) -> Task:
         for lo in range(0, len(task), batch_size):
             out = model(task.clean_tokens[lo : lo + batch_size].to(device))
             logits = getattr(out, "logits", out)[:, -1].float().cpu()
-            probs = logits.softmax(-1)
             answers = task.answer_ids[lo : lo + batch_size]
             wrongs = task.wrong_ids[lo : lo + batch_size]
-            p_answer = probs.gather(1, answers[:, None])[:, 0]
-            p_wrong = probs.gather(1, wrongs[:, None])[:, 0]
-            keep.append((probs.argmax(-1) == answers) & (p_answer > 2 * p_wrong))
+            keep.append(probability_ratio_ok(logits, answers, wrongs))
     mask = torch.cat(keep)
     if not mask.any():
         raise ValueError(

@@ -12,6 +12,7 @@ and wall time for the reference and the fast path, on
     full, reference on a sample of receivers as in (b).
 
 Usage: python benchmarks/edge_pruning.py [--cases a b c] [--n 8] [--sample 3] [--start c.json]
+       [--save DIR]  (writes each fast circuit, with every tested edge's effect, as JSON)
 """
 
 from __future__ import annotations
@@ -97,7 +98,7 @@ def row(name, model, tested_ref, seconds_ref, fast, note=""):
     )
 
 
-def case_toy(n: int) -> str:
+def case_toy(n: int) -> tuple[str, cg.Circuit]:
     """Everything in full: the dense replay of every receiver gives the reference's time,
     and ``prune_edges(method="reference")`` (through the Circuit API) the edge-set check."""
     model = cg.load_model("toy-seq")
@@ -108,26 +109,28 @@ def case_toy(n: int) -> str:
     reference = prune_edges(scorer, 0.01, method="reference")
     same = set(fast.edges()) == set(reference.edges())
     note = f" ({agree}/{count} decisions agree; edge sets {'equal' if same else 'DIFFER'})"
-    return row("(a) toy-seq, full graph", model, count, seconds, fast, note)
+    return row("(a) toy-seq, full graph", model, count, seconds, fast, note), fast
 
 
-def sampled_case(name: str, model, scorer, start, tau: float, sample: int) -> str:
+def sampled_case(
+    name: str, model, scorer, start, tau: float, sample: int
+) -> tuple[str, cg.Circuit]:
     fast = prune_edges(scorer, tau, start=start)
     count, seconds, agree = replay_reference(scorer, start, fast, sample, seed=0)
     total = len(fast.metadata["tested"])
     extrapolated = seconds / count * total
     note = f" (extrapolated from {count} edges, {agree}/{count} decisions agree)"
-    return row(name, model, total, extrapolated, fast, note)
+    return row(name, model, total, extrapolated, fast, note), fast
 
 
-def case_gpt2(n: int, sample: int) -> str:
+def case_gpt2(n: int, sample: int) -> tuple[str, cg.Circuit]:
     model = cg.load_model("random:gpt2-small")
     scorer = cg.Scorer(model, cg.make_task("digits", model, n=n, seed=0), metric="kl")
     start = cg.full_circuit(model.cfg)
     return sampled_case("(b) random:gpt2-small, full graph", model, scorer, start, 1e-4, sample)
 
 
-def case_smollm2(n: int, sample: int, start: Path | None) -> str:
+def case_smollm2(n: int, sample: int, start: Path | None) -> tuple[str, cg.Circuit]:
     model = cg.load_model("smollm2-135m")
     scorer = cg.Scorer(model, cg.make_task("digits", model, n=n, seed=0))
     nodes = cg.Circuit.from_json(start) if start else cg.prune_nodes(scorer, threshold=0.8)
@@ -147,19 +150,24 @@ def main() -> None:
         type=Path,
         help="(c): node circuit JSON to start from (default: prune_nodes at 0.8 first)",
     )
+    parser.add_argument("--save", type=Path, help="folder for the fast circuits (JSON)")
     args = parser.parse_args()
     print(
         "| case | edges tested | component evals (reference) | component evals (fast) "
         "| reference | fast | speed-up | edges kept |"
     )
     print("|---|---|---|---|---|---|---|---|")
+    cases = {
+        "a": lambda: case_toy(args.n),
+        "b": lambda: case_gpt2(args.n, args.sample),
+        "c": lambda: case_smollm2(args.n, args.sample, args.start),
+    }
     for case in args.cases:
-        if case == "a":
-            print(case_toy(args.n), flush=True)
-        elif case == "b":
-            print(case_gpt2(args.n, args.sample), flush=True)
-        elif case == "c":
-            print(case_smollm2(args.n, args.sample, args.start), flush=True)
+        line, fast = cases[case]()
+        print(line, flush=True)
+        if args.save:
+            args.save.mkdir(parents=True, exist_ok=True)
+            fast.to_json(args.save / f"case_{case}.json")
 
 
 if __name__ == "__main__":

@@ -45,10 +45,15 @@ def normalised(value: Tensor, clean: float, corrupt: float, how: Normalise) -> T
 
 
 def kl_divergence(reference_logprobs: Tensor, logits: Tensor) -> Tensor:
-    """KL(reference || circuit), reference [n, vocab], logits [V, n, vocab] -> [V]."""
-    logprobs = logits.log_softmax(dim=-1)
-    reference = reference_logprobs[None].expand_as(logprobs)
-    return (reference.exp() * (reference - logprobs)).sum(dim=-1).mean(dim=-1)
+    """KL(reference || circuit), reference [n, vocab], logits [V, n, vocab] -> [V].
+
+    Sums p * (log p - log q) term by term (not p.log p - p.z + logsumexp z, which loses
+    float32 precision to cancellation); p is exponentiated once, not once per variant.
+    """
+    logprobs = logits.log_softmax(dim=-1)  # [V, n, vocab]
+    probs = reference_logprobs.exp()  # [n, vocab]
+    gap = reference_logprobs.expand_as(logprobs) - logprobs
+    return torch.einsum("nk,vnk->vn", probs, gap).mean(dim=-1)
 
 
 def accuracy(logits: Tensor, answer_ids: Tensor) -> Tensor:

@@ -52,7 +52,7 @@ def prune_edges(
     qkv: bool = True,
     positions: bool = False,
     method: str = "fast",
-    window: int = 4,
+    window: int = 16,
     progress: bool = True,
 ) -> Circuit:
     """Prune edges one at a time (ACDC); returns an edge-level circuit.
@@ -65,7 +65,8 @@ def prune_edges(
     start: prune within this circuit's edges (e.g. a node-pruned circuit); its Q/K/V split and
         positions are used. Default: the full graph with ``qkv`` and ``positions``.
     method: ``"fast"`` or ``"reference"`` (identical decisions; the reference is the oracle).
-    window: candidate edges tested per batch by the fast method.
+    window: the most candidate edges the fast method tests in one batch (batches start at 2
+        and double while the speculation holds, so a wrong guess wastes little).
 
     Every tested edge's effect (how much worse the metric got without it) is stored on kept
     edges as ``effect`` and for all tested edges in ``metadata["tested"]``. The result is
@@ -159,19 +160,20 @@ def _prune_fast(
 
     Speculation: after a removal, assume the next edges go too (variant i removes the next
     i + 1 edges); after a kept edge, assume the next ones stay (variant i removes only edge
-    i). The first decision that breaks the assumption ends the batch.
+    i). The first decision that breaks the assumption ends the batch. Batches start at two
+    candidates and double, up to ``window``, while the assumption holds.
     """
     masks = edge_masks(circuit, scorer.layout, scorer.task.seq_len)
     evaluator = IncrementalEvaluator(scorer, masks)
     better = scorer.higher_is_better()
-    tested, batches = [], 0
+    tested, batches, size = [], 0, min(2, window)
     removed_edges: set[Edge] = set()
     cumulative = True
     with _bar(steps, progress, "edges (fast)") as bar:
         for step in steps:
             index = 0
             while index < len(step.senders):
-                candidates = list(range(index, min(index + window, len(step.senders))))
+                candidates = list(range(index, min(index + size, len(step.senders))))
                 variants = _variants(evaluator.masks, step, candidates, cumulative)
                 scores, state = evaluator.evaluate(step.receiver, variants)
                 batches += 1
@@ -191,6 +193,8 @@ def _prune_fast(
                         break
                 if commit is not None:
                     evaluator.commit(state, commit, running)
+                held = tested[-1][2] == cumulative
+                size = min(2 * size, window) if held else min(2, window)
                 cumulative = tested[-1][2]
     kept = set(circuit.sender_receiver_edges()) - removed_edges
     evaluations = {"batches": batches, "component_evaluations": evaluator.component_evaluations}

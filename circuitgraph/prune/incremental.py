@@ -2,12 +2,13 @@
 
 Edge pruning changes the edges into one receiver at a time. Nothing upstream of that receiver
 changes, so every sender's cached output still serves there; downstream, only the nodes whose
-inputs actually change (a changed mask entry, or a live edge from a node that changed) are
-recomputed, one head at a time where possible, and only at the last position when that is
-all the metric can see of them (see ``_needs_all_positions``). Several candidate circuits
-(variants) are evaluated in one batch. The arithmetic is that of
-:func:`circuitgraph.patching.edge_forward` restricted to what changes, so decisions match the
-reference implementation.
+inputs actually change (a changed mask entry, or a live edge from a node that changed) and
+that still have a live path to the logits are recomputed, one head at a time where possible,
+and only at the last position when that is all the metric can see of them (see
+``_what_matters``). A variant whose logits read nothing that changed keeps the current score
+without being unembedded. Several candidate circuits (variants) are evaluated in one batch.
+The arithmetic is that of :func:`circuitgraph.patching.edge_forward` restricted to what
+changes, so decisions match the reference implementation.
 
 Shapes: V variants, n prompts, p positions, P mask positions (1 or p), S senders, d d_model.
 """
@@ -96,27 +97,36 @@ class IncrementalEvaluator:
             inputs = inputs + torch.einsum(correction, diff[:, :, :, inside], mask[:, :, index])
         return inputs + (base[None, :, :, None] if grouped else base[None])
 
-    def _needs_all_positions(self, engine: EdgeMasks) -> Tensor:
-        """Senders whose outputs matter before the last position, bool [S].
+    def _what_matters(self, engine: EdgeMasks) -> tuple[Tensor, Tensor]:
+        """Which senders' outputs can reach the metric: (anywhere, before the last position),
+        bool [S] each, over every variant.
 
+        A sender matters if a live edge leads from it to ``logits`` (directly or through
+        senders that matter); the others cannot move the score, so they are not recomputed.
         The metric reads the last position, where a head's query and an MLP read only that
         position but keys and values are read at every position. So a sender matters at
-        earlier positions only if it feeds a key/value input, or the query or MLP input of a
-        sender that does (conservatively: any head's key/value input counts).
+        earlier positions only if it feeds the key/value input of a head that matters, or
+        the query or MLP input of a sender that matters there.
         """
         layout, H = self.layout, self.layout.n_heads
-        needs = torch.zeros(layout.n_senders, dtype=torch.bool)
+        matters = (engine.logits != 0).flatten(0, 1).any(dim=0)  # [S]
+        everywhere = torch.zeros_like(matters)
         for layer in reversed(range(layout.n_layers)):
-            start = layout.senders_before_attention(layer)
-            if needs[layout.mlp_index(layer)]:
-                needs[: start + H] |= (engine.mlp[layer] != 0).flatten(0, 1).any(dim=0)
-            live = (engine.attention[layer] != 0).flatten(0, 1)  # [V * P, start, 3H]
-            readers = live[..., H:].any(dim=0).any(dim=-1)
-            queried = needs[start : start + H]
-            if queried.any():
-                readers |= live[..., :H][..., queried].any(dim=0).any(dim=-1)
-            needs[:start] |= readers
-        return needs
+            start, mlp = layout.senders_before_attention(layer), layout.mlp_index(layer)
+            if matters[mlp]:
+                readers = (engine.mlp[layer] != 0).flatten(0, 1).any(dim=0)  # [start + H]
+                matters[: start + H] |= readers
+                if everywhere[mlp]:
+                    everywhere[: start + H] |= readers
+            heads = matters[start : start + H]
+            if not heads.any():
+                continue
+            live = (engine.attention[layer] != 0).flatten(0, 1).any(dim=0).view(start, 3, H)
+            matters[:start] |= live[:, :, heads].flatten(1).any(dim=1)
+            everywhere[:start] |= live[:, 1:, heads].flatten(1).any(dim=1)
+            queried = heads & everywhere[start : start + H]
+            everywhere[:start] |= live[:, 0, queried].any(dim=1)
+        return matters, everywhere
 
     @torch.no_grad()
     def evaluate(self, receiver: Receiver, variants: EdgeMasks) -> tuple[Tensor, dict]:
@@ -129,11 +139,10 @@ class IncrementalEvaluator:
         changed: list[int] = []  # senders whose output differs in some variant
         diff: Tensor | None = None  # [V, n, p, len(changed), d] new - cached delta
         # Denoising can turn edges on, so there every output may matter everywhere.
-        needs_all = (
-            torch.ones(layout.n_senders, dtype=torch.bool)
-            if self.denoising
-            else self._needs_all_positions(engine)
-        )
+        if self.denoising:
+            matters = needs_all = torch.ones(layout.n_senders, dtype=torch.bool)
+        else:
+            matters, needs_all = self._what_matters(engine)
 
         def record(indices: list[int], out: Tensor, last_only: bool) -> None:
             """out [V, n, p or 1, k, d]: the senders' new outputs (last position only: the
@@ -181,7 +190,7 @@ class IncrementalEvaluator:
             if not (receiver.kind == "mlp" and layer == receiver.layer):
                 new, old = engine.attention[layer], self.engine_masks.attention[layer]
                 slots = affected(new, old).view(3, H).any(dim=0)
-                heads = slots.nonzero().flatten().tolist()
+                heads = [h for h in slots.nonzero().flatten().tolist() if matters[start + h]]
                 everywhere = [h for h in heads if needs_all[start + h]]
                 last = [h for h in heads if not needs_all[start + h]]
                 for group, last_only in ((everywhere, False), (last, True)):
@@ -189,8 +198,8 @@ class IncrementalEvaluator:
                         recompute_heads(layer, group, new, last_only)
             if receiver.kind != "logits":
                 new, old = engine.mlp[layer], self.engine_masks.mlp[layer]
-                if affected(new[..., None], old[..., None]).any():
-                    index = layout.mlp_index(layer)
+                index = layout.mlp_index(layer)
+                if matters[index] and affected(new[..., None], old[..., None]).any():
                     last_only = not bool(needs_all[index])
                     bias = self.bias_prefix[layer + 1]
                     mlp_in = self._mix(new, start + H, bias, changed, diff, last_only)
@@ -199,7 +208,16 @@ class IncrementalEvaluator:
                     record([index], out.reshape(V, self.n, q, 1, d), last_only)
                     self.component_evaluations += V
         final = self._final(engine.logits, changed, diff)
-        scores = self.scorer.metric_from_final(final)
+        # A variant whose final residual reads no changed sender and whose logits edges are
+        # unchanged scores what the current circuit scores: skip its unembedding.
+        current = self.engine_masks.logits.expand_as(engine.logits)
+        moved = (engine.logits != current).flatten(1).any(dim=1)
+        if changed:
+            moved |= (engine.logits[:, :, changed] != 0).flatten(1).any(dim=1)
+        scores = torch.full((V,), self.score)
+        final[~moved] = self.final
+        if moved.any():
+            scores[moved] = self.scorer.metric_from_final(final[moved])
         return scores, {
             "masks": variants,
             "engine": engine,

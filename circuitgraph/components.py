@@ -18,7 +18,7 @@ import math
 import torch
 from torch import Tensor
 
-UNEMBED_CHUNK = 2048  # vocabulary columns per matmul in ComponentModel.unembed
+UNEMBED_CHUNK = 1024  # vocabulary columns per matmul in ComponentModel.unembed
 
 
 def _original(module: torch.nn.Module) -> torch.nn.Module:

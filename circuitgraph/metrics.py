@@ -48,11 +48,15 @@ def kl_divergence(reference_logprobs: Tensor, logits: Tensor) -> Tensor:
     """KL(reference || circuit), reference [n, vocab], logits [V, n, vocab] -> [V].
 
     Sums p * (log p - log q) term by term (not p.log p - p.z + logsumexp z, which loses
-    float32 precision to cancellation); p is exponentiated once, not once per variant.
+    float32 precision to cancellation); p is exponentiated once, not once per variant, and
+    without autograd the gap log p - log q is formed in place.
     """
     logprobs = logits.log_softmax(dim=-1)  # [V, n, vocab]
     probs = reference_logprobs.exp()  # [n, vocab]
-    gap = reference_logprobs.expand_as(logprobs) - logprobs
+    if logprobs.requires_grad:
+        gap = reference_logprobs.expand_as(logprobs) - logprobs
+    else:
+        gap = logprobs.neg_().add_(reference_logprobs.expand_as(logprobs))
     return torch.einsum("nk,vnk->vn", probs, gap).mean(dim=-1)
 
 

@@ -81,6 +81,22 @@ def test_tau_zero_keeps_every_edge_whose_removal_hurts(toy):
     assert result.number_of_edges() > 0
 
 
+def test_edges_into_a_node_without_path_to_logits_change_nothing(toy):
+    """A node none of whose outputs is in the circuit cannot move the score: the fast path
+    skips it (no recomputation, no unembedding) and records an effect of exactly 0."""
+    scorer = _scorer(toy, "kl", n=8)
+    full = cg.full_circuit(toy.cfg)
+    cut = [(u, v) for u, v in full.sender_receiver_edges() if u != "a1.2"]
+    start = cg.Circuit.from_edges(toy.cfg, cut)
+    fast = prune_edges(scorer, 0.01, start=start, progress=False)
+    reference = prune_edges(scorer, 0.01, start=start, method="reference", progress=False)
+    into = [row for row in fast.metadata["tested"] if row[1].startswith("a1.2.")]
+    assert into and all(effect == 0.0 for _, _, effect, _ in into)
+    again = {(u, v): effect for u, v, effect, _ in reference.metadata["tested"]}
+    assert all(abs(again[u, v]) < 1e-6 for u, v, _, _ in into)  # from scratch: float noise
+    assert _decisions(fast) == _decisions(reference)
+
+
 def test_huge_tau_removes_everything(toy):
     scorer = _scorer(toy, "logit_diff", n=8)
     result = prune_edges(scorer, 1e9, qkv=False, progress=False)

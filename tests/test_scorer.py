@@ -8,6 +8,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import circuitgraph as cg
+from circuitgraph import components
+from circuitgraph.metrics import kl_divergence
 from circuitgraph.tasks import Task
 
 SETTINGS = settings(
@@ -171,6 +173,30 @@ def test_kl_and_accuracy_metrics(toy):
     assert kl.score(cg.Circuit.from_nodes(toy.cfg, [])) > 0.01
     acc = cg.Scorer(toy, task, metric="accuracy")
     assert acc.score(cg.full_circuit(toy.cfg)) == pytest.approx(1.0)
+
+
+def test_unembedding_in_slices_equals_one_matmul(tiny, monkeypatch):
+    monkeypatch.setattr(components, "UNEMBED_CHUNK", 7)  # many slices, a ragged last one
+    comp = components.ComponentModel(tiny)
+    resid = torch.randn(5, comp.d_model, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        sliced = comp.unembed(resid)
+    whole = comp.unembed(resid.clone().requires_grad_())  # autograd: one matmul
+    assert sliced.shape == whole.shape
+    assert (sliced - whole.detach()).abs().max() < 1e-5
+
+
+def test_kl_divergence_matches_float64_definition_with_and_without_autograd():
+    generator = torch.Generator().manual_seed(0)
+    reference = (3 * torch.randn(4, 500, generator=generator)).log_softmax(dim=-1)  # [n, vocab]
+    logits = reference[None] + 0.3 * torch.randn(3, 4, 500, generator=generator)  # [V, n, vocab]
+    exact = reference.double().exp() * (reference.double() - logits.double().log_softmax(-1))
+    exact = exact.sum(dim=-1).mean(dim=-1)
+    with torch.no_grad():
+        in_place = kl_divergence(reference, logits.clone())
+    with_grad = kl_divergence(reference, logits.clone().requires_grad_())
+    assert torch.allclose(in_place.double(), exact, atol=1e-6)
+    assert torch.allclose(with_grad.detach().double(), exact, atol=1e-6)
 
 
 def test_bad_inputs_are_clear_errors(toy, tiny):

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from circuitgraph.models import smollm2_gguf_path
 from circuitgraph.tasks import (
     TASKS,
+    RepeatedPromptsWarning,
     Task,
     list_corruptions,
     list_tasks,
@@ -184,8 +185,10 @@ def test_greater_than_on_toy(toy_tk) -> None:
 
 
 def test_smollm2_formats(smol_tk) -> None:
-    digits = make_task("digits", smol_tk, n=4)
+    digits = make_task("digits", smol_tk, n=4, template="list")
     assert digits.clean_prompts[0].startswith("Here is a list: ")
+    varied = make_task("digits", smol_tk, n=40)
+    assert varied.template == "lists" and len({p.split(":")[0] for p in varied.clean_prompts}) > 5
     assert digits.clean_prompts[0].endswith(", ") and not digits.answers[0].startswith(" ")
     months = make_task("months", smol_tk, n=4)
     assert months.clean_prompts[0].endswith(",") and months.answers[0].startswith(" ")
@@ -274,6 +277,9 @@ def test_bad_inputs(toy_tk, smol_tk) -> None:
     for n in (0, -3):
         with pytest.raises(ValueError, match="n must be >= 1"):
             make_task("digits", toy_tk, n=n)
+    for n in (2.5, "8", True):
+        with pytest.raises(TypeError, match="n must be a whole number"):
+            make_task("digits", toy_tk, n=n)
     with pytest.raises(ValueError, match="unknown template 'born'.*list"):
         make_task("digits", toy_tk, template="born")
     with pytest.raises(ValueError, match=r"members \['00', '01'.*not single tokens"):
@@ -331,3 +337,49 @@ def test_toy_covers_every_task(toy_tk, task_name) -> None:
 
 def test_shipped_toy_tokenizer_matches_vocabulary() -> None:
     assert load_toy_tokenizer().get_vocab() == build_toy_tokenizer().get_vocab()
+
+
+@pytest.mark.parametrize("name", ["digits", "number_words", "months"])
+def test_smollm2_has_50_distinct_prompts(smol_tk, name) -> None:
+    task = make_task(name, smol_tk, n=50, seed=3)
+    assert task.n_distinct == 50
+    assert len({p.split(":")[0] for p in task.clean_prompts}) >= 9  # lead wordings vary
+    check_invariants(task, smol_tk.tokenizer, 50)
+
+
+def test_prompts_distinct_until_exhausted(toy_tk) -> None:
+    task = make_task("digits", toy_tk, n=6, seed=2)  # starts 0..5, one wording
+    assert task.n_distinct == 6
+    with pytest.warns(RepeatedPromptsWarning, match="has 6 distinct prompts.*10 requested"):
+        more = make_task("digits", toy_tk, n=10, seed=2)
+    assert more.n_distinct == 6
+    names = make_task("born_in_months", toy_tk, n=300, seed=1)
+    assert names.n_distinct == 300
+
+
+@HYPOTHESIS
+@given(
+    fraction=st.floats(0.01, 0.99),
+    seed=st.integers(0, 10_000),
+    n=st.integers(2, 60),
+    task_name=st.sampled_from(["digits", "months", "born_in_digits", "letters"]),
+)
+def test_split_is_disjoint_and_complete(toy_tk, fraction, seed, n, task_name) -> None:
+    task = make_task(task_name, toy_tk, n=n, seed=seed)
+    if task.n_distinct < 2:
+        with pytest.raises(ValueError, match="at least 2"):
+            task.split(fraction, seed)
+        return
+    train, test = task.split(fraction, seed)
+    assert not set(train.clean_prompts) & set(test.clean_prompts)
+    assert sorted(train.clean_prompts + test.clean_prompts) == sorted(task.clean_prompts)
+    assert len(train) >= 1 and len(test) >= 1
+    assert train.name == test.name == task.name
+    assert task.split(fraction, seed)[1] == test  # seeded
+
+
+def test_split_bad_fraction(toy_tk) -> None:
+    task = make_task("months", toy_tk, n=12)
+    for bad in (0.0, 1.0, -0.5, 2):
+        with pytest.raises(ValueError, match="test_fraction must be in"):
+            task.split(bad)

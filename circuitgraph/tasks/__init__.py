@@ -5,6 +5,7 @@ True
 """
 
 from circuitgraph.tasks.build import (
+    RepeatedPromptsWarning,
     filter_task,
     list_corruptions,
     list_tasks,
@@ -23,6 +24,7 @@ __all__ = [
     "Context",
     "Corruption",
     "Family",
+    "RepeatedPromptsWarning",
     "Task",
     "TaskSpec",
     "Template",

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 import random
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,12 +57,21 @@ def list_templates(task: str) -> list[str]:
 
 @dataclass
 class _Plan:
-    """Tokenizer-dependent facts of one task: encoder, usable members, start windows."""
+    """Tokenizer-dependent facts of one task: encoders (one per lead wording, all of one token
+    length), usable members, start windows."""
 
     spec: TaskSpec
-    encoder: PromptEncoder
+    encoders: list[PromptEncoder]
     members: MemberSet
     windows: list[int]
+
+    @property
+    def encoder(self) -> PromptEncoder:
+        return self.encoders[0]
+
+
+class RepeatedPromptsWarning(UserWarning):
+    """``make_task`` was asked for more prompts than there are distinct ones."""
 
 
 def _short(values: list[str], limit: int = 12) -> str:
@@ -71,7 +83,7 @@ def _plan(spec: TaskSpec, template: str, tokenizer: Any, toy: bool, k: int) -> _
     size = len(spec.values)
     if k + 1 > size:
         raise ValueError(f"task {spec.name!r} has {size} members; n_members must be < {size}")
-    encoder = PromptEncoder(tokenizer, TEMPLATES[template], k, toy)
+    encoder = PromptEncoder(tokenizer, TEMPLATES[template].variants()[0], k, toy)
     good = set(encoder.choose_mode(Slot.MEMBER, spec.values))
     bad = [v for v in spec.values if v not in good]
     if bad and not spec.skip_multi_token:
@@ -88,7 +100,34 @@ def _plan(spec: TaskSpec, template: str, tokenizer: Any, toy: bool, k: int) -> _
             f"task {spec.name!r}: no run of {k + 1} single-token members for "
             f"{tokenizer_label(tokenizer)}; multi-token members: {_short(bad)}"
         )
-    return _Plan(spec, encoder, MemberSet(size, spec.cyclic, valid), windows)
+    sample = [spec.values[(windows[0] + j) % size] for j in range(k + 1)]
+    encoders = _lead_encoders(encoder, TEMPLATES[template], tokenizer, toy, sample)
+    return _Plan(spec, encoders, MemberSet(size, spec.cyclic, valid), windows)
+
+
+def _lead_encoders(
+    main: PromptEncoder, template: Any, tokenizer: Any, toy: bool, sample: list[str]
+) -> list[PromptEncoder]:
+    """Encoders of the template's lead wordings that tokenise cleanly (no unknown token, slot by
+    slot, checked on the ``sample`` members) to the token length most of them share; the main
+    wording's length wins ties."""
+    if not template.leads:
+        return [main]
+    unk = getattr(tokenizer, "unk_token_id", None)
+    by_length: dict[int, list[PromptEncoder]] = {}
+    for variant in template.variants():
+        encoder = PromptEncoder(tokenizer, variant, len(sample) - 1, toy)
+        encoder.attach = dict(main.attach)
+        try:
+            ids = encoder.encode([], sample[:-1], sample[-1]).ids
+        except ValueError:
+            continue
+        if unk is None or unk not in ids:
+            by_length.setdefault(len(ids), []).append(encoder)
+    if not by_length:
+        return [main]
+    groups = list(by_length.values())
+    return max(groups, key=lambda g: (len(g), g[0].template == main.template))
 
 
 def _context_words(plan: _Plan, k: int) -> tuple[list[str], int]:
@@ -114,6 +153,8 @@ def _resolve(
     name: str, model: Any, n: int, template: str | None, n_members: int | None
 ) -> tuple[TaskSpec, Family, str, int]:
     spec = get_spec(name)
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral):
+        raise TypeError(f"n must be a whole number of prompts (an int), got {n!r}")
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
     raw_family = model_family(model)
@@ -134,24 +175,58 @@ def _resolve(
     return spec, family, chosen, k
 
 
-def _shared_draws(
-    spec: TaskSpec, windows: list[int], words: list[str], need: int, k: int, n: int, seed: int
-) -> tuple[list[int], list[list[str]]]:
-    """Start indices (shuffled blocks of all windows) and context words per prompt.
+@dataclass(frozen=True)
+class _Draw:
+    """What one clean prompt shows: start index, lead wording (encoder index), context words."""
 
-    Seeded by the group, so paired tasks draw the same values prompt for prompt.
+    start: int
+    lead: int
+    context: tuple[str, ...]
+
+
+def distinct_count(n_windows: int, n_leads: int, n_words: int, need: int) -> int:
+    """How many distinct clean prompts exist: starts x lead wordings x ordered context words."""
+    return n_windows * n_leads * math.perm(n_words, need)
+
+
+def _shared_draws(
+    spec: TaskSpec, windows: list[int], n_leads: int, words: list[str], need: int, n: int, seed: int
+) -> list[_Draw]:
+    """``n`` distinct draws (repeating only when fewer exist), starts balanced in shuffled
+    blocks of all windows.
+
+    Seeded by the group, so paired tasks draw the same starts and words prompt for prompt.
     """
-    shared = random.Random(f"{spec.group or spec.name}|{k}|{seed}")
-    starts: list[int] = []
-    while len(starts) < n:
+    shared = random.Random(f"{spec.group or spec.name}|{len(windows)}|{n_leads}|{need}|{seed}")
+    total = distinct_count(len(windows), n_leads, len(words), need)
+    if n > total:
+        warnings.warn(
+            f"task {spec.name!r} has {total} distinct prompts for this tokenizer and template; "
+            f"{n} requested, so {n - total} are repeats",
+            RepeatedPromptsWarning,
+            stacklevel=3,
+        )
+    if need == 0:  # every (start, lead) pair once per round of len(windows) * n_leads
+        leads = {s: shared.sample(range(n_leads), n_leads) for s in windows}
+        draws: list[_Draw] = []
+        while len(draws) < n:
+            for r in range(n_leads):
+                block = list(windows)
+                shared.shuffle(block)
+                draws += [_Draw(s, leads[s][r], ()) for s in block]
+        return draws[:n]
+    draws, seen = [], set()
+    while len(draws) < n:
         block = list(windows)
         shared.shuffle(block)
-        starts += block
-    contexts = []
-    for _ in range(n):
-        drawn = shared.sample(words, need) if need else []
-        contexts.append(drawn * (k + 1) if spec.context is Context.CENTURY else drawn)
-    return starts[:n], contexts
+        for start in block:
+            while True:
+                draw = _Draw(start, shared.randrange(n_leads), tuple(shared.sample(words, need)))
+                if draw not in seen or len(seen) >= total:
+                    break
+            seen.add(draw)
+            draws.append(draw)
+    return draws[:n]
 
 
 def make_task(
@@ -167,9 +242,13 @@ def make_task(
     """Generate ``n`` clean prompts of task ``name`` and their corrupted twins.
 
     Only ``model.tokenizer`` and ``model_family(model)`` are read, and ``model(tokens)``
-    when ``filter`` is set. Start values cycle through every usable start in shuffled
-    blocks (balanced); tasks of one group (``born_in_*``, ``lost_in_*``, ``done_in_*``)
-    get the same context words and starts prompt for prompt for the same seed.
+    when ``filter`` is set. The clean prompts are distinct while distinct ones remain
+    (start x lead wording x context words; a :class:`RepeatedPromptsWarning` says how many
+    exist when ``n`` is larger). Start values cycle through every usable start in shuffled
+    blocks (balanced); the ``lists`` template (SmolLM2's default) varies the lead wording
+    ("Here is a list:", "This is a sequence:", ...) among wordings of one token length.
+    Tasks of one group (``born_in_*``, ``lost_in_*``, ``done_in_*``) get the same context
+    words and starts prompt for prompt for the same seed.
     With ``filter=True`` only prompts whose top token is the answer and with
     p(answer) > 2 p(wrong) are kept, so the Task may hold fewer than ``n`` prompts.
 
@@ -197,19 +276,20 @@ def make_task(
         raise ValueError(f"task {name!r}: no start value is usable by every paired task")
     words, need = _context_words(plan, k)
 
-    starts, contexts = _shared_draws(spec, sorted(windows), words, need, k, n, seed)
+    draws = _shared_draws(spec, sorted(windows), len(plan.encoders), words, need, n, seed)
     rng = random.Random(f"{spec.name}|{corruption.value}|{k}|{seed}")
     size, values = len(spec.values), spec.values
     clean, corrupted, wrong = [], [], []
-    for start, ctx in zip(starts, contexts, strict=True):
-        members = [(start + j) % size for j in range(k)]
-        answer = (start + k) % size
+    for draw in draws:
+        encoder = plan.encoders[draw.lead]
+        ctx = list(draw.context) * (k + 1) if spec.context is Context.CENTURY else draw.context
+        members = [(draw.start + j) % size for j in range(k)]
+        answer = (draw.start + k) % size
         bad_members, continuation = corrupt(corruption, members, answer, plan.members, rng)
-        clean.append(plan.encoder.encode(ctx, [values[i] for i in members], values[answer]))
-        corrupted.append(
-            plan.encoder.encode(ctx, [values[i] for i in bad_members], values[continuation])
-        )
-        wrong.append(plan.encoder.answer_token(values[members[-1]]))
+        clean.append(encoder.encode(ctx, [values[i] for i in members], values[answer]))
+        shown = [values[i] for i in bad_members]
+        corrupted.append(encoder.encode(ctx, shown, values[continuation]))
+        wrong.append(encoder.answer_token(values[members[-1]]))
     lengths = {len(e.ids) for e in clean + corrupted}
     if len(lengths) != 1:
         raise ValueError(f"task {name!r}: prompts tokenise to different lengths {lengths}")

@@ -60,9 +60,9 @@ def context_pool(context: Context) -> tuple[str, ...]:
     return wordlists()[context.value]
 
 
-_SEQUENCE_TEMPLATES = ("list", "continue", "comma", "space")
+_SEQUENCE_TEMPLATES = ("list", "lists", "continue", "comma", "space")
 _SEQUENCE_DEFAULTS = {
-    Family.LLAMA: "list",
+    Family.LLAMA: "lists",
     Family.GPT2: "space",
     Family.OTHER: "space",
     Family.TOY: "list",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 
@@ -62,6 +63,32 @@ class Task:
             elif isinstance(value, list):
                 changes[f.name] = [value[i] for i in picked]
         return replace(self, **changes)
+
+    @property
+    def n_distinct(self) -> int:
+        """Number of distinct clean prompts."""
+        return len(set(self.clean_prompts))
+
+    def split(self, test_fraction: float = 0.5, seed: int = 0) -> tuple[Task, Task]:
+        """``(train, test)`` split by clean prompt: copies of one prompt go to the same side.
+
+        About ``test_fraction`` of the distinct prompts (at least one, and at least one left
+        for training) go to ``test``, chosen by ``seed``; each side keeps the task's order.
+        """
+        if not 0.0 < float(test_fraction) < 1.0:
+            raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction!r}")
+        distinct = sorted(set(self.clean_prompts))
+        if len(distinct) < 2:
+            raise ValueError(
+                f"task {self.name!r} has {len(distinct)} distinct clean prompt(s); "
+                "a split needs at least 2"
+            )
+        random.Random(seed).shuffle(distinct)
+        k = min(max(round(test_fraction * len(distinct)), 1), len(distinct) - 1)
+        test = set(distinct[:k])
+        in_test = [p in test for p in self.clean_prompts]
+        train = [i for i, t in enumerate(in_test) if not t]
+        return self.subset(train), self.subset([i for i, t in enumerate(in_test) if t])
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Task):

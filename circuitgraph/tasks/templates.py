@@ -19,19 +19,65 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Any
 
 
 @dataclass(frozen=True)
 class Template:
-    """A prompt format: ``lead``, then ``item`` per shown member, then ``last``."""
+    """A prompt format: ``lead``, then ``item`` per shown member, then ``last``.
+
+    ``leads``: other wordings of the lead; a task built with this template draws each
+    prompt's lead from ``(lead, *leads)`` (those that tokenise to the same length, so every
+    position still means the same thing across prompts).
+    """
 
     name: str
     lead: str
     item: str
     last: str
+    leads: tuple[str, ...] = ()
+
+    def variants(self) -> list[Template]:
+        """One fixed-lead template per lead wording, the main one first."""
+        return [replace(self, lead=lead, leads=()) for lead in (self.lead, *self.leads)]
+
+
+# Wordings of the list lead (the paper's "Here is a list:" and "Continue the sequence:" among
+# them); prompts of one task use those of one token length.
+LIST_LEADS = (
+    "Here is a sequence:",
+    "This is a list:",
+    "Here is a series:",
+    "Continue the list:",
+    "Continue the sequence:",
+    "Complete the list:",
+    "Complete the sequence:",
+    "Continue this list:",
+    "Here is the list:",
+    "Here is my list:",
+    "This is the list:",
+    "This is a sequence:",
+    "Here is another list:",
+    "Consider the list:",
+    "Look at this list:",
+    "Read the list:",
+    "Finish the list:",
+    "Extend the list:",
+    "Here is the sequence:",
+    "This is my list:",
+    "Here is a short list:",
+    "Here is an ordered list:",
+    "Continue the series:",
+    "Finish the sequence:",
+    "Extend the sequence:",
+    "Read this list:",
+    "Take this list:",
+    "See this list:",
+    "Here is our list:",
+    "Here is your list:",
+)
 
 
 def _among(verb: str) -> list[Template]:
@@ -45,6 +91,7 @@ TEMPLATES: dict[str, Template] = {
     t.name: t
     for t in [
         Template("list", "Here is a list:", " {m},", " {a}"),
+        Template("lists", "Here is a list:", " {m},", " {a}", LIST_LEADS),
         Template("continue", "Continue the sequence:", " {m},", " {a}"),
         Template("comma", "", " {m},", " {a}"),
         Template("space", "", " {m}", " {a}"),

@@ -257,7 +257,7 @@ def make_task(
     >>> toy = SimpleNamespace(tokenizer=build_toy_tokenizer(), circuitgraph_family="toy")
     >>> task = make_task("months", toy, n=2, seed=1)
     >>> task.clean_prompts[0], task.answers[0]
-    ('Here is a list : August , September , October , November ,', 'December')
+    ('Here is a list : January , February , March , April ,', 'May')
     """
     spec, family, template_name, k = _resolve(name, model, n, template, n_members)
     corruption = parse_corruption(corruption)

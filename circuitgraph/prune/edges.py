@@ -11,12 +11,18 @@ restored. Two implementations take exactly these decisions:
 - ``method="fast"`` (default): caches every activation upstream of the receiver, recomputes
   only the heads and MLPs whose inputs change, and tests a window of candidate edges as one
   batch of speculative variants (see :mod:`circuitgraph.prune.incremental`).
+
+``order="acdc"`` follows the ACDC reference implementation's visit order, tests its Q/K/V
+direct edges and removes untested the edges into receivers nothing reads any more, so it
+reproduces the reference's result (see :mod:`circuitgraph.prune.schedule`).
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections import Counter
+from collections.abc import Iterable
 
 from tqdm.auto import tqdm
 
@@ -24,9 +30,10 @@ from circuitgraph.graph import Circuit, full_circuit
 from circuitgraph.layout import EdgeMasks
 from circuitgraph.masks import check_same_model, edge_masks
 from circuitgraph.prune.incremental import IncrementalEvaluator
-from circuitgraph.prune.schedule import Edge, Step, edge_schedule, set_edge
+from circuitgraph.prune.schedule import Edge, Guard, Step, acdc_schedule, edge_schedule, set_edge
 
 METHODS = ("fast", "reference")
+ORDERS = ("canonical", "acdc")
 
 
 def worsening(running: float, new: float, higher_is_better: bool) -> float:
@@ -44,6 +51,16 @@ def _start_circuit(scorer, start: Circuit | None, qkv: bool, positions: bool) ->
     return start
 
 
+def check_tau(tau: object) -> float:
+    """``tau`` as a float; ValueError for booleans, non-numbers, NaN and infinities."""
+    if isinstance(tau, bool) or not isinstance(tau, int | float) or not math.isfinite(tau):
+        raise ValueError(
+            f"tau must be a finite number, got {tau!r} (a negative tau removes nothing and "
+            "records every single-edge effect)"
+        )
+    return float(tau)
+
+
 def prune_edges(
     scorer,
     tau: float,
@@ -52,6 +69,7 @@ def prune_edges(
     qkv: bool = True,
     positions: bool = False,
     method: str = "fast",
+    order: str = "canonical",
     window: int = 16,
     progress: bool = True,
 ) -> Circuit:
@@ -60,48 +78,67 @@ def prune_edges(
     Parameters
     ----------
     tau: an edge is removed when removing it makes the metric worse by less than ``tau``
-        (``tau=0`` removes only edges whose removal helps; a huge ``tau`` removes all).
+        (``tau=0`` removes only edges whose removal helps; a huge ``tau`` removes all; a
+        negative ``tau`` removes nothing and so records every single-edge effect).
     metric: ``"kl"`` or ``"logit_diff"`` (default: the scorer's own metric).
     start: prune within this circuit's edges (e.g. a node-pruned circuit); its Q/K/V split and
         positions are used. Default: the full graph with ``qkv`` and ``positions``.
     method: ``"fast"`` or ``"reference"`` (identical decisions; the reference is the oracle).
+    order: ``"canonical"`` (receivers in reverse canonical order, latest senders first) or
+        ``"acdc"`` (the ACDC reference implementation's order, with its Q/K/V direct edges
+        and its untested removals; position-free circuits and noising only). ACDC's result
+        depends on the order, so only ``"acdc"`` reproduces published ACDC circuits.
     window: the most candidate edges the fast method tests in one batch (batches start at 2
         and double while the speculation holds, so a wrong guess wastes little).
 
     Every tested edge's effect (how much worse the metric got without it) is stored on kept
-    edges as ``effect`` and for all tested edges in ``metadata["tested"]``. The result is
-    ``prune_dangling()``-ed and its score re-measured from scratch (``metadata["score"]``) next
-    to the running score (``metadata["running_score"]``).
+    edges as ``effect`` and for all tested edges in ``metadata["tested"]`` (``[sender,
+    receiver, effect, removed]`` in visit order); edges removed without a test are in
+    ``metadata["untested"]`` (``[sender, receiver, number of tested entries before it]``).
+    The result is ``prune_dangling()``-ed and its score re-measured from scratch
+    (``metadata["score"]``) next to the running score (``metadata["running_score"]``).
     """
-    if not isinstance(tau, int | float) or not math.isfinite(tau) or tau < 0:
-        raise ValueError(f"tau must be a finite number >= 0, got {tau!r}")
+    tau = check_tau(tau)
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {METHODS}")
-    if not isinstance(window, int) or window < 1:
+    if order not in ORDERS:
+        raise ValueError(f"unknown order {order!r}; choose one of {ORDERS}")
+    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
         raise ValueError(f"window must be a positive integer, got {window!r}")
     if metric is not None and metric != scorer.metric.value:
         scorer = scorer.with_metric(metric)
+    if order == "acdc" and scorer.direction.value != "noising":
+        raise ValueError(
+            "order='acdc' follows the ACDC reference, which patches corrupted values into the "
+            "clean run: use direction='noising', or the canonical order for denoising"
+        )
     circuit = _start_circuit(scorer, start, qkv, positions)
-    steps = edge_schedule(circuit, scorer.layout)
+    steps = (acdc_schedule if order == "acdc" else edge_schedule)(circuit, scorer.layout)
     started = time.perf_counter()
+    record = _Record(circuit)
     run = _prune_reference if method == "reference" else _prune_fast
-    kept, tested, running, evaluations = run(scorer, circuit, steps, float(tau), window, progress)
-    effects = {edge: {"effect": effect} for edge, effect, _ in tested if edge in kept}
-    result = Circuit.from_edges(circuit.config, effects).prune_dangling()
+    running, evaluations = run(scorer, circuit, steps, tau, window, progress, record)
+    kept: dict[Edge, dict] = {edge: {} for edge in record.present}
+    for edge, effect, _ in record.tested:
+        if edge in kept:
+            kept[edge] = {"effect": effect}
+    result = Circuit.from_edges(circuit.config, kept, internal=False).prune_dangling()
     result.metadata = {
         **circuit.metadata,
         "method": "edges",
         "parameters": {
-            "tau": float(tau),
+            "tau": tau,
             "metric": scorer.metric.value,
             "method": method,
+            "order": order,
             "window": window,
             "ablation": scorer.ablation.value,
             "direction": scorer.direction.value,
         },
         "task": scorer.task.name,
         "model": scorer.model_name,
-        "tested": [[u, v, effect, removed] for (u, v), effect, removed in tested],
+        "tested": [[u, v, effect, removed] for (u, v), effect, removed in record.tested],
+        "untested": [[u, v, at] for (u, v), at in record.untested],
         "running_score": running,
         "score": scorer.score(result),
         "evaluations": evaluations,
@@ -110,52 +147,108 @@ def prune_edges(
     return result
 
 
+class _Record:
+    """The current circuit's edges and the log of decisions, shared by both methods."""
+
+    def __init__(self, circuit: Circuit) -> None:
+        self.present: set[Edge] = set(circuit.edges)
+        self.out_degree = Counter(u for u, _ in self.present)
+        self.tested: list[tuple[Edge, float, bool]] = []
+        self.untested: list[tuple[Edge, int]] = []
+
+    def _remove(self, edges: Iterable[Edge]) -> None:
+        for edge in edges:
+            if edge in self.present:
+                self.present.remove(edge)
+                self.out_degree[edge[0]] -= 1
+
+    def allows(self, guard: Guard | None) -> bool:
+        """Whether a step with ``guard`` is tested (see :class:`Guard`)."""
+        if guard is None:
+            return True
+        return any(self.out_degree[n] > 0 for n in guard.outputs) or any(
+            edge in self.present for edge in guard.edges
+        )
+
+    def skip(self, step: Step) -> bool:
+        """Remove ``step``'s edges without a test; whether there were any."""
+        edges = [e for c in range(len(step.senders)) for e in step.edges_of(c)]
+        edges = [e for e in edges if e in self.present]
+        self.untested += [(edge, len(self.tested)) for edge in edges]
+        self._remove(edges)
+        return bool(edges)
+
+    def log(self, step: Step, candidate: int, effect: float, removed: bool) -> None:
+        edges = step.edges_of(candidate)
+        self.tested += [(edge, effect, removed) for edge in edges]
+        if removed:
+            self._remove(edges)
+
+
 def _bar(steps: list[Step], progress: bool, what: str):
     total = sum(len(step.senders) for step in steps)
     return tqdm(total=total, desc=what, unit="edge", disable=not progress, leave=False)
 
 
 def _prune_reference(
-    scorer, circuit: Circuit, steps: list[Step], tau: float, window: int, progress: bool
-) -> tuple[set[Edge], list, float, dict]:
+    scorer,
+    circuit: Circuit,
+    steps: list[Step],
+    tau: float,
+    window: int,
+    progress: bool,
+    record: _Record,
+) -> tuple[float, dict]:
     """One full masked forward pass per tested edge, through the public Circuit API."""
-    current = set(circuit.sender_receiver_edges())
     config = circuit.config
-    running = scorer.score(Circuit.from_edges(config, current))
+    passes = 0
+
+    def score(edges: set[Edge]) -> float:
+        nonlocal passes
+        passes += 1
+        return scorer.score(Circuit.from_edges(config, edges, internal=False))
+
+    running = score(record.present)
     better = scorer.higher_is_better()
-    tested = []
     with _bar(steps, progress, "edges (reference)") as bar:
         for step in steps:
-            for sender in step.senders:
-                edge = (sender, step.receiver.name)
-                trial = current - {edge}
-                new = scorer.score(Circuit.from_edges(config, trial))
+            if not record.allows(step.guard):
+                record.skip(step)  # nothing reads the receiver: the score cannot change
+                bar.update(len(step.senders))
+                continue
+            for candidate in range(len(step.senders)):
+                new = score(record.present - set(step.edges_of(candidate)))
                 effect = worsening(running, new, better)
                 removed = effect < tau
+                record.log(step, candidate, effect, removed)
                 if removed:
-                    current, running = trial, new
-                tested.append((edge, effect, removed))
+                    running = new
                 bar.update()
-    return current, tested, running, {"forward_passes": len(tested) + 1}
+    return running, {"forward_passes": passes}
 
 
-def _variants(masks: EdgeMasks, step: Step, candidates: list[int], cumulative: bool) -> EdgeMasks:
-    """Copies of ``masks``: variant i removes candidate i (and, if cumulative, those before)."""
-    V = len(candidates)
+def _variants(masks: EdgeMasks, step: Step, removals: list[list[int]]) -> EdgeMasks:
+    """Copies of ``masks``: variant i removes the candidates ``removals[i]``."""
+    V = len(removals)
     variants = EdgeMasks(
         [m.expand(V, *m.shape[1:]).clone() for m in masks.attention],
         [m.expand(V, *m.shape[1:]).clone() for m in masks.mlp],
         masks.logits.expand(V, *masks.logits.shape[1:]).clone(),
     )
-    for i in range(V):
-        removed = candidates[: i + 1] if cumulative else [candidates[i]]
-        set_edge(variants, step.receiver, [step.sender_indices[c] for c in removed], 0.0, i)
+    for i, removed in enumerate(removals):
+        set_edge(variants, step.receiver, step.rows(removed), 0.0, i)
     return variants
 
 
 def _prune_fast(
-    scorer, circuit: Circuit, steps: list[Step], tau: float, window: int, progress: bool
-) -> tuple[set[Edge], list, float, dict]:
+    scorer,
+    circuit: Circuit,
+    steps: list[Step],
+    tau: float,
+    window: int,
+    progress: bool,
+    record: _Record,
+) -> tuple[float, dict]:
     """Incremental evaluation with speculative batches; same decisions as the reference.
 
     Speculation: after a removal, assume the next edges go too (variant i removes the next
@@ -166,36 +259,42 @@ def _prune_fast(
     masks = edge_masks(circuit, scorer.layout, scorer.task.seq_len)
     evaluator = IncrementalEvaluator(scorer, masks)
     better = scorer.higher_is_better()
-    tested, batches, size = [], 0, min(2, window)
-    removed_edges: set[Edge] = set()
+    batches, size = 0, min(2, window)
     cumulative = True
     with _bar(steps, progress, "edges (fast)") as bar:
         for step in steps:
+            if not record.allows(step.guard):
+                if record.skip(step):  # adopt the untested removals (the score stays)
+                    everything = _variants(evaluator.masks, step, [list(range(len(step.senders)))])
+                    scores, state = evaluator.evaluate(step.receiver, everything)
+                    evaluator.commit(state, 0, float(scores[0]))
+                    batches += 1
+                bar.update(len(step.senders))
+                continue
             index = 0
             while index < len(step.senders):
                 candidates = list(range(index, min(index + size, len(step.senders))))
-                variants = _variants(evaluator.masks, step, candidates, cumulative)
+                removals = [
+                    candidates[: i + 1] if cumulative else [c] for i, c in enumerate(candidates)
+                ]
+                variants = _variants(evaluator.masks, step, removals)
                 scores, state = evaluator.evaluate(step.receiver, variants)
                 batches += 1
-                running, commit = evaluator.score, None
+                running, commit, removed = evaluator.score, None, cumulative
                 for i, candidate in enumerate(candidates):
                     new = float(scores[i])
                     effect = worsening(running, new, better)
                     removed = effect < tau
-                    edge = (step.senders[candidate], step.receiver.name)
-                    tested.append((edge, effect, removed))
+                    record.log(step, candidate, effect, removed)
                     bar.update()
                     index = candidate + 1
                     if removed:
-                        removed_edges.add(edge)
                         running, commit = new, i
                     if removed != cumulative:  # the speculation broke: later variants invalid
                         break
                 if commit is not None:
                     evaluator.commit(state, commit, running)
-                held = tested[-1][2] == cumulative
-                size = min(2 * size, window) if held else min(2, window)
-                cumulative = tested[-1][2]
-    kept = set(circuit.sender_receiver_edges()) - removed_edges
+                size = min(2 * size, window) if removed == cumulative else min(2, window)
+                cumulative = removed
     evaluations = {"batches": batches, "component_evaluations": evaluator.component_evaluations}
-    return kept, tested, evaluator.score, evaluations
+    return evaluator.score, evaluations

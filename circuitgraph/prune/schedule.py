@@ -1,10 +1,16 @@
 """The order in which edge pruning visits edges, and where each edge lives in the masks.
 
-Receivers are visited in reverse topological order: descending canonical node order
-(``logits``, then layer by layer from the last: the MLP, then the attention inputs with the
-highest head/group index first; later positions first). For each receiver its senders are
-tried from the latest to ``embed``. Both the reference and the fast implementation follow
-this one schedule, so they take the same decisions.
+Two orders (both implementations of edge pruning follow the same schedule, so they take the
+same decisions):
+
+- ``canonical`` (:func:`edge_schedule`): receivers in descending canonical node order
+  (``logits``, then layer by layer from the last: the MLP, then the attention inputs with the
+  highest head/group index first; later positions first); each receiver's senders from the
+  latest to ``embed``. Only sender -> receiver edges are tested.
+- ``acdc`` (:func:`acdc_schedule`): the visit order of the ACDC reference implementation
+  (ArthurConmy/Automatic-Circuit-Discovery, ``TLACDCExperiment``), including its Q/K/V
+  *direct* edges (a head's input -> the head) and its rule of removing, without a test, the
+  incoming edges of receivers that nothing reads any more (see :class:`Guard`).
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from circuitgraph.layout import QKV, EdgeMasks, Layout
-from circuitgraph.nodes import node_sort_key
+from circuitgraph.nodes import Node, NodeKind, edge_sort_key, logits_name, mlp_name, node_sort_key
 
 Edge = tuple[str, str]
 
@@ -29,12 +35,44 @@ class Receiver:
 
 
 @dataclass(frozen=True)
+class Guard:
+    """ACDC's rule for skipping a receiver nothing reads: its edges are tested only if one of
+    ``outputs`` still has an outgoing edge, or one of ``edges`` is still present (a head's
+    input matters only while its direct edge is there). Otherwise they go without a test."""
+
+    outputs: tuple[str, ...] = ()
+    edges: tuple[Edge, ...] = ()
+
+
+@dataclass(frozen=True)
 class Step:
-    """One receiver and its candidate edges, in the order they are tried."""
+    """One receiver and its candidate edges, in the order they are tried.
+
+    An addition step tests ``sender -> receiver`` for each of ``senders`` (mask rows
+    ``sender_indices``). A direct step (``direct`` set; ``senders == (input,)``) tests one
+    head input's direct edges: removing them empties the input's mask column, so the head
+    reads only ablated values there. Under grouped-query attention a key/value group input
+    has one direct edge per query head of its group; they are one test, as the group's keys
+    and values are computed once.
+    """
 
     receiver: Receiver
     senders: tuple[str, ...]
     sender_indices: tuple[int, ...]
+    direct: tuple[Edge, ...] = ()
+    guard: Guard | None = None
+
+    def edges_of(self, candidate: int) -> tuple[Edge, ...]:
+        """The circuit edges that candidate ``candidate`` removes."""
+        if self.direct:
+            return self.direct
+        return ((self.senders[candidate], self.receiver.name),)
+
+    def rows(self, candidates: list[int]) -> list[int] | slice:
+        """Mask rows (sender indices) that removing ``candidates`` switches off."""
+        if self.direct:
+            return slice(None)  # the whole column: every sender
+        return [self.sender_indices[c] for c in candidates]
 
 
 def receiver_of(name: str, attrs: dict, layout: Layout) -> Receiver:
@@ -80,10 +118,92 @@ def edge_schedule(circuit, layout: Layout) -> list[Step]:
     return steps
 
 
+def _acdc_sender_key(name: str) -> tuple[int, ...]:
+    """ACDC's sender order: later layers first, within a layer the MLP then heads ascending,
+    ``embed`` last."""
+    node = Node.parse(name)
+    if node.kind == NodeKind.EMBED:
+        return (1, 0, 0, 0)
+    return (0, -node.layer, int(node.kind == NodeKind.HEAD), node.head or 0)
+
+
+def _acdc_inputs(config, layer: int) -> list[str]:
+    """Attention receivers of ``layer`` in ACDC's order: all V inputs (highest head or group
+    first), then K, then Q; the heads themselves (highest first) without the Q/K/V split."""
+    heads = range(config.n_heads - 1, -1, -1)
+    if not config.qkv:
+        return [f"a{layer}.{h}" for h in heads]
+    names: list[str] = []
+    for letter in ("v", "k", "q"):
+        for head in heads:
+            name = config.input_name(layer, head, letter)
+            if name not in names:
+                names.append(name)
+    return names
+
+
+def acdc_schedule(circuit, layout: Layout) -> list[Step]:
+    """The ACDC reference's visit order over ``circuit``'s edges (position-free circuits).
+
+    ``logits``; then for each layer from the last: the MLP, the direct edges of the layer's
+    inputs, then the inputs' incoming edges (inputs in :func:`_acdc_inputs` order, senders in
+    :func:`_acdc_sender_key` order). Guards: an MLP (or, without the Q/K/V split, a head) is
+    visited only while it has an outgoing edge; a direct edge only while its head has one; an
+    input only while its direct edge is present.
+    """
+    config = circuit.config
+    if config.positions is not None:
+        raise ValueError(
+            "order='acdc' follows the ACDC reference, which has no token positions; "
+            "use a position-free circuit or the default order"
+        )
+    nodes = circuit.nodes
+    incoming: dict[str, list[str]] = {}
+    for sender, receiver in circuit.sender_receiver_edges():
+        incoming.setdefault(receiver, []).append(sender)
+    internal: dict[str, list[Edge]] = {}
+    for u, v in circuit.edges:
+        if nodes[u]["kind"] == NodeKind.QKV:
+            internal.setdefault(u, []).append((u, v))
+    steps: list[Step] = []
+
+    def addition(receiver: str, guard: Guard | None) -> None:
+        if receiver not in incoming:
+            return
+        senders = sorted(incoming[receiver], key=_acdc_sender_key)
+        steps.append(
+            Step(
+                receiver_of(receiver, nodes[receiver], layout),
+                tuple(senders),
+                tuple(sender_index(nodes[s], layout) for s in senders),
+                guard=guard,
+            )
+        )
+
+    addition(logits_name(), None)
+    for layer in reversed(range(config.n_layers)):
+        mlp = mlp_name(layer)
+        addition(mlp, Guard(outputs=(mlp,)))
+        inputs = _acdc_inputs(config, layer)
+        if not config.qkv:
+            for head in inputs:
+                addition(head, Guard(outputs=(head,)))
+            continue
+        for name in inputs:
+            direct = tuple(sorted(internal.get(name, ()), key=edge_sort_key))
+            if direct:
+                receiver = receiver_of(name, nodes[name], layout)
+                guard = Guard(outputs=tuple(head for _, head in direct))
+                steps.append(Step(receiver, (name,), (), direct=direct, guard=guard))
+        for name in inputs:
+            addition(name, Guard(edges=tuple(internal.get(name, ()))))
+    return steps
+
+
 def set_edge(
     masks: EdgeMasks,
     receiver: Receiver,
-    senders: list[int],
+    senders: list[int] | slice,
     value: float,
     variant: int | slice = slice(None),
 ) -> None:

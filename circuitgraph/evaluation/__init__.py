@@ -1,0 +1,11 @@
+"""Evaluation: how far to trust a circuit.
+
+- :func:`evaluate`: faithfulness with bootstrap CIs over prompts, completeness, minimality;
+- :func:`faithfulness_curve`: the MIB-style curve over top-k circuits of a ranking (CPR, CMD);
+- :func:`stability`: rediscover on resampled prompt sets; inclusion frequency, Jaccard;
+- :func:`compare_methods`: node pruning, ACDC, EAP and EAP-IG side by side.
+"""
+
+from circuitgraph.evaluation.evaluate import Evaluation, evaluate, held_out_scorer
+
+__all__ = ["Evaluation", "evaluate", "held_out_scorer"]

@@ -1,0 +1,141 @@
+"""Tests for circuitgraph.evaluation: bootstrap CIs, evaluate, held-out scorers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import circuitgraph as cg
+from circuitgraph.evaluation import evaluate, held_out_scorer
+from circuitgraph.evaluation.bootstrap import (
+    PromptValues,
+    bootstrap_weights,
+    interval,
+    prompt_groups,
+)
+from circuitgraph.evaluation.evaluate import without_components
+from circuitgraph.metrics import Normalise
+
+
+@pytest.fixture(scope="module")
+def digits(toy):
+    task = cg.make_task("digits", toy, n=24, template="lists", seed=1)
+    scorer = cg.Scorer(toy, task)
+    circuit = cg.prune_nodes(scorer, threshold=0.8, progress=False)
+    return scorer, circuit
+
+
+def test_bootstrap_ci_covers_the_true_mean() -> None:
+    """Synthetic prompts with known mean: the 95 % CI covers it in about 95 % of data sets."""
+    rng = np.random.default_rng(0)
+    true_mean, n, trials, covered = 0.7, 60, 300, 0
+    for trial in range(trials):
+        values = PromptValues(
+            logit_diff=rng.normal(true_mean, 0.3, size=(1, n)),
+            kl=rng.exponential(true_mean, size=(1, n)),
+            accuracy=(rng.random((1, n)) < true_mean).astype(float),
+            clean=np.ones(n),
+            corrupt=None,
+            normalise=Normalise.FULL,
+        )
+        weights = bootstrap_weights(np.arange(n), 1000, seed=trial)
+        hits = [
+            interval(values.statistic(name, weights)[0], 0.95)
+            for name in ("normalised_logit_diff", "kl", "accuracy")
+        ]
+        covered += all(low <= true_mean <= high for low, high in hits)
+    # Each of the three covers ~95 %; all three together at least ~85 % (percentile CIs run
+    # slightly narrow at n = 60). A CI that ignores sampling error would cover far less.
+    assert 0.8 <= covered / trials <= 0.99
+
+
+def test_bootstrap_moves_copies_of_a_prompt_together() -> None:
+    groups = prompt_groups(["a", "b", "a", "c", "b"])
+    assert groups.tolist() == [0, 1, 0, 2, 1]
+    weights = bootstrap_weights(groups, 500, seed=3)
+    assert weights.shape == (500, 5)
+    assert np.array_equal(weights[:, 0], weights[:, 2]) and np.array_equal(
+        weights[:, 1], weights[:, 4]
+    )
+    assert np.allclose(weights[:, [0, 1, 3]].sum(axis=1), 3)  # 3 distinct prompts drawn
+
+
+def test_evaluate_matches_the_scorer(digits) -> None:
+    scorer, circuit = digits
+    result = evaluate(circuit, scorer, resamples=500)
+    expected = scorer.evaluate(circuit)
+    assert result.metric == "normalised_logit_diff"
+    assert result.score == pytest.approx(scorer.score(circuit), abs=1e-5)
+    for name in ("normalised_logit_diff", "logit_diff", "kl", "accuracy"):
+        assert result.table.loc[name, "value"] == pytest.approx(expected[name], abs=1e-4)
+        low, high = result.table.loc[name, ["ci_low", "ci_high"]]
+        assert low <= result.table.loc[name, "value"] + 1e-9 <= high + 2e-9
+    assert result.ci[0] < result.score < result.ci[1]  # prompts differ, so the CI has width
+    assert result.samples.shape == (500,) and result.n_distinct == 24
+    assert result.completeness == pytest.approx(scorer.score(~circuit), abs=1e-5)
+    assert result.table.loc["normalised_logit_diff", "full_model"] == 1.0
+    assert result.table.loc["kl", "empty"] > result.table.loc["kl", "value"]
+    # minimality: the drop of each component is the score lost when it alone goes
+    assert set(result.minimality.index) == set(circuit.heads() + circuit.mlps())
+    top = result.minimality.index[0]
+    alone = scorer.score(without_components(circuit, {top}))
+    assert result.minimality.iloc[0] == pytest.approx(result.score - alone, abs=1e-5)
+
+
+def test_evaluate_costs_one_forward_pass(digits, monkeypatch) -> None:
+    scorer, circuit = digits
+    calls = []
+    original = scorer.final_residuals
+    monkeypatch.setattr(scorer, "final_residuals", lambda m: calls.append(1) or original(m))
+    evaluate(circuit, scorer, resamples=1000, minimality=False)
+    assert len(calls) == 1  # circuit, complement and empty circuit in one batch
+
+
+def test_full_circuit_and_other_metrics(toy, digits) -> None:
+    scorer, _ = digits
+    full = cg.full_circuit(toy.cfg)
+    result = evaluate(full, scorer, resamples=200, minimality=False)
+    assert result.score == pytest.approx(1.0, abs=1e-5)
+    assert result.ci[1] - result.ci[0] < 1e-5  # the ratio is 1 under every resample
+    kl = evaluate(full, scorer.with_metric("kl"), resamples=200, minimality=False)
+    assert kl.metric == "kl" and kl.score == pytest.approx(0.0, abs=1e-5)
+    task = scorer.task
+    both = cg.Scorer(toy, task, normalise="clean_corrupt")
+    empty = cg.Circuit.from_nodes(toy.cfg, [])
+    assert evaluate(empty, both, resamples=50, minimality=False).score == pytest.approx(
+        both.score(empty), abs=1e-5
+    )
+
+
+def test_edge_circuit(digits) -> None:
+    scorer, circuit = digits
+    kl = scorer.with_metric("kl")
+    edges = cg.prune_edges(kl, tau=0.02, start=circuit, progress=False)
+    result = evaluate(edges, kl, resamples=200)
+    assert result.score == pytest.approx(kl.score(edges), abs=1e-5)
+    assert result.completeness == pytest.approx(kl.score(~edges), abs=1e-5)
+    assert (result.minimality >= -1e-6).any()
+
+
+def test_held_out_scorer(toy, digits) -> None:
+    scorer, circuit = digits
+    train, test = scorer.task.split(0.5, seed=0)
+    held = held_out_scorer(scorer, test)
+    assert held.task is test and held.metric == scorer.metric and held.ablation == scorer.ablation
+    assert not set(held.task.clean_prompts) & set(train.clean_prompts)
+    assert evaluate(circuit, held, resamples=100, minimality=False).n_prompts == len(test)
+    other = cg.load_model("random:gpt2-tiny")
+    foreign = cg.make_task("digits", other, n=4)
+    with pytest.raises(ValueError, match="built for model .*gpt2-tiny"):
+        held_out_scorer(scorer, foreign)
+
+
+def test_bad_inputs(digits) -> None:
+    scorer, circuit = digits
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="resamples must be an integer >= 1"):
+            evaluate(circuit, scorer, resamples=bad)
+    with pytest.raises(ValueError, match="level must be in"):
+        evaluate(circuit, scorer, level=1.5)
+    with pytest.raises(TypeError, match="must be a Circuit"):
+        evaluate({"a0.0"}, scorer)

@@ -7,32 +7,48 @@
 1.0...
 """
 
-from circuitgraph import analysis
-from circuitgraph.analysis import (
-    ablate_subcircuit,
-    attention_patterns,
-    cross_task_matrix,
-    logit_lens,
-    ov_scores,
-)
-from circuitgraph.graph import Circuit, full_circuit
-from circuitgraph.models import ModelLoadError, list_models, load_model
-from circuitgraph.nodes import CircuitConfig
-from circuitgraph.prune.attribution import attribute_edges, compare_with_pruned
-from circuitgraph.prune.edges import prune_edges
-from circuitgraph.prune.nodes import prune_nodes, threshold_sweep
-from circuitgraph.prune.tables import (
-    order_frequency,
-    plot_score_vs_size,
-    threshold_changes,
-    threshold_table,
-)
-from circuitgraph.render import venn, venn_grid
-from circuitgraph.scorer import Scorer
-from circuitgraph.setops import overlap_table, shared, upset_table
-from circuitgraph.tasks import Task, list_corruptions, list_tasks, list_templates, make_task
+import importlib
+import importlib.util
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+# The public API, imported on first use (``import circuitgraph`` stays fast: the command line's
+# --help and --version do not load torch). name -> module that defines it.
+_API = {
+    "ablate_subcircuit": "circuitgraph.analysis",
+    "attention_patterns": "circuitgraph.analysis",
+    "cross_task_matrix": "circuitgraph.analysis",
+    "logit_lens": "circuitgraph.analysis",
+    "ov_scores": "circuitgraph.analysis",
+    "Circuit": "circuitgraph.graph",
+    "full_circuit": "circuitgraph.graph",
+    "ModelLoadError": "circuitgraph.models",
+    "list_models": "circuitgraph.models",
+    "load_model": "circuitgraph.models",
+    "CircuitConfig": "circuitgraph.nodes",
+    "attribute_edges": "circuitgraph.prune.attribution",
+    "compare_with_pruned": "circuitgraph.prune.attribution",
+    "prune_edges": "circuitgraph.prune.edges",
+    "prune_nodes": "circuitgraph.prune.nodes",
+    "threshold_sweep": "circuitgraph.prune.nodes",
+    "order_frequency": "circuitgraph.prune.tables",
+    "plot_score_vs_size": "circuitgraph.prune.tables",
+    "threshold_changes": "circuitgraph.prune.tables",
+    "threshold_table": "circuitgraph.prune.tables",
+    "venn": "circuitgraph.render",
+    "venn_grid": "circuitgraph.render",
+    "Scorer": "circuitgraph.scorer",
+    "overlap_table": "circuitgraph.setops",
+    "shared": "circuitgraph.setops",
+    "upset_table": "circuitgraph.setops",
+    "Task": "circuitgraph.tasks",
+    "list_corruptions": "circuitgraph.tasks",
+    "list_tasks": "circuitgraph.tasks",
+    "list_templates": "circuitgraph.tasks",
+    "make_task": "circuitgraph.tasks",
+    "analysis": "circuitgraph.analysis",
+}
 
 __all__ = [
     "Circuit",
@@ -69,3 +85,46 @@ __all__ = [
     "venn",
     "venn_grid",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name's module (or a submodule) the first time the name is used."""
+    if name not in _API:
+        if name.startswith("_") or importlib.util.find_spec(f"circuitgraph.{name}") is None:
+            raise AttributeError(f"module 'circuitgraph' has no attribute {name!r}")
+        return importlib.import_module(f"circuitgraph.{name}")
+    module = importlib.import_module(_API[name])
+    value = module if module.__name__ == f"circuitgraph.{name}" else getattr(module, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_API))
+
+
+if TYPE_CHECKING:  # the same names for type checkers and IDEs
+    from circuitgraph import analysis
+    from circuitgraph.analysis import (
+        ablate_subcircuit,
+        attention_patterns,
+        cross_task_matrix,
+        logit_lens,
+        ov_scores,
+    )
+    from circuitgraph.graph import Circuit, full_circuit
+    from circuitgraph.models import ModelLoadError, list_models, load_model
+    from circuitgraph.nodes import CircuitConfig
+    from circuitgraph.prune.attribution import attribute_edges, compare_with_pruned
+    from circuitgraph.prune.edges import prune_edges
+    from circuitgraph.prune.nodes import prune_nodes, threshold_sweep
+    from circuitgraph.prune.tables import (
+        order_frequency,
+        plot_score_vs_size,
+        threshold_changes,
+        threshold_table,
+    )
+    from circuitgraph.render import venn, venn_grid
+    from circuitgraph.scorer import Scorer
+    from circuitgraph.setops import overlap_table, shared, upset_table
+    from circuitgraph.tasks import Task, list_corruptions, list_tasks, list_templates, make_task

@@ -26,15 +26,25 @@ from pathlib import Path
 
 import torch
 
+from circuitgraph.environment import (
+    ModelLoadError,
+    hub_host,
+    hub_offline,
+    hub_reachable,
+    in_hub_cache,
+    model_device,
+    offline_if,
+    quiet_transformers,
+    remove_stale,
+    resolve_device,
+    shared_mode,
+)
+
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_HF_NAME = "HuggingFaceTB/SmolLM2-135M-Instruct"
 DATA_DIR = Path(__file__).parent / "data"
 TOY_DIR = DATA_DIR / "toy-seq"
 EMBEDDED_MODELS = ("toy-seq", "smollm2-135m")
-
-
-class ModelLoadError(RuntimeError):
-    """A model name could not be turned into a model; the message says why and what works."""
 
 
 @dataclass(frozen=True)
@@ -76,14 +86,34 @@ def list_models() -> list[str]:
     return [*EMBEDDED_MODELS, *(f"random:{p}" for p in RANDOM_PRESETS)]
 
 
-@functools.lru_cache(maxsize=8)
-def load_model(name: str, device: str = "cpu") -> torch.nn.Module:
-    """Return a TransformerLens ``TransformerBridge`` for ``name`` (cached per process).
+def load_model(name: str, device: str | torch.device = "cpu") -> torch.nn.Module:
+    """Return a TransformerLens ``TransformerBridge`` for ``name`` on ``device`` (cached per
+    process).
 
-    The same object is returned for the same ``(name, device)``: treat it as read-only.
+    The same object is returned for the same ``(name, device)``: treat it as read-only. Every
+    parameter is on ``device`` and ``model.cfg.device`` names it. ModelLoadError if the name,
+    the device or the weights are not usable; the message says why and what works.
     """
     if not isinstance(name, str) or not name:
         raise ModelLoadError(f"model name must be a non-empty string, got {name!r}")
+    return _load_model(name, resolve_device(device))
+
+
+load_model.cache_clear = lambda: _load_model.cache_clear()  # type: ignore[attr-defined]
+
+
+@functools.lru_cache(maxsize=8)
+def _load_model(name: str, device: str) -> torch.nn.Module:
+    with quiet_transformers():
+        model = _load_any(name, device)
+    actual = model_device(model)
+    if torch.device(actual) != torch.device(device):
+        raise ModelLoadError(f"{name!r} loaded on {actual} instead of {device}")
+    model.cfg.device = actual
+    return model
+
+
+def _load_any(name: str, device: str) -> torch.nn.Module:
     if name == "toy-seq":
         model = _load_toy(device)
         family = "toy"
@@ -105,6 +135,8 @@ def load_model(name: str, device: str = "cpu") -> torch.nn.Module:
 def _bridge(label: str, hf_model: torch.nn.Module, tokenizer, device: str) -> torch.nn.Module:
     from transformer_lens.model_bridge import TransformerBridge
 
+    # With hf_model given, TransformerLens records the device but does not move the weights.
+    hf_model = hf_model.to(device)
     bridge = TransformerBridge.boot_transformers(
         label, hf_model=hf_model.eval(), tokenizer=tokenizer, device=device, dtype=torch.float32
     )
@@ -158,8 +190,11 @@ def _load_smollm2(device: str) -> torch.nn.Module:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     converted = cache_dir() / "smollm2-135m"
+    if converted.parent.is_dir():
+        remove_stale(converted.parent, ".smollm2-")
     if not (converted / "model.safetensors").exists():
         _convert_smollm2(converted)
+    shared_mode(converted)  # caches made by older versions were 0700
     tokenizer = AutoTokenizer.from_pretrained(converted)
     hf_model = AutoModelForCausalLM.from_pretrained(converted, dtype=torch.float32)
     return _bridge(SMOLLM2_HF_NAME, hf_model, tokenizer, device)
@@ -178,13 +213,19 @@ def _convert_smollm2(target: Path) -> None:
     hf_model.hf_quantizer = None
     if hasattr(hf_model.config, "quantization_config"):
         del hf_model.config.quantization_config
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".smollm2-", dir=target.parent))
+    missing = [f for f in (target.parent, *target.parent.parents) if not f.exists()]
+    for folder in reversed(missing):  # group-readable, unlike mkdtemp's 0700
+        folder.mkdir(exist_ok=True)
+        shared_mode(folder)
+    tmp = Path(tempfile.mkdtemp(prefix=f".smollm2-{os.getpid()}-", dir=target.parent))
     try:
+        shared_mode(tmp)
         hf_model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+        if (target / "model.safetensors").exists():
+            return  # another process finished the same conversion first
         if target.exists():
-            shutil.rmtree(target)
+            shutil.rmtree(target)  # an incomplete earlier conversion
         tmp.rename(target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -212,7 +253,33 @@ def parse_random_name(name: str) -> tuple[RandomPreset, int]:
         else:
             allowed = sorted(k for k in fields if k != "architecture") + ["seed"]
             raise ModelLoadError(f"unknown override {key!r} in {name!r}; allowed: {allowed}")
-    return RandomPreset(**fields), seed
+    preset = RandomPreset(**fields)
+    _check_preset(name, preset)
+    return preset, seed
+
+
+def _check_preset(name: str, preset: RandomPreset) -> None:
+    """ModelLoadError for shapes that cannot make a model (zero sizes, uneven head splits)."""
+    for key in ("n_layers", "n_heads", "d_model", "d_mlp", "n_ctx", "n_key_value_heads"):
+        value = getattr(preset, key)
+        if value is not None and value < 1:
+            raise ModelLoadError(f"{key}={value} in {name!r}: must be at least 1")
+    if preset.vocab_size is not None and preset.vocab_size < 2:
+        raise ModelLoadError(f"vocab_size={preset.vocab_size} in {name!r}: must be at least 2")
+    if preset.d_model % preset.n_heads:
+        raise ModelLoadError(
+            f"d_model={preset.d_model} in {name!r} is not a multiple of n_heads={preset.n_heads}"
+        )
+    kv = preset.n_key_value_heads
+    if kv is not None and preset.n_heads % kv:
+        raise ModelLoadError(
+            f"n_heads={preset.n_heads} in {name!r} is not a multiple of n_key_value_heads={kv}"
+        )
+    if preset.architecture == "llama" and (preset.d_model // preset.n_heads) % 2:
+        raise ModelLoadError(
+            f"d_model / n_heads = {preset.d_model // preset.n_heads} in {name!r}: rotary "
+            "embeddings need an even head size"
+        )
 
 
 def _load_random(name: str, device: str) -> tuple[torch.nn.Module, RandomPreset]:
@@ -230,6 +297,7 @@ def _load_random(name: str, device: str) -> tuple[torch.nn.Module, RandomPreset]
             n_inner=preset.d_mlp,
             vocab_size=vocab,
             n_positions=preset.n_ctx,
+            **_special_ids(tokenizer, vocab),
         )
         hf_model = GPT2LMHeadModel(config)
     else:
@@ -242,9 +310,19 @@ def _load_random(name: str, device: str) -> tuple[torch.nn.Module, RandomPreset]
             vocab_size=vocab,
             max_position_embeddings=preset.n_ctx,
             tie_word_embeddings=True,
+            **_special_ids(tokenizer, vocab),
         )
         hf_model = LlamaForCausalLM(config)
     return _bridge(name, hf_model, tokenizer, device), preset
+
+
+def _special_ids(tokenizer, vocab: int) -> dict[str, int | None]:
+    """bos/eos/pad ids inside the vocabulary (transformers warns about GPT-2's 50256)."""
+    ids = {}
+    for key in ("bos_token_id", "eos_token_id", "pad_token_id"):
+        value = getattr(tokenizer, key, None)
+        ids[key] = value if value is not None and value < vocab else None
+    return ids
 
 
 def _load_transformer_lens(name: str, device: str) -> torch.nn.Module:
@@ -258,8 +336,22 @@ def _load_transformer_lens(name: str, device: str) -> torch.nn.Module:
             f"unknown model {name!r}. Offline here: {', '.join(list_models())}; "
             "or any TransformerLens model name (e.g. 'gpt2-small') when its weights are available"
         ) from error
+    cached = in_hub_cache(official)
+    reason = None
+    if not cached and hub_offline():
+        reason = "HF_HUB_OFFLINE is set and they are not in the local Hugging Face cache"
+    elif not cached and not hub_reachable():
+        reason = (
+            f"they are not in the local Hugging Face cache and {hub_host()[0]} is not reachable"
+        )
+    if reason is not None:
+        raise ModelLoadError(
+            f"could not load {name!r} ({official}): {reason}. Models that work offline: "
+            f"{', '.join(list_models())}"
+        )
     try:
-        return TransformerBridge.boot_transformers(official, device=device, dtype=torch.float32)
+        with offline_if(cached and not hub_reachable()):
+            return TransformerBridge.boot_transformers(official, device=device, dtype=torch.float32)
     except Exception as error:
         raise ModelLoadError(
             f"could not load {name!r} ({official}): its weights are neither in the local Hugging "

@@ -164,14 +164,12 @@ def render(
     given; ``.dot`` writes the DOT source). RuntimeError if ``dot`` is missing or fails.
     ``edges`` as in :func:`to_dot`."""
     path = Path(path)
-    fmt = (format or path.suffix.lstrip(".")).lower()
+    fmt = graphviz_format(path, format)
     source = to_dot(circuit, edges=edges)
-    if fmt in ("dot", "gv"):
+    if fmt == "dot":
         with atomic_output(path) as tmp:
             tmp.write_text(source, encoding="utf-8")
         return path
-    if fmt not in GRAPHVIZ_FORMATS:
-        raise ValueError(f"cannot render {path}: format {fmt!r} not in {GRAPHVIZ_FORMATS} or dot")
     executable = shutil.which("dot")
     if executable is None:
         raise RuntimeError(
@@ -277,12 +275,44 @@ def new_figure(width: float, height: float) -> Figure:
     return fig
 
 
+def figure_format(path: str | Path) -> str:
+    """The matplotlib format of ``path``'s suffix; ValueError naming the usable ones if none.
+
+    >>> figure_format("venn.SVG")
+    'svg'
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    formats = FigureCanvasAgg.get_supported_filetypes()
+    fmt = Path(path).suffix.lstrip(".").lower()
+    if fmt not in formats:
+        shown = "no suffix" if not fmt else f"format {fmt!r}"
+        raise ValueError(
+            f"cannot draw {path}: {shown} is not a figure format; use .svg, .png or .pdf "
+            f"(or {', '.join(sorted(set(formats) - {'svg', 'png', 'pdf'}))})"
+        )
+    return fmt
+
+
+def graphviz_format(path: str | Path, format: str | None = None) -> str:
+    """The Graphviz output format of ``path`` (``dot`` for DOT source); ValueError if none.
+
+    >>> graphviz_format("c.png"), graphviz_format("c.gv")
+    ('png', 'dot')
+    """
+    fmt = (format or Path(path).suffix.lstrip(".")).lower()
+    if fmt in ("dot", "gv"):
+        return "dot"
+    if fmt not in GRAPHVIZ_FORMATS:
+        shown = "no suffix" if not fmt else f"format {fmt!r}"
+        raise ValueError(f"cannot render {path}: {shown}; use .svg, .png, .pdf or .dot")
+    return fmt
+
+
 def save_figure(fig: Figure, path: str | Path) -> Path:
     """Write ``fig`` atomically in the format of the path's suffix (ValueError if unknown)."""
     path = Path(path)
-    fmt = path.suffix.lstrip(".").lower()
-    if fmt not in fig.canvas.get_supported_filetypes():
-        raise ValueError(f"cannot save {path}: unsupported format {fmt!r}")
+    fmt = figure_format(path)
     with atomic_output(path) as tmp:
         fig.savefig(tmp, format=fmt, bbox_inches="tight", dpi=120)
     return path

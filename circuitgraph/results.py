@@ -3,7 +3,9 @@
 Every run folder holds ``circuit.json``, ``circuit.dot``, ``circuit.svg`` (unless drawing was
 skipped), ``scores.csv`` and ``run.json``, so any figure can be traced back to the call that
 made it. Folders are written atomically: built under a hidden temporary name next to the
-target and renamed into place at the end, so an error or Ctrl-C leaves no half-written folder.
+target and renamed into place at the end, so an error or Ctrl-C leaves no half-written folder;
+temporary folders of killed processes are removed by the next run. An existing run folder is
+never replaced unless asked (``overwrite=True``, the command line's ``--overwrite``).
 
 >>> safe_name("meta-llama/Llama-2-7b"), safe_name("random:gpt2-tiny")
 ('meta-llama--Llama-2-7b', 'random-gpt2-tiny')
@@ -13,12 +15,14 @@ target and renamed into place at the end, so an error or Ctrl-C leaves no half-w
 
 from __future__ import annotations
 
+import errno
 import importlib.metadata
 import json
 import os
 import platform
 import re
 import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -27,6 +31,7 @@ from typing import Any
 
 import pandas as pd
 
+from circuitgraph.environment import remove_stale
 from circuitgraph.graph import Circuit, full_circuit
 from circuitgraph.nodes import node_sort_key
 
@@ -34,6 +39,7 @@ __all__ = [
     "METRIC_COLUMNS",
     "SCORE_COLUMNS",
     "atomic_folder",
+    "check_new",
     "check_writable",
     "result_dir",
     "run_name",
@@ -74,7 +80,8 @@ def result_dir(out: str | Path, model: str, task: str, run: str) -> Path:
 
 def check_writable(target: str | Path, folder: bool = True) -> None:
     """Raise OSError now (before any long computation) if ``target`` cannot be created
-    (as a folder, or with ``folder=False`` as a file)."""
+    (as a folder, or with ``folder=False`` as a file): a probe folder is made and removed in
+    its deepest existing ancestor, so read-only and virtual file systems fail here too."""
     target = Path(target)
     ancestor = target.parent
     while not ancestor.exists():
@@ -83,11 +90,26 @@ def check_writable(target: str | Path, folder: bool = True) -> None:
         ancestor = ancestor.parent
     if not ancestor.is_dir():
         raise NotADirectoryError(f"cannot write {target}: {ancestor} is not a folder")
-    if not os.access(ancestor, os.W_OK | os.X_OK):
-        raise PermissionError(f"cannot write {target}: {ancestor} is not writable")
     if target.exists() and target.is_dir() != folder:
         what = "file" if folder else "folder"
         raise FileExistsError(f"cannot write {target}: a {what} of that name exists")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".circuitgraph-probe-", dir=ancestor))
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise PermissionError(
+            f"cannot write {target}: cannot create anything in {ancestor} ({reason})"
+        ) from None
+
+
+def check_new(target: str | Path, overwrite: bool = False) -> None:
+    """FileExistsError if ``target`` exists and ``overwrite`` is false (the results rule)."""
+    target = Path(target)
+    if target.exists() and not overwrite:
+        raise FileExistsError(
+            f"{target} already exists; pass --overwrite to replace it, or --tag NAME (or "
+            "another --out) to keep both"
+        )
 
 
 def _make_parents(path: Path) -> list[Path]:
@@ -98,32 +120,62 @@ def _make_parents(path: Path) -> list[Path]:
         missing.append(parent)
         parent = parent.parent
     for folder in reversed(missing):
-        folder.mkdir()
+        folder.mkdir(exist_ok=True)  # exist_ok: a concurrent run may make it first
     return missing
 
 
+def _hidden(target: Path, kind: str) -> Path:
+    """``.<name>.<kind>-<pid>-<random>`` next to ``target`` (the pid tells stale ones)."""
+    return target.with_name(f".{target.name}.{kind}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+
+
+def _publish(tmp: Path, target: Path, overwrite: bool) -> None:
+    """Rename ``tmp`` to ``target``; with ``overwrite`` move an existing ``target`` aside first
+    (retrying when concurrent runs interleave), else keep ``tmp``'s work under a free name and
+    raise FileExistsError naming it."""
+    for _ in range(100):
+        try:
+            os.rename(tmp, target)  # fails if target is a non-empty folder
+            return
+        except OSError as error:
+            if error.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.EISDIR):
+                raise
+        if not overwrite:
+            kept = target.with_name(f"{target.name}-{uuid.uuid4().hex[:8]}")
+            os.rename(tmp, kept)
+            raise FileExistsError(
+                f"{target} was created by another run while this one ran; this run's results "
+                f"are in {kept}"
+            )
+        old = _hidden(target, "old")
+        try:
+            os.rename(target, old)
+        except FileNotFoundError:  # another run moved it aside first: try again
+            continue
+        shutil.rmtree(old, ignore_errors=True)
+    raise OSError(f"could not replace {target}: other runs kept writing it")
+
+
 @contextmanager
-def atomic_folder(target: str | Path) -> Iterator[Path]:
+def atomic_folder(target: str | Path, overwrite: bool = False) -> Iterator[Path]:
     """Yield an empty temporary folder next to ``target``; on success it becomes ``target``.
 
-    An existing ``target`` is replaced (moved aside, then deleted after the rename). On any
-    exception, KeyboardInterrupt included, the temporary folder and any parent folders created
-    for it are removed and ``target`` is left as it was.
+    An existing ``target`` raises FileExistsError (before and after the work) unless
+    ``overwrite``; then it is replaced. On any exception, KeyboardInterrupt included, the
+    temporary folder and any parent folders created for it are removed and ``target`` is
+    left as it was. Temporary folders left by killed runs are removed first.
     """
     target = Path(target)
     check_writable(target)
+    check_new(target, overwrite)
     created = _make_parents(target)
-    tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex[:8]}")
+    for kind in ("tmp", "old"):
+        remove_stale(target.parent, f".{target.name}.{kind}-")
+    tmp = _hidden(target, "tmp")
     try:
         tmp.mkdir()
         yield tmp
-        old = None
-        if target.exists():
-            old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
-            os.replace(target, old)
-        os.replace(tmp, target)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        _publish(tmp, target, overwrite)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         for folder in created:
@@ -150,26 +202,27 @@ def versions() -> dict[str, str]:
 
 
 def _node_rows(circuit: Circuit, start: Circuit | None) -> list[dict[str, Any]]:
-    """One row per head and MLP: kept, removed (step, sweep, score after) or not in start."""
+    """One row per head and MLP: removed (step, sweep, the score after removing it), kept
+    (step, sweep, the score the circuit would have had without it when last tried) or not in
+    start."""
     config = circuit.config
     reference = start if start is not None else full_circuit(config, qkv=False)
     candidates = set(reference.heads() + reference.mlps())
-    kept = set(circuit.heads() + circuit.mlps())
+    present = set(circuit.heads() + circuit.mlps())
     removed = {r["node"]: r for r in circuit.metadata.get("removed", [])}
+    kept = {r["node"]: r for r in circuit.metadata.get("kept", [])}  # the last try wins
     everything = full_circuit(config, qkv=False)
     rows = []
-    for name in sorted(set(everything.heads() + everything.mlps()) | kept, key=node_sort_key):
+    for name in sorted(set(everything.heads() + everything.mlps()) | present, key=node_sort_key):
         row: dict[str, Any] = {"section": "node", "name": name}
-        if name in removed:
-            record = removed[name]
-            row |= {"status": "removed", "step": record.get("step"), "sweep": record.get("sweep")}
-            row["score"] = record.get("score")
-        elif name in kept:
-            row["status"] = "kept"
-        elif name in candidates:
+        record = removed.get(name) or (kept.get(name) if name in present else None) or {}
+        if name in removed or (name in candidates and name not in present):
             row["status"] = "removed"
+        elif name in present:
+            row["status"] = "kept"
         else:
             row["status"] = "not in start"
+        row |= {k: record.get(k) for k in ("step", "sweep", "score") if k in record}
         rows.append(row)
     return rows
 
@@ -203,7 +256,8 @@ def scores_table(
     Parameters
     ----------
     finals: name ("full_model", "circuit", "empty", ...) -> ``scorer.evaluate`` dict.
-    nodes: node-pruned circuit (its ``metadata["removed"]`` gives steps and scores).
+    nodes: node-pruned circuit (its ``metadata["removed"]`` and ``metadata["kept"]`` give the
+        step, sweep and score of every tried node).
     node_start: the circuit node pruning started from (default: the full model).
     edges: edge-pruned circuit (its ``metadata["tested"]`` gives every tested edge's effect).
     """

@@ -129,7 +129,11 @@ def shared(
     ``at_least=None`` means all of them (the intersection); ``at_least=1`` gives the union.
     """
     circuits = list(circuits.values() if isinstance(circuits, Mapping) else circuits)
+    if not circuits:
+        raise ValueError("shared() needs at least one circuit, got none")
     k = len(circuits) if at_least is None else at_least
+    if isinstance(k, bool) or not isinstance(k, int):
+        raise TypeError(f"at_least must be an integer, got {at_least!r}")
     if not 1 <= k <= len(circuits):
         raise ValueError(f"at_least must be in 1..{len(circuits)}, got {at_least}")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -245,18 +246,109 @@ def test_failure_while_writing_leaves_no_partial_output(tmp_path, capsys, monkey
     assert list(tmp_path.iterdir()) == []
 
 
-def test_atomic_folder_replaces_or_keeps_the_target(tmp_path):
+def test_atomic_folder_replaces_only_with_overwrite(tmp_path):
     target = tmp_path / "a" / "run"
     with atomic_folder(target) as tmp:
         (tmp / "old.txt").write_text("old")
-    with pytest.raises(ValueError), atomic_folder(target) as tmp:
+    refused = pytest.raises(FileExistsError, match="already exists; pass --overwrite")
+    with refused, atomic_folder(target) as tmp:
+        raise AssertionError("not reached: refused before the work")
+    with pytest.raises(ValueError), atomic_folder(target, overwrite=True) as tmp:
         (tmp / "new.txt").write_text("new")
         raise ValueError("boom")
     assert [p.name for p in target.iterdir()] == ["old.txt"]
-    with atomic_folder(target) as tmp:
+    with atomic_folder(target, overwrite=True) as tmp:
         (tmp / "new.txt").write_text("new")
     assert [p.name for p in target.iterdir()] == ["new.txt"]
     assert [p.name for p in target.parent.iterdir()] == ["run"]
+
+
+def test_second_discover_keeps_the_first_run_unless_overwrite(tmp_path, capsys):
+    argv = ["discover", *TOY, "--no-svg", "--out", str(tmp_path)]
+    assert main(argv) == 0
+    folder = tmp_path / "toy-seq" / "digits" / "nodes-0.8"
+    (folder / "NOTES.txt").write_text("mine")
+    before = (folder / "run.json").read_text()
+    capsys.readouterr()
+    code, _, err = run(capsys, *argv[:-2], "--n", "6", "--out", str(tmp_path))
+    assert code == 2 and err.count("\n") == 1
+    assert "already exists; pass --overwrite" in err and str(folder) in err
+    assert (folder / "NOTES.txt").read_text() == "mine"
+    assert (folder / "run.json").read_text() == before
+    code, _, err = run(capsys, *argv, "--overwrite")
+    assert code == 0, err
+    assert not (folder / "NOTES.txt").exists()
+    assert sorted(p.name for p in folder.parent.iterdir()) == ["nodes-0.8"]
+
+
+def test_stale_temporary_folders_of_dead_processes_are_removed(tmp_path):
+    import subprocess
+    import sys
+
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    pid = int(dead.stdout)
+    target = tmp_path / "run"
+    tmp_path.joinpath(f".run.tmp-{pid}-0badc0de").mkdir()
+    tmp_path.joinpath(f".run.old-{pid}-0badc0de").mkdir()
+    alive = tmp_path / f".run.tmp-{os.getpid()}-12345678"  # a run of this process: kept
+    alive.mkdir()
+    other = tmp_path / f".other.tmp-{pid}-0badc0de"  # another target's: not ours to touch
+    other.mkdir()
+    with atomic_folder(target) as tmp:
+        (tmp / "x").write_text("x")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["run", alive.name, other.name])
+
+
+def _interleave(monkeypatch, other_run):
+    """Run ``other_run`` (another process finishing into the same folder) just before this
+    run renames its temporary folder into place."""
+    real = os.rename
+    done = []
+
+    def rename(src, dst):
+        if not done and Path(src).name.startswith(".run.tmp-"):
+            done.append(True)
+            other_run()
+        return real(src, dst)
+
+    monkeypatch.setattr(os, "rename", rename)
+
+
+def test_concurrent_runs_into_one_folder_lose_nothing(tmp_path, monkeypatch):
+    target = tmp_path / "run"
+
+    def other_run():
+        target.mkdir()
+        (target / "theirs.txt").write_text("theirs")
+
+    _interleave(monkeypatch, other_run)
+    conflict = pytest.raises(FileExistsError, match="created by another run.*results are in")
+    with conflict, atomic_folder(target) as tmp:
+        (tmp / "ours.txt").write_text("ours")
+    kept = [p for p in tmp_path.iterdir() if p.name != "run"]
+    assert len(kept) == 1 and (kept[0] / "ours.txt").read_text() == "ours"
+    assert (target / "theirs.txt").read_text() == "theirs"
+
+
+def test_concurrent_overwrites_end_with_one_complete_folder(tmp_path, monkeypatch):
+    target = tmp_path / "run"
+    with atomic_folder(target) as tmp:
+        (tmp / "first.txt").write_text("1")
+
+    def other_run():  # moves the old folder aside and publishes its own
+        with atomic_folder(target, overwrite=True) as theirs:
+            (theirs / "second.txt").write_text("2")
+
+    _interleave(monkeypatch, other_run)
+    with atomic_folder(target, overwrite=True) as tmp:
+        (tmp / "third.txt").write_text("3")
+    assert [p.name for p in tmp_path.iterdir()] == ["run"]
+    assert [p.name for p in target.iterdir()] == ["third.txt"]
 
 
 def test_model_names_become_safe_folder_names(tmp_path):

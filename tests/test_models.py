@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import stat
+import subprocess
+import sys
+import time
+
 import pytest
 import torch
 
 import circuitgraph as cg
+from circuitgraph import models
+from circuitgraph.environment import remove_stale, shared_mode
 from circuitgraph.models import cache_dir, parse_random_name
 
 
@@ -34,6 +42,11 @@ def test_random_presets_are_seeded():
 @pytest.mark.parametrize(
     "name, message",
     [
+        ("random:gpt2-tiny,n_heads=0", "n_heads=0 .* must be at least 1"),
+        ("random:gpt2-tiny,n_layers=0", "n_layers=0 .* must be at least 1"),
+        ("random:llama-tiny,n_ctx=0", "n_ctx=0 .* must be at least 1"),
+        ("random:gpt2-tiny,n_heads=3", "d_model=64 .* not a multiple of n_heads=3"),
+        ("random:llama-tiny,n_key_value_heads=3", "not a multiple of n_key_value_heads=3"),
         ("random:gpt5", "unknown random preset 'gpt5'"),
         ("random:gpt2-tiny,n_layers=x", "expected key=<integer>"),
         ("random:gpt2-tiny,colour=3", "unknown override 'colour'"),
@@ -50,6 +63,61 @@ def test_hub_model_offline_names_the_model_and_alternatives(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(cg.ModelLoadError, match="'gpt2-small'.*offline: toy-seq, smollm2-135m"):
         cg.load_model("gpt2-small")
+
+
+def _no_hub_download(*args, **kwargs):
+    raise AssertionError("tried the hub although it is known to be unreachable")
+
+
+@pytest.mark.parametrize("offline", [True, False])
+def test_hub_model_fails_at_once_without_the_hub(monkeypatch, offline):
+    """HF_HUB_OFFLINE set or not: no retries when the weights are not cached and the hub is
+    unreachable."""
+    from transformer_lens.model_bridge import TransformerBridge
+
+    monkeypatch.setattr(models, "hub_offline", lambda: offline)
+    monkeypatch.setattr(models, "hub_reachable", lambda: False)
+    monkeypatch.setattr(models, "in_hub_cache", lambda repo: False)
+    monkeypatch.setattr(TransformerBridge, "boot_transformers", _no_hub_download)
+    reason = "HF_HUB_OFFLINE is set" if offline else "huggingface.co is not reachable"
+    began = time.perf_counter()
+    with pytest.raises(cg.ModelLoadError, match=f"'pythia-70m'.*{reason}.*offline: toy-seq"):
+        cg.load_model("pythia-70m")
+    assert time.perf_counter() - began < 1.0
+
+
+def test_loading_prints_nothing(capfd):
+    """No "Loading weights" bars or config notices from transformers (issue 16)."""
+    models._load_model.cache_clear()
+    for name in ("toy-seq", "random:gpt2-tiny", "random:llama-tiny,seed=5"):
+        cg.load_model(name)
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""
+
+
+def test_cache_folders_are_group_readable(tmp_path, monkeypatch):
+    monkeypatch.setattr(os, "umask", lambda mask=0: 0o022)  # os.umask is process-wide: fake it
+    folder = tmp_path / "cache"
+    folder.mkdir(mode=0o700)
+    shared_mode(folder)
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o755
+
+
+def test_stale_conversion_folders_are_removed(tmp_path):
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    stale = tmp_path / f".smollm2-{int(dead.stdout)}-abc"
+    live = tmp_path / f".smollm2-{os.getpid()}-abc"
+    old_style = tmp_path / ".smollm2-k3j_x9q2"  # made by mkdtemp before pids were in names
+    for folder in (stale, live, old_style):
+        folder.mkdir()
+    os.utime(old_style, (0, 0))
+    assert sorted(remove_stale(tmp_path, ".smollm2-")) == sorted([stale, old_style])
+    assert [p.name for p in tmp_path.iterdir()] == [live.name]
 
 
 @pytest.mark.smollm2

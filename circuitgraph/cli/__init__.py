@@ -6,6 +6,11 @@ logit lens), ``tasks`` and ``models`` (what exists). Errors in the arguments or 
 print one ``circuitgraph: error: ...`` line and exit with code 2; Ctrl-C exits with 130.
 Nothing is left half-written in either case.
 
+Each subcommand lives in a module of this package named in :data:`COMMANDS` that defines
+``add_parsers(sub)``. Those modules import only the standard library and ``_common`` at the
+top and everything heavy (torch, transformers, pandas) inside their ``run_*`` functions, so
+``--help``, ``--version`` and argument errors answer without loading torch.
+
 >>> main(["models"])  # doctest: +ELLIPSIS
 toy-seq ...
 0
@@ -14,14 +19,17 @@ toy-seq ...
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 import warnings
 
-from circuitgraph.cli import analyse, compare, discover, listing, sweep
 from circuitgraph.cli._common import PROG, Parser, UsageError, positive_int
 
-__all__ = ["build_parser", "main"]
+__all__ = ["COMMANDS", "build_parser", "main"]
+
+# Modules of circuitgraph.cli whose add_parsers(sub) register subcommands, in --help order.
+COMMANDS = ("discover", "sweep", "compare", "analyse", "listing")
 
 EPILOG = """\
 examples:
@@ -36,7 +44,7 @@ examples:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``circuitgraph`` command."""
-    from circuitgraph import __version__
+    from circuitgraph import __version__  # light: the package imports its API lazily
 
     parser = Parser(
         prog=PROG,
@@ -60,11 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_sub(common))
     sub.required = True
-    discover.add_parsers(sub)
-    sweep.add_parsers(sub)
-    compare.add_parsers(sub)
-    analyse.add_parsers(sub)
-    listing.add_parsers(sub)
+    for name in COMMANDS:
+        importlib.import_module(f"circuitgraph.cli.{name}").add_parsers(sub)
     return parser
 
 
@@ -95,8 +100,6 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command with ``argv`` (default ``sys.argv[1:]``); returns the exit code."""
-    from circuitgraph.models import ModelLoadError
-
     argv = list(sys.argv[1:] if argv is None else argv)
     traceback = "--traceback" in argv
     try:
@@ -117,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
-    except (UsageError, ValueError, ModelLoadError, OSError, RuntimeError) as error:
+    except (UsageError, ValueError, OSError, RuntimeError) as error:  # ModelLoadError too
         if traceback:
             raise
         print(f"{PROG}: error: {_message(error)}", file=sys.stderr)

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, NoReturn
 
 PROG = "circuitgraph"
@@ -88,15 +89,32 @@ def add_model_task(parser: argparse.ArgumentParser, n: int = 32) -> None:
         action="store_true",
         help="keep only prompts the model gets right (p(answer) > 2 p(wrong))",
     )
-    group.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    group.add_argument(
+        "--device", default="cpu", help="torch device: cpu, cuda, cuda:<index>, mps (default cpu)"
+    )
 
 
 def add_output(parser: argparse.ArgumentParser) -> None:
+    """--out and --overwrite (see :func:`prepare_output`)."""
     parser.add_argument(
         "--out",
         default="results",
         help="results folder: writes <out>/<model>/<task>/<run>/ (default: results)",
     )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing run folder of the same name (default: refuse)",
+    )
+
+
+def prepare_output(args: argparse.Namespace, target: Path) -> None:
+    """Fail now, before any work, if ``target`` cannot be written or already exists (unless
+    --overwrite). Pass ``overwrite=args.overwrite`` to ``atomic_folder`` as well."""
+    from circuitgraph.results import check_new, check_writable
+
+    check_writable(target)
+    check_new(target, args.overwrite)
 
 
 def check_task(args: argparse.Namespace) -> None:
@@ -117,10 +135,13 @@ def check_task(args: argparse.Namespace) -> None:
         )
 
 
-def check_model(name: str) -> None:
-    """ModelLoadError now for a model name that cannot load (before any progress output)."""
+def check_model(name: str, device: str = "cpu") -> None:
+    """ModelLoadError now for a model name or device that cannot load (before any progress
+    output)."""
+    from circuitgraph.environment import resolve_device
     from circuitgraph.models import EMBEDDED_MODELS, ModelLoadError, parse_random_name
 
+    resolve_device(device)
     if name in EMBEDDED_MODELS:
         return
     if name.startswith("random:"):
@@ -183,6 +204,16 @@ def quiet_libraries() -> None:
     hf_logging.disable_progress_bar()
 
 
+def check_context(args: argparse.Namespace, model: Any, task: Any) -> None:
+    """ValueError if the prompts are longer than the model's context window."""
+    n_ctx = getattr(model.cfg, "n_ctx", None)
+    if n_ctx is not None and task.seq_len > n_ctx:
+        raise ValueError(
+            f"task {args.task!r} has prompts of {task.seq_len} tokens but model "
+            f"{args.model!r} reads at most {n_ctx} (n_ctx); use a model with a longer context"
+        )
+
+
 @dataclass
 class Setup:
     """A loaded model and task (and the record of how they were made)."""
@@ -196,8 +227,8 @@ def load(args: argparse.Namespace, clock: Clock) -> Setup:
     """Load ``args.model`` and build ``args.task`` for it, timing both."""
     import torch
 
-    from circuitgraph.models import load_model
-    from circuitgraph.tasks import make_task
+    from circuitgraph.models import load_model, model_device
+    from circuitgraph.tasks import filter_task, make_task
 
     if args.quiet:
         quiet_libraries()
@@ -214,8 +245,10 @@ def load(args: argparse.Namespace, clock: Clock) -> Setup:
             corruption=args.corruption,
             seed=args.seed,
             template=args.template,
-            filter=args.filter,
         )
+        check_context(args, model, task)
+        if args.filter:
+            task = filter_task(task, model)
     if len(task) == 0:
         raise ValueError(f"no prompt of task {args.task!r} is left after --filter")
     cfg = model.cfg
@@ -225,7 +258,8 @@ def load(args: argparse.Namespace, clock: Clock) -> Setup:
             "model_name": str(cfg.model_name),
             "n_layers": int(cfg.n_layers),
             "n_heads": int(cfg.n_heads),
-            "device": args.device,
+            "device": model_device(model),
+            "device_requested": args.device,
         },
         "task": {
             "name": task.name,

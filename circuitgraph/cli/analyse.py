@@ -6,8 +6,6 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from circuitgraph.cli._common import (
     Clock,
     add_model_task,
@@ -17,6 +15,7 @@ from circuitgraph.cli._common import (
     command_line,
     load,
     positive_int,
+    prepare_output,
 )
 
 HELP = """\
@@ -63,12 +62,13 @@ def _chosen_heads(args: argparse.Namespace, circuit: Any, ov: Any) -> list[str]:
 
 
 def run_analyse(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
     from circuitgraph import analysis
     from circuitgraph.analysis._common import resolve_heads
     from circuitgraph.graph import Circuit
     from circuitgraph.results import (
         atomic_folder,
-        check_writable,
         result_dir,
         safe_name,
         versions,
@@ -76,7 +76,7 @@ def run_analyse(args: argparse.Namespace) -> int:
     )
 
     check_task(args)
-    check_model(args.model)
+    check_model(args.model, args.device)
     if args.heads and args.circuit:
         raise ValueError("give --heads or --circuit, not both")
     circuit = None
@@ -86,7 +86,7 @@ def run_analyse(args: argparse.Namespace) -> int:
         circuit = Circuit.from_json(args.circuit)
     run = "analysis" + (f"-{safe_name(args.tag)}" if args.tag else "")
     target = result_dir(args.out, args.model, args.task, run)
-    check_writable(target)
+    prepare_output(args, target)
 
     clock = Clock()
     setup = load(args, clock)
@@ -94,7 +94,7 @@ def run_analyse(args: argparse.Namespace) -> int:
     if args.heads:
         resolve_heads(model.cfg, args.heads)  # a bad name fails before any analysis runs
     steps = tqdm(total=4, desc="analyse", unit="step", disable=args.quiet)
-    with steps, atomic_folder(target) as tmp:
+    with steps, atomic_folder(target, overwrite=args.overwrite) as tmp:
         steps.set_postfix_str("OV scores")
         with clock.stage("ov_scores"):
             ov = analysis.ov_scores(model, task, k=args.k)

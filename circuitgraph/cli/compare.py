@@ -38,11 +38,20 @@ def add_parsers(sub: Any) -> None:
     p.set_defaults(func=run_render)
 
 
+def check_circuit_file(path: Path) -> None:
+    """FileNotFoundError / IsADirectoryError with one line saying what to give instead."""
+    if path.is_dir():
+        inside = path / "circuit.json"
+        hint = f": give {inside}" if inside.is_file() else "; give a circuit.json file"
+        raise IsADirectoryError(f"{path} is a folder, not a circuit file{hint}")
+    if not path.is_file():
+        raise FileNotFoundError(f"no such circuit file: {path}")
+
+
 def _load(path: Path):
     from circuitgraph.graph import Circuit
 
-    if not path.is_file():
-        raise FileNotFoundError(f"no such circuit file: {path}")
+    check_circuit_file(path)
     return Circuit.from_json(path)
 
 
@@ -85,7 +94,7 @@ def circuit_names(paths: list[Path], circuits: list[Any]) -> list[str]:
 
 
 def run_overlap(args: argparse.Namespace) -> int:
-    from circuitgraph.render import venn
+    from circuitgraph.render import figure_format, venn
     from circuitgraph.results import check_writable
     from circuitgraph.setops import check_compatible, components, overlap_table, sorted_elements
 
@@ -98,7 +107,10 @@ def run_overlap(args: argparse.Namespace) -> int:
     if args.venn is not None and len(args.files) < 2:
         raise ValueError("--venn needs at least 2 circuit files")
     if args.venn is not None:
+        figure_format(args.venn)
         check_writable(args.venn, folder=False)
+    for path in args.files:
+        check_circuit_file(path)
     circuits = [_load(path) for path in args.files]
     if args.on == "nodes" and len({c.config.qkv for c in circuits}) > 1:
         circuits = [_heads_and_mlps(c) for c in circuits]
@@ -123,9 +135,12 @@ def run_overlap(args: argparse.Namespace) -> int:
 
 
 def run_render(args: argparse.Namespace) -> int:
+    from circuitgraph.render import graphviz_format
     from circuitgraph.results import check_writable
 
+    check_circuit_file(args.file)
     output = args.output or args.file.with_suffix(".svg")
+    graphviz_format(output)
     check_writable(output, folder=False)
     circuit = _load(args.file)
     circuit.render(output)

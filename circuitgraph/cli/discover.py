@@ -18,6 +18,7 @@ from circuitgraph.cli._common import (
     load,
     log,
     non_negative,
+    prepare_output,
 )
 
 DEFAULT_THRESHOLD = 0.8
@@ -128,7 +129,9 @@ then one row per node and/or tested edge) and run.json (every parameter, version
 <run> is nodes-<threshold>, edges-<tau>, or edges-<tau>-from-nodes-<threshold>: with
 --method edges and --threshold, node pruning runs first and edge pruning starts from its
 circuit; without --threshold edge pruning starts from the full graph (slow for big models).
-An existing run folder of the same name is replaced; nothing is written if the run fails.
+An existing run folder of the same name is kept and the run refused, unless --overwrite is
+given (then it is replaced); --tag NAME writes a separate folder. Nothing is written if the
+run fails.
 """
 
 
@@ -241,7 +244,6 @@ def run_discover(args: argparse.Namespace) -> int:
     from circuitgraph.prune.nodes import prune_nodes
     from circuitgraph.results import (
         atomic_folder,
-        check_writable,
         result_dir,
         run_name,
         scores_table,
@@ -251,14 +253,14 @@ def run_discover(args: argparse.Namespace) -> int:
 
     _resolve_discover(args)
     check_task(args)
-    check_model(args.model)
+    check_model(args.model, args.device)
     if args.method == "nodes":
         run = run_name("nodes", args.threshold)
     else:
         run = run_name("edges", args.tau, start=args.threshold)
     run = f"{run}-{args.tag}" if args.tag else run
     target = result_dir(args.out, args.model, args.task, run)
-    check_writable(target)
+    prepare_output(args, target)
     check_graphviz(args)
 
     clock = Clock()
@@ -307,7 +309,7 @@ def run_discover(args: argparse.Namespace) -> int:
         "versions": versions(),
         "result": summary,
     }
-    with atomic_folder(target) as tmp:
+    with atomic_folder(target, overwrite=args.overwrite) as tmp:
         paths = write_run(tmp, circuit, table, record | clock.record(), svg=not args.no_svg)
     _report(target, paths, summary)
     return 0

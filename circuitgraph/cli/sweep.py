@@ -15,6 +15,7 @@ from circuitgraph.cli._common import (
     fraction,
     load,
     log,
+    prepare_output,
 )
 from circuitgraph.cli.discover import (
     add_drawing_options,
@@ -71,7 +72,6 @@ def run_sweep(args: argparse.Namespace) -> int:
     from circuitgraph.prune.tables import plot_score_vs_size, threshold_changes, threshold_table
     from circuitgraph.results import (
         atomic_folder,
-        check_writable,
         format_value,
         result_dir,
         run_name,
@@ -84,12 +84,12 @@ def run_sweep(args: argparse.Namespace) -> int:
     if args.direction == "denoising" and args.ablation != "resample":
         raise ValueError("--direction denoising needs --ablation resample")
     check_task(args)
-    check_model(args.model)
+    check_model(args.model, args.device)
     thresholds = sorted(set(args.thresholds), reverse=True)
     run = "sweep-" + "-".join(format_value(t) for t in thresholds)
     run = f"{run}-{args.tag}" if args.tag else run
     target = result_dir(args.out, args.model, args.task, run)
-    check_writable(target)
+    prepare_output(args, target)
     check_graphviz(args)
 
     clock = Clock()
@@ -117,7 +117,7 @@ def run_sweep(args: argparse.Namespace) -> int:
         **setup.record,
         "versions": versions(),
     }
-    with atomic_folder(target) as tmp:
+    with atomic_folder(target, overwrite=args.overwrite) as tmp:
         summaries = {}
         for threshold, circuit in circuits.items():
             key = format_value(threshold)

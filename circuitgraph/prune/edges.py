@@ -30,7 +30,7 @@ from circuitgraph.graph import Circuit, full_circuit
 from circuitgraph.layout import EdgeMasks
 from circuitgraph.masks import check_same_model, edge_masks
 from circuitgraph.prune.incremental import IncrementalEvaluator
-from circuitgraph.prune.schedule import Edge, Guard, Step, acdc_schedule, edge_schedule, set_edge
+from circuitgraph.prune.schedule import Edge, Guard, Step, acdc_schedule, edge_schedule
 
 METHODS = ("fast", "reference")
 ORDERS = ("canonical", "acdc")
@@ -170,10 +170,9 @@ class _Record:
             edge in self.present for edge in guard.edges
         )
 
-    def skip(self, step: Step) -> bool:
-        """Remove ``step``'s edges without a test; whether there were any."""
-        edges = [e for c in range(len(step.senders)) for e in step.edges_of(c)]
-        edges = [e for e in edges if e in self.present]
+    def skip(self, step: Step, candidates: Iterable[int]) -> bool:
+        """Remove ``candidates`` of ``step`` without a test; whether any edge was present."""
+        edges = [e for c in candidates for e in step.edges_of(c) if e in self.present]
         self.untested += [(edge, len(self.tested)) for edge in edges]
         self._remove(edges)
         return bool(edges)
@@ -213,17 +212,20 @@ def _prune_reference(
     with _bar(steps, progress, "edges (reference)") as bar:
         for step in steps:
             if not record.allows(step.guard):
-                record.skip(step)  # nothing reads the receiver: the score cannot change
+                record.skip(step, range(len(step.senders)))  # nothing reads the receiver
                 bar.update(len(step.senders))
                 continue
             for candidate in range(len(step.senders)):
+                bar.update()
+                if not record.allows(step.guard_of(candidate)):
+                    record.skip(step, [candidate])
+                    continue
                 new = score(record.present - set(step.edges_of(candidate)))
                 effect = worsening(running, new, better)
                 removed = effect < tau
                 record.log(step, candidate, effect, removed)
                 if removed:
                     running = new
-                bar.update()
     return running, {"forward_passes": passes}
 
 
@@ -236,7 +238,7 @@ def _variants(masks: EdgeMasks, step: Step, removals: list[list[int]]) -> EdgeMa
         masks.logits.expand(V, *masks.logits.shape[1:]).clone(),
     )
     for i, removed in enumerate(removals):
-        set_edge(variants, step.receiver, step.rows(removed), 0.0, i)
+        step.switch_off(variants, removed, i)
     return variants
 
 
@@ -264,16 +266,26 @@ def _prune_fast(
     with _bar(steps, progress, "edges (fast)") as bar:
         for step in steps:
             if not record.allows(step.guard):
-                if record.skip(step):  # adopt the untested removals (the score stays)
-                    everything = _variants(evaluator.masks, step, [list(range(len(step.senders)))])
-                    scores, state = evaluator.evaluate(step.receiver, everything)
-                    evaluator.commit(state, 0, float(scores[0]))
-                    batches += 1
+                everything = list(range(len(step.senders)))
+                if record.skip(step, everything):  # nothing reads the receiver: score stays
+                    evaluator.adopt_unread(_variants(evaluator.masks, step, [everything]))
                 bar.update(len(step.senders))
                 continue
             index = 0
             while index < len(step.senders):
-                candidates = list(range(index, min(index + size, len(step.senders))))
+                if not record.allows(step.guard_of(index)):
+                    if record.skip(step, [index]):
+                        evaluator.adopt_unread(_variants(evaluator.masks, step, [[index]]))
+                    bar.update()
+                    index += 1
+                    continue
+                candidates = [index]  # a window of consecutive candidates that are tested
+                while (
+                    len(candidates) < size
+                    and candidates[-1] + 1 < len(step.senders)
+                    and record.allows(step.guard_of(candidates[-1] + 1))
+                ):
+                    candidates.append(candidates[-1] + 1)
                 removals = [
                     candidates[: i + 1] if cumulative else [c] for i, c in enumerate(candidates)
                 ]

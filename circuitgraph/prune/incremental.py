@@ -236,6 +236,13 @@ class IncrementalEvaluator:
             final = final + torch.einsum("vnsd,vs->vnd", diff[:, :, -1], mask[:, changed])
         return final
 
+    def adopt_unread(self, masks: EdgeMasks) -> None:
+        """Adopt ``masks`` (one variant) without recomputing anything: only valid when the
+        changed edges lead into receivers that nothing reads (ACDC's untested removals while
+        noising), so no output that reaches the metric changes and the score stays."""
+        self.masks = masks
+        self.engine_masks = effective(masks, reachable(masks, self.layout), self.denoising)
+
     def commit(self, state: dict, variant: int, score: float) -> None:
         """Adopt variant ``variant`` of an :meth:`evaluate` call as the current circuit."""
         pick = slice(variant, variant + 1)

@@ -45,34 +45,51 @@ class Guard:
 
 
 @dataclass(frozen=True)
+class DirectEdge:
+    """A head input's direct edge(s) ``input -> head``: removing it empties the input's mask
+    column, so the head reads only ablated values there. Under grouped-query attention a
+    key/value group input has one direct edge per query head of its group; they are one
+    candidate, as the group's keys and values are computed once."""
+
+    input: Receiver
+    edges: tuple[Edge, ...]
+    guard: Guard
+
+
+@dataclass(frozen=True)
 class Step:
     """One receiver and its candidate edges, in the order they are tried.
 
     An addition step tests ``sender -> receiver`` for each of ``senders`` (mask rows
-    ``sender_indices``). A direct step (``direct`` set; ``senders == (input,)``) tests one
-    head input's direct edges: removing them empties the input's mask column, so the head
-    reads only ablated values there. Under grouped-query attention a key/value group input
-    has one direct edge per query head of its group; they are one test, as the group's keys
-    and values are computed once.
+    ``sender_indices``), all under ``guard``. A direct step (``direct`` set, ``senders`` the
+    input names) tests the direct edges of one layer's inputs, each under its own guard;
+    ``receiver`` then stands for the layer's attention (its kind and layer).
     """
 
     receiver: Receiver
     senders: tuple[str, ...]
     sender_indices: tuple[int, ...]
-    direct: tuple[Edge, ...] = ()
+    direct: tuple[DirectEdge, ...] = ()
     guard: Guard | None = None
 
     def edges_of(self, candidate: int) -> tuple[Edge, ...]:
         """The circuit edges that candidate ``candidate`` removes."""
         if self.direct:
-            return self.direct
+            return self.direct[candidate].edges
         return ((self.senders[candidate], self.receiver.name),)
 
-    def rows(self, candidates: list[int]) -> list[int] | slice:
-        """Mask rows (sender indices) that removing ``candidates`` switches off."""
+    def guard_of(self, candidate: int) -> Guard | None:
+        """The guard of one candidate (addition steps: checked once for the whole step)."""
+        return self.direct[candidate].guard if self.direct else None
+
+    def switch_off(self, masks: EdgeMasks, candidates: list[int], variant: int) -> None:
+        """Remove ``candidates`` in variant ``variant`` of ``masks`` (in place)."""
         if self.direct:
-            return slice(None)  # the whole column: every sender
-        return [self.sender_indices[c] for c in candidates]
+            for candidate in candidates:
+                set_edge(masks, self.direct[candidate].input, slice(None), 0.0, variant)
+        else:
+            rows = [self.sender_indices[c] for c in candidates]
+            set_edge(masks, self.receiver, rows, 0.0, variant)
 
 
 def receiver_of(name: str, attrs: dict, layout: Layout) -> Receiver:
@@ -189,12 +206,16 @@ def acdc_schedule(circuit, layout: Layout) -> list[Step]:
             for head in inputs:
                 addition(head, Guard(outputs=(head,)))
             continue
+        direct = []
         for name in inputs:
-            direct = tuple(sorted(internal.get(name, ()), key=edge_sort_key))
-            if direct:
-                receiver = receiver_of(name, nodes[name], layout)
-                guard = Guard(outputs=tuple(head for _, head in direct))
-                steps.append(Step(receiver, (name,), (), direct=direct, guard=guard))
+            edges = tuple(sorted(internal.get(name, ()), key=edge_sort_key))
+            if edges:
+                guard = Guard(outputs=tuple(head for _, head in edges))
+                direct.append(DirectEdge(receiver_of(name, nodes[name], layout), edges, guard))
+        if direct:
+            layer_attention = Receiver(f"a{layer}", "attention", layer, (), None)
+            names = tuple(d.input.name for d in direct)
+            steps.append(Step(layer_attention, names, (), direct=tuple(direct)))
         for name in inputs:
             addition(name, Guard(edges=tuple(internal.get(name, ()))))
     return steps

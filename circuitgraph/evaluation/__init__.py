@@ -6,6 +6,24 @@
 - :func:`compare_methods`: node pruning, ACDC, EAP and EAP-IG side by side.
 """
 
+from circuitgraph.evaluation.curves import (
+    FaithfulnessCurve,
+    curve_areas,
+    faithfulness_curve,
+    pruning_ranking,
+)
 from circuitgraph.evaluation.evaluate import Evaluation, evaluate, held_out_scorer
+from circuitgraph.evaluation.stability import Stability, jaccard, stability
 
-__all__ = ["Evaluation", "evaluate", "held_out_scorer"]
+__all__ = [
+    "Evaluation",
+    "FaithfulnessCurve",
+    "Stability",
+    "curve_areas",
+    "evaluate",
+    "faithfulness_curve",
+    "held_out_scorer",
+    "jaccard",
+    "pruning_ranking",
+    "stability",
+]

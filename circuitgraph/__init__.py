@@ -39,6 +39,10 @@ _API = {
     "venn": "circuitgraph.render",
     "venn_grid": "circuitgraph.render",
     "Scorer": "circuitgraph.scorer",
+    "evaluate": "circuitgraph.evaluation",
+    "faithfulness_curve": "circuitgraph.evaluation",
+    "held_out_scorer": "circuitgraph.evaluation",
+    "stability": "circuitgraph.evaluation",
     "overlap_table": "circuitgraph.setops",
     "shared": "circuitgraph.setops",
     "upset_table": "circuitgraph.setops",
@@ -63,7 +67,10 @@ __all__ = [
     "attribute_edges",
     "compare_with_pruned",
     "cross_task_matrix",
+    "evaluate",
+    "faithfulness_curve",
     "full_circuit",
+    "held_out_scorer",
     "list_corruptions",
     "list_models",
     "list_tasks",
@@ -78,6 +85,7 @@ __all__ = [
     "prune_edges",
     "prune_nodes",
     "shared",
+    "stability",
     "threshold_changes",
     "threshold_sweep",
     "threshold_table",
@@ -111,6 +119,12 @@ if TYPE_CHECKING:  # the same names for type checkers and IDEs
         cross_task_matrix,
         logit_lens,
         ov_scores,
+    )
+    from circuitgraph.evaluation import (
+        evaluate,
+        faithfulness_curve,
+        held_out_scorer,
+        stability,
     )
     from circuitgraph.graph import Circuit, full_circuit
     from circuitgraph.models import ModelLoadError, list_models, load_model

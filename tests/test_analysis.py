@@ -301,8 +301,38 @@ def test_cross_task_diagonal_is_each_circuits_own_score():
     assert result.drop == pytest.approx(result.full_score - expected, abs=1e-5)
     assert all(sum(n.startswith("m") for n in s) == 1 for s in result.random_sets)
     assert 0.0 <= result.percentile <= 100.0 and len(result.table()) == 5
-    disjoint = an.ablate_subcircuit(scorers["digits"], ["a1.1"], n_random=3, disjoint=True)
-    assert all("a1.1" not in s for s in disjoint.random_sets)
+    assert all("a1.1" not in s and "m1" not in s for s in result.random_sets)
+    assert result.pool == "outside" and set(result.pool_nodes) == set(kept)
+
+
+def test_subcircuit_controls_use_named_pools():
+    model = cg.load_model("random:gpt2-tiny")
+    scorer = cg.Scorer(model, cg.make_task("digits", model, n=4))
+    circuit = cg.Circuit.from_nodes(model.cfg, ["a0.0", "a0.1", "a0.3", "a1.1", "a1.2", "m0", "m1"])
+    tested = ["a0.1", "a1.1", "m1"]
+    inside = an.ablate_subcircuit(scorer, tested, n_random=20, pool="circuit", circuit=circuit)
+    assert inside.pool == "circuit" and sorted(inside.pool_nodes) == ["a0.0", "a0.3", "a1.2", "m0"]
+    for s in inside.random_sets:
+        assert set(s) <= {"a0.0", "a0.3", "a1.2", "m0"} and "m0" in s and len(s) == 3
+    custom = an.ablate_subcircuit(scorer, ["a0.1"], n_random=5, pool=["a0.1", "a1.3", "a0.2"])
+    assert custom.pool == "custom" and custom.pool_nodes == ["a1.3", "a0.2"]
+    assert all(s[0] in {"a1.3", "a0.2"} for s in custom.random_sets)
+    table = an.subcircuit_controls(scorer, tested, circuit, n_random=10)
+    assert list(table.index) == ["outside", "circuit"]
+    assert table.loc["outside", "pool_size"] == 7 and table.loc["circuit", "pool_size"] == 4
+    assert table.loc["circuit", "distinct_sets"] <= 3  # C(3 heads, 2) x 1 MLP
+    assert table["drop"].nunique() == 1  # the same target in both rows
+    with pytest.raises(ValueError, match="pass circuit="):
+        an.ablate_subcircuit(scorer, tested, pool="circuit")
+    with pytest.raises(ValueError, match="pool 'circuit' has 1 heads and 0 MLPs"):
+        an.ablate_subcircuit(
+            scorer,
+            ["a0.0", "a0.1", "m0"],
+            pool="circuit",
+            circuit=circuit.copy() - cg.Circuit.from_nodes(model.cfg, ["a0.3", "a1.2", "m1"]),
+        )
+    with pytest.raises(ValueError, match="unknown pool 'everything'"):
+        an.ablate_subcircuit(scorer, tested, pool="everything")
 
 
 def test_bad_inputs_are_named():

@@ -17,6 +17,7 @@ from circuitgraph.analysis.cross_task import (
     SubcircuitAblation,
     ablate_subcircuit,
     cross_task_matrix,
+    subcircuit_controls,
 )
 from circuitgraph.analysis.logit_lens import lens_logits, logit_lens
 from circuitgraph.analysis.ov import (
@@ -60,5 +61,6 @@ __all__ = [
     "replace_head_activations",
     "resolve_heads",
     "resolve_positions",
+    "subcircuit_controls",
     "top_keys",
 ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -22,7 +22,13 @@ from circuitgraph.graph import Circuit, full_circuit
 from circuitgraph.layout import NodeMasks
 from circuitgraph.nodes import NodeKind, head_name, mlp_name, parse_node
 
-__all__ = ["SubcircuitAblation", "ablate_subcircuit", "cross_task_matrix"]
+__all__ = [
+    "POOLS",
+    "SubcircuitAblation",
+    "ablate_subcircuit",
+    "cross_task_matrix",
+    "subcircuit_controls",
+]
 
 
 def _check_scorers(scorers: Iterable[Any]) -> None:
@@ -77,7 +83,8 @@ class SubcircuitAblation:
     """Score drop from removing ``nodes`` versus removing random sets of the same make-up.
 
     ``drop`` = full score - ablated score (for KL: ablated - full, so larger always means more
-    damage). ``percentile``: the share of random sets (in %) whose drop is below the target's
+    damage). ``pool`` names where the random sets came from, ``pool_nodes`` lists it.
+    ``percentile``: the share of random sets (in %) whose drop is below the target's
     (ties count half); near 100 means the set matters more than chance.
     """
 
@@ -89,6 +96,8 @@ class SubcircuitAblation:
     random_scores: np.ndarray  # [n_random]
     random_drops: np.ndarray  # [n_random]
     percentile: float
+    pool: str = "outside"
+    pool_nodes: list[str] = field(default_factory=list)
 
     def table(self) -> pd.DataFrame:
         """One row per removed set: the target first, then the random ones."""
@@ -140,33 +149,66 @@ def _without(cfg: Any, removed: set[str]) -> Circuit:
     return Circuit.from_nodes(cfg, [n for n in everything if n not in removed], qkv=False)
 
 
+POOLS = ("outside", "circuit")
+
+
+def _pools(
+    cfg: Any, heads: list[str], mlps: list[str], pool: str | Iterable[str], circuit: Circuit | None
+) -> tuple[str, list[str], list[str]]:
+    """(pool name, heads, MLPs) random sets are drawn from; never a tested component."""
+    removed = set(heads) | set(mlps)
+    if isinstance(pool, str) and pool not in POOLS:
+        raise ValueError(f"unknown pool {pool!r}; choose one of {POOLS} or pass names")
+    if pool == "outside":
+        names = [head_name(L, h) for L in range(cfg.n_layers) for h in range(cfg.n_heads)]
+        names += [mlp_name(L) for L in range(cfg.n_layers)]
+        label = "outside"
+    elif pool == "circuit":
+        if not isinstance(circuit, Circuit):
+            raise ValueError(
+                "pool='circuit' draws from a circuit's other components: pass circuit="
+            )
+        names, label = circuit.heads() + circuit.mlps(), "circuit"
+    else:
+        pool_heads, pool_mlps = _removable(cfg, pool)
+        names, label = pool_heads + pool_mlps, "custom"
+    names = [n for n in dict.fromkeys(names) if n not in removed]
+    pool_heads = [n for n in names if parse_node(n).kind is NodeKind.HEAD]
+    pool_mlps = [n for n in names if parse_node(n).kind is NodeKind.MLP]
+    if len(pool_heads) < len(heads) or len(pool_mlps) < len(mlps):
+        raise ValueError(
+            f"pool {label!r} has {len(pool_heads)} heads and {len(pool_mlps)} MLPs besides the "
+            f"tested ones; random sets need {len(heads)} heads and {len(mlps)} MLPs"
+        )
+    return label, pool_heads, pool_mlps
+
+
 @torch.no_grad()
 def ablate_subcircuit(
     scorer: Any,
     nodes: Iterable[str] | Circuit,
     n_random: int = 50,
     seed: int = 0,
-    disjoint: bool = False,
+    pool: str | Iterable[str] = "outside",
+    circuit: Circuit | None = None,
     batch_size: int = 16,
 ) -> SubcircuitAblation:
     """Remove ``nodes`` (heads/MLPs, e.g. the heads shared by several tasks) from the full
     model and compare the score drop with ``n_random`` random sets of as many heads and MLPs.
 
-    Removed components get the scorer's ablation values (mean ablation by default). With
-    ``disjoint=True`` the random sets avoid ``nodes``.
+    Random sets come from a named ``pool`` and never contain a tested component:
+    ``"outside"`` (default), every head/MLP of the model outside ``nodes``; ``"circuit"``,
+    the other components of ``circuit`` (the stricter control: does the shared part matter
+    more than the rest of the circuit?); or an explicit list of names. Removed components get
+    the scorer's ablation values (mean ablation by default). :func:`subcircuit_controls`
+    reports both pools.
     """
     if n_random < 1:
         raise ValueError(f"n_random must be >= 1, got {n_random}")
     cfg = scorer.model.cfg
     heads, mlps = _removable(cfg, nodes)
     removed = set(heads) | set(mlps)
-    pool_heads = [head_name(L, h) for L in range(cfg.n_layers) for h in range(cfg.n_heads)]
-    pool_mlps = [mlp_name(L) for L in range(cfg.n_layers)]
-    if disjoint:
-        pool_heads = [h for h in pool_heads if h not in removed]
-        pool_mlps = [m for m in pool_mlps if m not in removed]
-    if len(pool_heads) < len(heads) or len(pool_mlps) < len(mlps):
-        raise ValueError("not enough other heads/MLPs to draw random sets of the same size")
+    label, pool_heads, pool_mlps = _pools(cfg, heads, mlps, pool, circuit)
     rng = random.Random(seed)
     random_sets = [
         sorted(rng.sample(pool_heads, len(heads))) + sorted(rng.sample(pool_mlps, len(mlps)))
@@ -194,4 +236,33 @@ def ablate_subcircuit(
         random_scores=scores[1:],
         random_drops=others,
         percentile=float(percentile),
+        pool=label,
+        pool_nodes=pool_heads + pool_mlps,
     )
+
+
+def subcircuit_controls(
+    scorer: Any,
+    nodes: Iterable[str] | Circuit,
+    circuit: Circuit,
+    n_random: int = 50,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """:func:`ablate_subcircuit` against both pools, one row each: the pool's size, the
+    target's drop, the median and 95th-percentile random drop, and the target's percentile."""
+    rows = []
+    for pool in POOLS:
+        result = ablate_subcircuit(scorer, nodes, n_random, seed, pool=pool, circuit=circuit)
+        distinct = len({tuple(s) for s in result.random_sets})
+        rows.append(
+            {
+                "pool": pool,
+                "pool_size": len(result.pool_nodes),
+                "distinct_sets": distinct,
+                "drop": result.drop,
+                "random_median": float(np.median(result.random_drops)),
+                "random_p95": float(np.percentile(result.random_drops, 95)),
+                "percentile": result.percentile,
+            }
+        )
+    return pd.DataFrame(rows).set_index("pool")

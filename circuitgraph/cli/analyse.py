@@ -66,7 +66,7 @@ def run_analyse(args: argparse.Namespace) -> int:
 
     from circuitgraph import analysis
     from circuitgraph.analysis._common import resolve_heads
-    from circuitgraph.graph import Circuit
+    from circuitgraph.cli.compare import load_circuit
     from circuitgraph.results import (
         atomic_folder,
         result_dir,
@@ -79,11 +79,7 @@ def run_analyse(args: argparse.Namespace) -> int:
     check_model(args.model, args.device)
     if args.heads and args.circuit:
         raise ValueError("give --heads or --circuit, not both")
-    circuit = None
-    if args.circuit is not None:
-        if not args.circuit.is_file():
-            raise FileNotFoundError(f"no such circuit file: {args.circuit}")
-        circuit = Circuit.from_json(args.circuit)
+    circuit = None if args.circuit is None else load_circuit(args.circuit)
     run = "analysis" + (f"-{safe_name(args.tag)}" if args.tag else "")
     target = result_dir(args.out, args.model, args.task, run)
     prepare_output(args, target)

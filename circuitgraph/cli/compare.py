@@ -48,11 +48,17 @@ def check_circuit_file(path: Path) -> None:
         raise FileNotFoundError(f"no such circuit file: {path}")
 
 
-def _load(path: Path):
+def load_circuit(path: Path):
+    """``Circuit.from_json(path)``; its errors name the file."""
     from circuitgraph.graph import Circuit
 
     check_circuit_file(path)
-    return Circuit.from_json(path)
+    try:
+        return Circuit.from_json(path)
+    except ValueError as error:  # UnicodeDecodeError and JSONDecodeError included
+        if str(path) in str(error):
+            raise
+        raise ValueError(f"{path}: {error}") from error
 
 
 def _heads_and_mlps(circuit: Any) -> Any:
@@ -111,7 +117,7 @@ def run_overlap(args: argparse.Namespace) -> int:
         check_writable(args.venn, folder=False)
     for path in args.files:
         check_circuit_file(path)
-    circuits = [_load(path) for path in args.files]
+    circuits = [load_circuit(path) for path in args.files]
     if args.on == "nodes" and len({c.config.qkv for c in circuits}) > 1:
         circuits = [_heads_and_mlps(c) for c in circuits]
     names = args.names or circuit_names(args.files, circuits)
@@ -142,7 +148,7 @@ def run_render(args: argparse.Namespace) -> int:
     output = args.output or args.file.with_suffix(".svg")
     graphviz_format(output)
     check_writable(output, folder=False)
-    circuit = _load(args.file)
+    circuit = load_circuit(args.file)
     circuit.render(output)
     print(f"wrote {output}")
     return 0

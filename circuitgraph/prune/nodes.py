@@ -236,17 +236,23 @@ def _result(scorer, present: torch.Tensor, qkv: bool, positions: bool) -> Circui
     return Circuit.from_nodes(scorer.model.cfg, [names[s + 1] for _, s in kept], qkv=qkv)
 
 
-def _sweeps(order: Order, layout, include_mlps: bool, n_positions: int | None, seed: int):
+def _sweeps(
+    order: Order, layout, include_mlps: bool, n_positions: int | None, seed: int, repeat: bool
+):
     """Yield the candidate list of each sweep; the caller stops after a sweep removes nothing
-    (only ``backward_forward`` has more than one sweep)."""
+    (``backward_forward``, and any order with ``repeat``, sweep until then)."""
     backward = _candidates(layout, include_mlps, False, n_positions)
-    if order is Order.RANDOM:
-        random.Random(seed).shuffle(backward)
-        yield backward
-    elif order is Order.FORWARD:
-        yield _candidates(layout, include_mlps, True, n_positions)
-    elif order is Order.BACKWARD:
-        yield backward
+    if order is not Order.BACKWARD_FORWARD:
+        if order is Order.RANDOM:
+            random.Random(seed).shuffle(backward)
+        sweep = (
+            _candidates(layout, include_mlps, True, n_positions)
+            if order is Order.FORWARD
+            else backward
+        )
+        yield sweep
+        while repeat:
+            yield sweep
     else:
         forward = _candidates(layout, include_mlps, True, n_positions)
         while True:
@@ -265,6 +271,7 @@ def prune_nodes(
     positions: bool = False,
     batch_size: int = 8,
     progress: bool = True,
+    repeat: bool = False,
 ) -> Circuit:
     """Remove heads (and MLPs) one at a time while the circuit keeps its score.
 
@@ -284,6 +291,9 @@ def prune_nodes(
     positions: prune (node, position) pairs over every prompt position; each node's positions
         are tried last to first, within the node order above.
     batch_size: most tries evaluated in one batch; 1 runs the plain one-at-a-time loop.
+    repeat: repeat the order's sweep until one removes nothing (the paper's loop: a removal
+        can make an earlier-kept node removable). A single sweep is path-dependent; the
+        repeated one ends at a circuit none of whose nodes can go alone.
 
     Returns
     -------
@@ -320,7 +330,7 @@ def prune_nodes(
     n_positions = scorer.task.seq_len if positions else None
     with tqdm(total=0, desc=f"prune_nodes ({parsed.value})", disable=not progress) as bar:
         search.bar = bar
-        for sweep in _sweeps(parsed, scorer.layout, include_mlps, n_positions, seed or 0):
+        for sweep in _sweeps(parsed, scorer.layout, include_mlps, n_positions, seed or 0, repeat):
             if not search.sweep(sweep):
                 break
     result = _result(scorer, search.present.cpu(), qkv, positions)
@@ -358,6 +368,7 @@ def prune_nodes(
 
 def _parameters(values: dict[str, Any]) -> dict[str, Any]:
     names = ("threshold", "relative", "order", "seed", "include_mlps", "positions", "batch_size")
+    names += ("repeat",)
     return {name: values[name] for name in names} | {"start": values["start"] is not None}
 
 

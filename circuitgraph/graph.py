@@ -42,6 +42,7 @@ from circuitgraph.setops import (
     top_k,
     union,
 )
+from circuitgraph.subgraph import FullGraphSubgraph
 
 __all__ = ["SCHEMA_VERSION", "Circuit", "CircuitConfig", "Edge", "full_circuit"]
 
@@ -74,7 +75,7 @@ def _operator(function: Any) -> Any:
     return method
 
 
-class Circuit(nx.DiGraph):
+class Circuit(FullGraphSubgraph):
     """A circuit: a DAG of canonical node names that carries its ``CircuitConfig``.
 
     ``config``, ``level`` ("node" or "edge") and ``metadata`` (JSON-serialisable dict: task,
@@ -106,11 +107,13 @@ class Circuit(nx.DiGraph):
         metadata: dict[str, Any] | None = None,
         **attr: Any,
     ) -> None:
-        super().__init__(incoming_graph_data, **attr)
+        super().__init__(None, **attr)
         if config is not None:
             self.graph["config"] = config
         self.level = level
         self.graph["metadata"] = {} if metadata is None else metadata
+        if incoming_graph_data is not None:  # after the config: every edge is checked
+            nx.convert.to_networkx_graph(incoming_graph_data, create_using=self)
 
     @property
     def config(self) -> CircuitConfig:
@@ -334,6 +337,7 @@ class Circuit(nx.DiGraph):
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly dict (``schema_version`` 1); names carry the standard attributes, so
         only extra node and edge attributes are stored."""
+        self.validate()
         node_attrs = {n: _extras(d, NODE_ATTRIBUTES) for n, d in self.nodes(data=True)}
         return {
             "schema_version": SCHEMA_VERSION,
@@ -376,12 +380,14 @@ class Circuit(nx.DiGraph):
 
     def to_dot(self, edges: bool | None = None) -> str:
         """Graphviz DOT source, one rank per layer (see ``circuitgraph.render.to_dot``)."""
+        self.validate()
         return circuit_to_dot(self, edges=edges)
 
     def render(
         self, path: str | Path, format: str | None = None, edges: bool | None = None
     ) -> Path:
         """Draw with Graphviz to svg/png/pdf (from the suffix); see ``circuitgraph.render``."""
+        self.validate()
         return render_circuit(self, path, format=format, edges=edges)
 
 

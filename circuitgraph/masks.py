@@ -16,7 +16,9 @@ SENDER_KINDS = ("embed", "head", "mlp")
 
 
 def check_same_model(circuit, model_cfg) -> None:
-    """Raise ValueError when ``circuit`` was not built for a model shaped like ``model_cfg``."""
+    """Raise ValueError when ``circuit`` was not built for the model ``model_cfg`` describes:
+    same name and the same shape (layers, heads, key/value heads). A circuit found on one
+    model says nothing about another of the same shape, so the name must match too."""
     config = circuit.config
     ours = (config.n_layers, config.n_heads, config.n_key_value_heads or config.n_heads)
     theirs = (
@@ -24,10 +26,12 @@ def check_same_model(circuit, model_cfg) -> None:
         model_cfg.n_heads,
         getattr(model_cfg, "n_key_value_heads", None) or model_cfg.n_heads,
     )
-    if ours != theirs:
+    name = getattr(model_cfg, "model_name", None)
+    if ours != theirs or (isinstance(name, str) and name and name != config.model_name):
         raise ValueError(
             f"circuit is for model {config.model_name!r} (layers, heads, kv heads = {ours}) but "
-            f"the scorer's model {getattr(model_cfg, 'model_name', '?')!r} has {theirs}"
+            f"this model is {name or '?'!r} with {theirs}: use a circuit found on this model "
+            "(circuits are built from model.cfg, e.g. cg.full_circuit(model.cfg))"
         )
 
 

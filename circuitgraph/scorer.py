@@ -158,8 +158,9 @@ class Scorer:
         return self.metric_from_final(self.final_residuals(masks))
 
     def masks(self, circuit) -> NodeMasks | EdgeMasks:
-        """Dense masks of ``circuit`` (checks it belongs to this scorer's model)."""
+        """Dense masks of ``circuit`` (checks it is valid and belongs to this scorer's model)."""
         check_same_model(circuit, self.model.cfg)
+        circuit.validate()
         return circuit_masks(circuit, self.layout, self.task.seq_len)
 
     def score(self, circuit) -> float:

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import circuitgraph as cg
 import circuitgraph.graph
 import circuitgraph.nodes
 from circuitgraph.graph import Circuit, full_circuit
@@ -268,7 +269,9 @@ def test_networkx_algorithms_work():
     assert nx.ancestors(circuit, "a0.0") == {"embed", "a0.0.q", "a0.g0.k", "a0.g0.v"}
     view = circuit.subgraph(["embed", "a0.0.q", "a0.0"])
     assert isinstance(view, Circuit) and view.config == circuit.config
-    assert isinstance(circuit.reverse(), Circuit)
+    assert isinstance(circuit.reverse(copy=False), Circuit)
+    reversed_copy = circuit.reverse()  # reversed edges are not a circuit's: a plain DiGraph
+    assert type(reversed_copy) is nx.DiGraph and reversed_copy.has_edge("logits", "m1")
 
 
 def test_is_subgraph_of_and_model_mixing():
@@ -422,3 +425,69 @@ def test_docstring_examples_run():
     for module in (circuitgraph.nodes, circuitgraph.graph):
         result = doctest.testmod(module)
         assert result.failed == 0 and result.attempted > 0
+
+
+# --- circuits stay valid (issue 15, item 4) ---------------------------------------------
+
+
+def _toy_config():
+    return types.SimpleNamespace(n_layers=3, n_heads=2, model_name="toy")
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda c: c.add_edge("a2.0", "a0.0.q"), "not in the full graph"),  # a back edge
+        (lambda c: c.add_edge("a0.0", "a0.0"), "not in the full graph"),  # a self-loop
+        (lambda c: c.add_node("x"), "not nodes of the full graph"),
+        (lambda c: c.add_nodes_from(["m0", ("a9.9", {})]), "not nodes of the full graph"),
+        (lambda c: c.add_edges_from([("embed", "m1"), ("m1", "m0")]), "not in the full graph"),
+        (lambda c: c.add_weighted_edges_from([("m2", "m1", 1.0)]), "not in the full graph"),
+    ],
+)
+def test_mutators_refuse_what_is_not_in_the_full_graph_and_change_nothing(mutate, message):
+    circuit = Circuit.from_edges(_toy_config(), [("embed", "m0"), ("m0", "logits")])
+    before = (set(circuit.nodes), set(circuit.edges))
+    with pytest.raises(ValueError, match=message):
+        mutate(circuit)
+    assert (set(circuit.nodes), set(circuit.edges)) == before
+    circuit.validate()
+
+
+def test_valid_mutations_get_the_standard_attributes():
+    circuit = Circuit.from_edges(_toy_config(), [("embed", "m0")])
+    circuit.add_edge("m0", "a1.1.q", note="mine")
+    circuit.add_node("a2.0")
+    assert circuit.nodes["a1.1.q"]["kind"] == "qkv" and circuit.nodes["a2.0"]["head"] == 0
+    assert circuit.edges["m0", "a1.1.q"] == {"note": "mine", "qkv": "q"}
+    assert Circuit.from_dict(circuit.to_dict()) == circuit
+
+
+def test_a_circuit_without_config_refuses_edges():
+    with pytest.raises(ValueError, match="no config"):
+        Circuit().add_edge("embed", "m0")
+
+
+def test_altered_attributes_cannot_be_saved_drawn_or_scored(toy):
+    circuit = cg.full_circuit(toy.cfg)
+    circuit.nodes["a0.0"]["kind"] = "mlp"
+    scorer = cg.Scorer(toy, cg.make_task("digits", toy, n=4))
+    for action in (circuit.to_dict, circuit.to_dot, lambda: scorer.score(circuit)):
+        with pytest.raises(ValueError, match="altered standard attributes"):
+            action()
+
+
+# --- model identity is checked everywhere (issue 15, item 5) ---------------------------
+
+
+def test_a_circuit_of_another_model_with_the_same_shape_is_refused(toy):
+    twin = cg.load_model("random:gpt2-tiny,n_layers=3")
+    assert (twin.cfg.n_layers, twin.cfg.n_heads) == (toy.cfg.n_layers, toy.cfg.n_heads)
+    scorer = cg.Scorer(twin, cg.make_task("digits", twin, n=4))
+    circuit = cg.full_circuit(toy.cfg)
+    with pytest.raises(ValueError, match="circuit is for model 'toy-seq'"):
+        scorer.score(circuit)
+    with pytest.raises(ValueError, match="circuit is for model 'toy-seq'"):
+        cg.prune_edges(scorer, 0.1, start=circuit, progress=False)
+    with pytest.raises(ValueError, match="circuit is for model 'toy-seq'"):
+        cg.attribute_edges(scorer, start=circuit)

@@ -199,3 +199,18 @@ def test_fast_equals_reference_from_set_algebra(tiny, data, order, metric, tau_e
     assert _decisions(fast) == _decisions(reference)
     assert fast.metadata["untested"] == reference.metadata["untested"]
     assert fast == reference
+
+
+def test_acdc_order_tests_a_gqa_group_input_as_one_direct_edge():
+    model = cg.load_model("random:llama-tiny")  # 4 query heads share 2 key/value heads
+    scorer = _scorer(model, "kl", ablation="resample")
+    result = prune_edges(scorer, -1.0, order="acdc", progress=False)
+    effects: dict[str, set[float]] = {}
+    rows = [(u, v, e) for u, v, e, _ in result.metadata["tested"] if u.endswith((".k", ".v"))]
+    for u, v, effect in rows:
+        if v.count(".") == 1:  # a direct edge: input -> head
+            effects.setdefault(u, set()).add(effect)
+    assert set(effects) == {f"a{L}.g{G}.{x}" for L in (0, 1) for G in (0, 1) for x in "kv"}
+    assert all(len(values) == 1 for values in effects.values())  # one test for the group
+    direct = [(u, v) for u, v, _ in rows if v.count(".") == 1 and u == "a1.g1.k"]
+    assert direct == [("a1.g1.k", "a1.2"), ("a1.g1.k", "a1.3")]

@@ -339,3 +339,13 @@ def test_model_names_become_safe_folder_names(tmp_path):
     assert safe_name("../x") == "x"
     path = result_dir(tmp_path, "org/model:v1", "digits", "nodes-0.8")
     assert path.parent.parent.parent == tmp_path and path.parent.parent.name == "org--model-v1"
+
+
+def test_analyse_refuses_a_circuit_of_another_model_with_the_same_shape(tmp_path, capsys):
+    twin = cg.load_model("random:gpt2-tiny,n_layers=3")  # toy-seq's shape, other weights
+    path = cg.full_circuit(twin.cfg).to_json(tmp_path / "twin.json")
+    code, _, err = run(
+        capsys, "analyse", *TOY, "--circuit", str(path), "--out", str(tmp_path / "o")
+    )
+    assert code == 2 and "circuit is for model 'random:gpt2-tiny,n_layers=3'" in err
+    assert "Traceback" not in err and not (tmp_path / "o").exists()

@@ -67,6 +67,7 @@ def run_analyse(args: argparse.Namespace) -> int:
     from circuitgraph import analysis
     from circuitgraph.analysis._common import resolve_heads
     from circuitgraph.cli.compare import load_circuit
+    from circuitgraph.masks import check_same_model
     from circuitgraph.results import (
         atomic_folder,
         result_dir,
@@ -87,6 +88,8 @@ def run_analyse(args: argparse.Namespace) -> int:
     clock = Clock()
     setup = load(args, clock)
     model, task, fmt = setup.model, setup.task, args.format
+    if circuit is not None:
+        check_same_model(circuit, model.cfg)  # a circuit of another model is refused
     if args.heads:
         resolve_heads(model.cfg, args.heads)  # a bad name fails before any analysis runs
     steps = tqdm(total=4, desc="analyse", unit="step", disable=args.quiet)

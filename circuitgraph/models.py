@@ -342,6 +342,21 @@ def _load_transformer_lens(name: str, device: str) -> torch.nn.Module:
             f"unknown model {name!r}. Offline here: {', '.join(list_models())}; "
             "or any TransformerLens model name (e.g. 'gpt2-small') when its weights are available"
         ) from error
+    cached = check_hub_access(name, official)
+    try:
+        with offline_if(cached and not hub_reachable()):
+            return TransformerBridge.boot_transformers(official, device=device, dtype=torch.float32)
+    except Exception as error:
+        raise ModelLoadError(
+            f"could not load {name!r} ({official}): its weights are neither in the local Hugging "
+            f"Face cache nor reachable ({type(error).__name__}). Models that work offline: "
+            f"{', '.join(list_models())}"
+        ) from error
+
+
+def check_hub_access(name: str, official: str) -> bool:
+    """Whether the weights of hub model ``official`` are cached; ModelLoadError at once (no
+    download retries) if they are not and the hub is offline or unreachable."""
     cached = in_hub_cache(official)
     reason = None
     if not cached and hub_offline():
@@ -355,12 +370,4 @@ def _load_transformer_lens(name: str, device: str) -> torch.nn.Module:
             f"could not load {name!r} ({official}): {reason}. Models that work offline: "
             f"{', '.join(list_models())}"
         )
-    try:
-        with offline_if(cached and not hub_reachable()):
-            return TransformerBridge.boot_transformers(official, device=device, dtype=torch.float32)
-    except Exception as error:
-        raise ModelLoadError(
-            f"could not load {name!r} ({official}): its weights are neither in the local Hugging "
-            f"Face cache nor reachable ({type(error).__name__}). Models that work offline: "
-            f"{', '.join(list_models())}"
-        ) from error
+    return cached

@@ -139,7 +139,12 @@ def check_model(name: str, device: str = "cpu") -> None:
     """ModelLoadError now for a model name or device that cannot load (before any progress
     output)."""
     from circuitgraph.environment import resolve_device
-    from circuitgraph.models import EMBEDDED_MODELS, ModelLoadError, parse_random_name
+    from circuitgraph.models import (
+        EMBEDDED_MODELS,
+        ModelLoadError,
+        check_hub_access,
+        parse_random_name,
+    )
 
     resolve_device(device)
     if name in EMBEDDED_MODELS:
@@ -150,12 +155,13 @@ def check_model(name: str, device: str = "cpu") -> None:
     from transformer_lens.supported_models import get_official_model_name
 
     try:
-        get_official_model_name(name)
+        official = get_official_model_name(name)
     except ValueError:
         raise ModelLoadError(
             f"unknown model {name!r}: not {', '.join(EMBEDDED_MODELS)}, a random:<preset> or a "
             "TransformerLens model name (see 'circuitgraph models')"
         ) from None
+    check_hub_access(name, official)
 
 
 @dataclass

@@ -33,9 +33,10 @@ class FullGraphSubgraph(nx.DiGraph):
         full = self._full()
         bad = [n for n in names if not isinstance(n, str) or n not in full.nodes]
         if bad:
+            config = self.graph["config"]
             raise ValueError(
-                f"{bad[:10]} are not nodes of the full graph of {self.graph['config'].describe()} "
-                f"(qkv={self.graph['config'].qkv}); valid names look like {self.graph['config'].example_names()}"
+                f"{bad[:10]} are not nodes of the full graph of {config.describe()} "
+                f"(qkv={config.qkv}); valid names look like {config.example_names()}"
             )
         return full
 
@@ -44,9 +45,10 @@ class FullGraphSubgraph(nx.DiGraph):
         self._checked_nodes([n for edge in edges for n in edge])
         bad = [(u, v) for u, v in edges if not full.has_edge(u, v)]
         if bad:
+            config = self.graph["config"]
             raise ValueError(
-                f"edges {bad[:10]} are not in the full graph of {self.graph['config'].describe()} "
-                f"(qkv={self.graph['config'].qkv}): edges go from a sender output to a later receiver "
+                f"edges {bad[:10]} are not in the full graph of {config.describe()} "
+                f"(qkv={config.qkv}): edges go from a sender output to a later receiver "
                 "input. Build circuits with Circuit.from_edges / from_nodes and combine them "
                 "with the set operators (&, |, -, ^, ~)"
             )

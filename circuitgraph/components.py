@@ -5,7 +5,9 @@ head's query/key/value computed from *its own* input, and the MLP and unembeddin
 inputs we assemble. :class:`ComponentModel` reads the weights of a ``TransformerBridge``
 (``W_Q``, ``W_K``, ``W_V``, ``W_O`` in TransformerLens layout) and calls the model's own norm
 and MLP modules, so numerics follow the model. Supported: pre-norm blocks (LayerNorm or
-RMSNorm), learned absolute or rotary positions, grouped-query attention, plain or gated MLPs.
+RMSNorm), sequential or parallel attention and MLP (GPT-NeoX / Pythia), learned absolute or
+rotary positions (full or partial rotary), query/key norms (Qwen3), grouped-query attention,
+plain or gated MLPs.
 Parity with the model's own logits is a test (tests/test_scorer.py). Gradients flow through
 these functions (attribution patching needs them); callers that only evaluate wrap them in
 ``torch.no_grad()``.
@@ -17,6 +19,8 @@ import math
 
 import torch
 from torch import Tensor
+
+from circuitgraph.layout import Layout
 
 UNEMBED_CHUNK = 1024  # vocabulary columns per matmul in ComponentModel.unembed
 
@@ -39,14 +43,45 @@ def _rotate_half(x: Tensor) -> Tensor:
     return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
 
 
+def check_supported(model: torch.nn.Module) -> None:
+    """NotImplementedError naming what circuitgraph cannot decompose in ``model`` yet."""
+    cfg, block = model.cfg, model.blocks[0]
+    missing = []
+    if hasattr(block, "ln1_post") or hasattr(block, "ln2_post"):
+        missing.append(
+            "norms after each attention / MLP output (the heads' writes are no longer a sum)"
+        )
+    if getattr(cfg, "attn_scores_soft_cap", -1.0) > 0:
+        missing.append("soft-capped attention scores")
+    if getattr(cfg, "output_logits_soft_cap", -1.0) > 0:
+        missing.append("soft-capped logits")
+    if missing:
+        name = getattr(cfg, "model_name", "this model")
+        raise NotImplementedError(
+            f"{name!r} is not supported yet: circuitgraph does not model its "
+            f"{'; '.join(missing)}. Supported: GPT-2, Llama/SmolLM2, Qwen2, Qwen3, Mistral, "
+            "Phi-3 and GPT-NeoX/Pythia blocks"
+        )
+
+
+def _apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """Rotate the first cos.shape[-1] dimensions of x [..., d_head] (partial rotary as in
+    GPT-NeoX / Pythia leaves the rest as it is)."""
+    rot = cos.shape[-1]
+    if rot == x.shape[-1]:
+        return x * cos + _rotate_half(x) * sin
+    part, rest = x[..., :rot], x[..., rot:]
+    return torch.cat((part * cos + _rotate_half(part) * sin, rest), dim=-1)
+
+
 class ComponentModel:
     """Embedding, per-head attention, MLPs and unembedding of a bridge as separate functions."""
 
     def __init__(self, model: torch.nn.Module) -> None:
         cfg = model.cfg
-        if getattr(cfg, "parallel_attn_mlp", False):
-            raise NotImplementedError("parallel attention/MLP blocks are not supported yet")
+        check_supported(model)
         self.model = model
+        self.parallel: bool = bool(getattr(cfg, "parallel_attn_mlp", False))
         self.n_layers: int = cfg.n_layers
         self.n_heads: int = cfg.n_heads
         self.d_model: int = cfg.d_model
@@ -67,10 +102,18 @@ class ComponentModel:
         self.rotary = getattr(cfg, "positional_embedding_type", "") == "rotary"
         self.scale = 1.0 / math.sqrt(dh)
         blocks = model.blocks
+        # Per-head RMS norms of queries and keys (Qwen3, OLMo-2 style), applied before rotary.
+        self.q_norm = [getattr(_original(block.attn), "q_norm", None) for block in blocks]
+        self.k_norm = [getattr(_original(block.attn), "k_norm", None) for block in blocks]
         self.ln1 = [_original(block.ln1) for block in blocks]
         self.ln2 = [_original(block.ln2) for block in blocks]
         self.mlps = [_original(block.mlp) for block in blocks]
         self.ln_final = _original(model.ln_final)
+
+    @property
+    def layout(self) -> Layout:
+        """Sender and receiver indices of this model's circuit graph."""
+        return Layout(self.n_layers, self.n_heads, self.n_kv_heads, self.parallel)
 
     @property
     def group_size(self) -> int:
@@ -113,7 +156,7 @@ class ComponentModel:
             q = torch.einsum("bpd,hde->bphe", normed, self.W_Q[layer]) + self.b_Q[layer]
             k = torch.einsum("bpd,gde->bpge", normed, self.W_K[layer]) + self.b_K[layer]
             v = torch.einsum("bpd,gde->bpge", normed, self.W_V[layer]) + self.b_V[layer]
-            return self._attend(q, k, v)
+            return self._attend(*self._norm_qk(layer, q, k), v)
         query_heads = torch.arange(self.n_heads) if heads is None else torch.tensor(heads)
         H, R = q_in.shape[2], k_in.shape[2]
         if len(query_heads) != H or R not in (H, self.n_kv_heads) or (heads and R != H):
@@ -125,7 +168,12 @@ class ComponentModel:
         W_K, W_V = self.W_K[layer][kv_index], self.W_V[layer][kv_index]  # [R, d_model, d_head]
         k = torch.einsum("bprd,rde->bpre", ln(k_in), W_K) + self.b_K[layer][kv_index]
         v = torch.einsum("bprd,rde->bpre", ln(v_in), W_V) + self.b_V[layer][kv_index]
-        return self._attend(q, k, v)
+        return self._attend(*self._norm_qk(layer, q, k), v)
+
+    def _norm_qk(self, layer: int, q: Tensor, k: Tensor) -> tuple[Tensor, Tensor]:
+        """Apply the layer's query/key norms (over d_head) where the model has them."""
+        q_norm, k_norm = self.q_norm[layer], self.k_norm[layer]
+        return (q if q_norm is None else q_norm(q)), (k if k_norm is None else k_norm(k))
 
     def _attend(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
         """q [batch, q_pos, H, d_head]; k, v [batch, pos, R, d_head] -> z [batch, q_pos, H, d_head].
@@ -134,10 +182,10 @@ class ComponentModel:
         """
         q_len, seq, H, R = q.shape[1], k.shape[1], q.shape[2], k.shape[2]
         if self.rotary:
-            cos, sin = self._rotary(seq, q)  # [pos, d_head]
+            cos, sin = self._rotary(seq, q)  # [pos, rotary_dim]: all of d_head, or a part
             cos, sin = cos[:, None, :], sin[:, None, :]
-            q = q * cos[-q_len:] + _rotate_half(q) * sin[-q_len:]
-            k = k * cos + _rotate_half(k) * sin
+            q = _apply_rotary(q, cos[-q_len:], sin[-q_len:])
+            k = _apply_rotary(k, cos, sin)
         if R != H:  # grouped slots: every query head reads its group's key/value
             k = k.repeat_interleave(self.group_size, dim=2)
             v = v.repeat_interleave(self.group_size, dim=2)

@@ -4,7 +4,9 @@ Senders (things that write to the residual stream) are ordered as the model comp
 ``embed``, then for each layer its heads ``a{L}.0 .. a{L}.{H-1}`` and its MLP ``m{L}``.
 Receivers of layer L are per-query-head slots: H query inputs, then H key inputs, then H value
 inputs (with grouped-query attention a key/value *group* edge fills the slots of every query
-head in the group), and the MLP input; ``logits`` reads every sender.
+head in the group), and the MLP input; ``logits`` reads every sender. With parallel attention
+and MLP (GPT-NeoX / Pythia) the MLP of layer L reads the same residual as its attention, so
+not the heads of layer L.
 """
 
 from __future__ import annotations
@@ -24,11 +26,15 @@ class Layout:
     n_layers: int
     n_heads: int
     n_kv_heads: int
+    parallel: bool = False  # attention and MLP of a layer read the same residual
 
     @classmethod
     def from_config(cls, cfg) -> Layout:
         return cls(
-            cfg.n_layers, cfg.n_heads, getattr(cfg, "n_key_value_heads", None) or cfg.n_heads
+            cfg.n_layers,
+            cfg.n_heads,
+            getattr(cfg, "n_key_value_heads", None) or cfg.n_heads,
+            bool(getattr(cfg, "parallel_attn_mlp", False)),
         )
 
     @property
@@ -46,7 +52,13 @@ class Layout:
         return 1 + layer * (self.n_heads + 1)
 
     def senders_before_mlp(self, layer: int) -> int:
-        return self.senders_before_attention(layer) + self.n_heads
+        """Number of senders whose output the MLP of ``layer`` can read."""
+        before = self.senders_before_attention(layer)
+        return before if self.parallel else before + self.n_heads
+
+    def mlp_bias_index(self, layer: int) -> int:
+        """How many layers' attention output biases the MLP of ``layer`` reads."""
+        return layer if self.parallel else layer + 1
 
     def sender_index(self, kind: str, layer: int, head: int | None) -> int:
         if kind == "embed":

@@ -20,18 +20,24 @@ def check_same_model(circuit, model_cfg) -> None:
     same name and the same shape (layers, heads, key/value heads). A circuit found on one
     model says nothing about another of the same shape, so the name must match too."""
     config = circuit.config
-    ours = (config.n_layers, config.n_heads, config.n_key_value_heads or config.n_heads)
+    ours = (
+        config.n_layers,
+        config.n_heads,
+        config.n_key_value_heads or config.n_heads,
+        config.parallel,
+    )
     theirs = (
         model_cfg.n_layers,
         model_cfg.n_heads,
         getattr(model_cfg, "n_key_value_heads", None) or model_cfg.n_heads,
+        bool(getattr(model_cfg, "parallel_attn_mlp", False)),
     )
     name = getattr(model_cfg, "model_name", None)
     if ours != theirs or (isinstance(name, str) and name and name != config.model_name):
         raise ValueError(
-            f"circuit is for model {config.model_name!r} (layers, heads, kv heads = {ours}) but "
-            f"this model is {name or '?'!r} with {theirs}: use a circuit found on this model "
-            "(circuits are built from model.cfg, e.g. cg.full_circuit(model.cfg))"
+            f"circuit is for model {config.model_name!r} (layers, heads, kv heads, parallel = "
+            f"{ours}) but this model is {name or '?'!r} with {theirs}: use a circuit found on "
+            "this model (circuits are built from model.cfg, e.g. cg.full_circuit(model.cfg))"
         )
 
 

@@ -21,7 +21,6 @@ import importlib.util
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -39,40 +38,18 @@ from circuitgraph.environment import (
     resolve_device,
     shared_mode,
 )
+from circuitgraph.random_models import (  # noqa: F401 (re-exported)
+    RANDOM_PRESETS,
+    RandomPreset,
+    build_hf_model,
+    parse_random_name,
+)
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_HF_NAME = "HuggingFaceTB/SmolLM2-135M-Instruct"
 DATA_DIR = Path(__file__).parent / "data"
 TOY_DIR = DATA_DIR / "toy-seq"
 EMBEDDED_MODELS = ("toy-seq", "smollm2-135m")
-
-
-@dataclass(frozen=True)
-class RandomPreset:
-    """Shape of a random model: a GPT-2 or Llama architecture from transformers."""
-
-    architecture: str  # "gpt2" | "llama"
-    n_layers: int
-    n_heads: int
-    d_model: int
-    d_mlp: int
-    n_key_value_heads: int | None = None
-    vocab_size: int | None = None  # None: the toy tokenizer's vocabulary
-    n_ctx: int = 128
-
-
-RANDOM_PRESETS: dict[str, RandomPreset] = {
-    "gpt2-tiny": RandomPreset("gpt2", n_layers=2, n_heads=4, d_model=64, d_mlp=256),
-    "llama-tiny": RandomPreset(
-        "llama", n_layers=2, n_heads=4, d_model=64, d_mlp=128, n_key_value_heads=2
-    ),
-    "gpt2-small": RandomPreset(
-        "gpt2", n_layers=12, n_heads=12, d_model=768, d_mlp=3072, vocab_size=50257
-    ),
-    "smollm2-135m": RandomPreset(
-        "llama", 30, 9, 576, 1536, n_key_value_heads=3, vocab_size=49152, n_ctx=512
-    ),
-}
 
 
 def cache_dir() -> Path:
@@ -237,88 +214,12 @@ def _convert_smollm2(target: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def parse_random_name(name: str) -> tuple[RandomPreset, int]:
-    """``random:<preset>[,key=value...]`` -> (preset with overrides, seed)."""
-    spec = name.removeprefix("random:")
-    preset_name, *overrides = spec.split(",")
-    if preset_name not in RANDOM_PRESETS:
-        raise ModelLoadError(
-            f"unknown random preset {preset_name!r}; known: {', '.join(RANDOM_PRESETS)}"
-        )
-    preset = RANDOM_PRESETS[preset_name]
-    fields = dict(preset.__dict__)
-    seed = 0
-    for item in overrides:
-        key, sep, value = item.partition("=")
-        if not sep or not value.strip().isdigit():
-            raise ModelLoadError(f"bad override {item!r} in {name!r}: expected key=<integer>")
-        if key == "seed":
-            seed = int(value)
-        elif key in fields and key != "architecture":
-            fields[key] = int(value)
-        else:
-            allowed = sorted(k for k in fields if k != "architecture") + ["seed"]
-            raise ModelLoadError(f"unknown override {key!r} in {name!r}; allowed: {allowed}")
-    preset = RandomPreset(**fields)
-    _check_preset(name, preset)
-    return preset, seed
-
-
-def _check_preset(name: str, preset: RandomPreset) -> None:
-    """ModelLoadError for shapes that cannot make a model (zero sizes, uneven head splits)."""
-    for key in ("n_layers", "n_heads", "d_model", "d_mlp", "n_ctx", "n_key_value_heads"):
-        value = getattr(preset, key)
-        if value is not None and value < 1:
-            raise ModelLoadError(f"{key}={value} in {name!r}: must be at least 1")
-    if preset.vocab_size is not None and preset.vocab_size < 2:
-        raise ModelLoadError(f"vocab_size={preset.vocab_size} in {name!r}: must be at least 2")
-    if preset.d_model % preset.n_heads:
-        raise ModelLoadError(
-            f"d_model={preset.d_model} in {name!r} is not a multiple of n_heads={preset.n_heads}"
-        )
-    kv = preset.n_key_value_heads
-    if kv is not None and preset.n_heads % kv:
-        raise ModelLoadError(
-            f"n_heads={preset.n_heads} in {name!r} is not a multiple of n_key_value_heads={kv}"
-        )
-    if preset.architecture == "llama" and (preset.d_model // preset.n_heads) % 2:
-        raise ModelLoadError(
-            f"d_model / n_heads = {preset.d_model // preset.n_heads} in {name!r}: rotary "
-            "embeddings need an even head size"
-        )
-
-
 def _load_random(name: str, device: str) -> tuple[torch.nn.Module, RandomPreset]:
-    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
-
     preset, seed = parse_random_name(name)
     tokenizer = toy_tokenizer()
     vocab = preset.vocab_size or len(tokenizer)
     torch.manual_seed(seed)
-    if preset.architecture == "gpt2":
-        config = GPT2Config(
-            n_layer=preset.n_layers,
-            n_head=preset.n_heads,
-            n_embd=preset.d_model,
-            n_inner=preset.d_mlp,
-            vocab_size=vocab,
-            n_positions=preset.n_ctx,
-            **_special_ids(tokenizer, vocab),
-        )
-        hf_model = GPT2LMHeadModel(config)
-    else:
-        config = LlamaConfig(
-            hidden_size=preset.d_model,
-            intermediate_size=preset.d_mlp,
-            num_hidden_layers=preset.n_layers,
-            num_attention_heads=preset.n_heads,
-            num_key_value_heads=preset.n_key_value_heads or preset.n_heads,
-            vocab_size=vocab,
-            max_position_embeddings=preset.n_ctx,
-            tie_word_embeddings=True,
-            **_special_ids(tokenizer, vocab),
-        )
-        hf_model = LlamaForCausalLM(config)
+    hf_model = build_hf_model(preset, vocab, _special_ids(tokenizer, vocab))
     return _bridge(name, hf_model, tokenizer, device), preset
 
 

@@ -195,6 +195,7 @@ class CircuitConfig:
     n_key_value_heads: int | None = None
     qkv: bool = True
     positions: tuple[int, ...] | None = None
+    parallel: bool = False  # attention and MLP of a layer read the same residual (GPT-NeoX)
 
     def __post_init__(self) -> None:
         if self.n_layers < 0 or self.n_heads < 1:
@@ -231,17 +232,19 @@ class CircuitConfig:
             n_key_value_heads=getattr(cfg, "n_key_value_heads", None),
             qkv=True if qkv is None else bool(qkv),
             positions=pos,
+            parallel=bool(getattr(cfg, "parallel_attn_mlp", False)),
         )
 
     @property
-    def signature(self) -> tuple[str, int, int, int | None]:
-        """(model_name, n_layers, n_heads, n_key_value_heads): circuits must agree on it."""
-        return (self.model_name, self.n_layers, self.n_heads, self.n_key_value_heads)
+    def signature(self) -> tuple[str, int, int, int | None, bool]:
+        """(model_name, n_layers, n_heads, n_key_value_heads, parallel): circuits must agree."""
+        return (self.model_name, self.n_layers, self.n_heads, self.n_key_value_heads, self.parallel)
 
     def describe(self) -> str:
         """Human-readable model signature for error messages."""
         kv = f", {self.n_key_value_heads} KV heads" if self.n_key_value_heads else ""
-        return f"{self.model_name!r} ({self.n_layers} layers, {self.n_heads} heads{kv})"
+        parallel = ", parallel attention/MLP" if self.parallel else ""
+        return f"{self.model_name!r} ({self.n_layers} layers, {self.n_heads} heads{kv}{parallel})"
 
     @property
     def gqa(self) -> bool:
@@ -285,6 +288,7 @@ class CircuitConfig:
     def from_dict(cls, data: Mapping[str, Any]) -> CircuitConfig:
         """Inverse of ``to_dict``; raises ValueError on missing or unknown keys."""
         fields = {f.name for f in dataclasses.fields(cls)}
+        data = {"parallel": False, **data}  # files written before parallel blocks existed
         missing = sorted(fields - set(data))
         unknown = sorted(set(data) - fields)
         if missing or unknown:
@@ -353,7 +357,7 @@ def full_structure(config: CircuitConfig) -> FullStructure:
                 for x in QKV:
                     add_edge(config.input_name(layer, head.head, x, pos), head.name, {"qkv": x})
             mlp = Node(NodeKind.MLP, layer, pos=pos)
-            for sender in senders + heads:
+            for sender in senders if config.parallel else senders + heads:
                 add_edge(sender.name, mlp.name, {})
             senders = senders + heads + [mlp]
         for sender in senders:

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from circuitgraph.components import ComponentModel
-from circuitgraph.layout import EdgeMasks, Layout, NodeMasks
+from circuitgraph.layout import EdgeMasks, NodeMasks
 
 
 def expand_positions(mask: Tensor, seq_len: int) -> Tensor:
@@ -33,7 +33,7 @@ def sender_outputs(comp: ComponentModel, tokens: Tensor) -> tuple[Tensor, Tensor
 
     The final residual is read at the last position (what the metrics use).
     """
-    layout = Layout(comp.n_layers, comp.n_heads, comp.n_kv_heads)
+    layout = comp.layout
     n, p = tokens.shape
     outputs = torch.empty(n, p, layout.n_senders, comp.d_model)
     resid = comp.embed(tokens)  # [n, p, d]
@@ -42,27 +42,39 @@ def sender_outputs(comp: ComponentModel, tokens: Tensor) -> tuple[Tensor, Tensor
         start = layout.senders_before_attention(layer)
         heads = comp.head_outputs(layer, comp.attention(layer, resid, None, None))  # [n,p,H,d]
         outputs[:, :, start : start + comp.n_heads] = heads
+        before_attention = resid
         resid = resid + heads.sum(dim=2) + comp.b_O[layer]
-        mlp_out = comp.mlp(layer, resid)
+        mlp_out = comp.mlp(layer, before_attention if comp.parallel else resid)
         outputs[:, :, layout.mlp_index(layer)] = mlp_out
         resid = resid + mlp_out
     return outputs, resid[:, -1]
 
 
 def node_stage(
-    comp: ComponentModel, stage: int, resid: Tensor, live: Tensor, fixed: Tensor
+    comp: ComponentModel,
+    stage: int,
+    resid: Tensor,
+    live: Tensor,
+    fixed: Tensor,
+    before_attention: Tensor | None = None,
 ) -> Tensor:
     """One stage of a node-level circuit: attention of layer L (stage 2L) or MLP L (2L + 1).
 
     resid [V, n, p, d] is the residual before the stage; live [V, 1, p, S, 1] is 1 where a
-    sender outputs its value from this run and 0 where it outputs fixed [n, p, S, d].
+    sender outputs its value from this run and 0 where it outputs fixed [n, p, S, d]. With
+    parallel attention and MLP, the MLP stage reads ``before_attention`` [V, n, p, d], the
+    residual before stage 2L.
     """
-    layout = Layout(comp.n_layers, comp.n_heads, comp.n_kv_heads)
+    layout = comp.layout
     layer = stage // 2
     V, n, p, d = resid.shape
     flat = resid.reshape(V * n, p, d)
     if stage % 2:
         index = layout.mlp_index(layer)
+        if comp.parallel:
+            if before_attention is None:
+                raise ValueError("parallel blocks: the MLP stage needs the pre-attention residual")
+            flat = before_attention.reshape(V * n, p, d)
         out, keep = comp.mlp(layer, flat).reshape(V, n, p, d), live[:, :, :, index]
         return resid + (keep * out + (1 - keep) * fixed[None, :, :, index])
     first = layout.senders_before_attention(layer)
@@ -89,8 +101,11 @@ def run_node_masks(comp: ComponentModel, tokens: Tensor, fixed: Tensor, masks: N
     live = live_senders(masks, p)
     keep = live[:, :, :, 0]  # [V, 1, p, 1]
     resid = keep * comp.embed(tokens)[None] + (1 - keep) * fixed[None, :, :, 0]  # [V, n, p, d]
+    before_attention = resid
     for stage in range(2 * comp.n_layers):
-        resid = node_stage(comp, stage, resid, live, fixed)
+        if stage % 2 == 0:
+            before_attention = resid
+        resid = node_stage(comp, stage, resid, live, fixed, before_attention)
     return resid[:, :, -1]
 
 
@@ -126,7 +141,7 @@ def edge_forward(
     gradients at each receiver's input (attribution patching).
     """
     shifts = input_shifts or {}
-    layout = Layout(comp.n_layers, comp.n_heads, comp.n_kv_heads)
+    layout = comp.layout
     n, p = tokens.shape
     V, H, S, d = masks.n_variants, comp.n_heads, layout.n_senders, comp.d_model
     fixed = fixed.expand(n, p, S, d)
@@ -156,7 +171,11 @@ def edge_forward(
         heads = comp.head_outputs(layer, z).reshape(V, n, p, H, d)
         delta[:, :, :, start : start + H] = heads - fixed[None, :, :, start : start + H]
         mlp_mask = expand_positions(masks.mlp[layer], p)
-        mlp_in = receiver_inputs(mlp_mask, start + H, bias_prefix[layer + 1])  # [V, n, p, d]
+        n_senders, bias = (
+            layout.senders_before_mlp(layer),
+            bias_prefix[layout.mlp_bias_index(layer)],
+        )
+        mlp_in = receiver_inputs(mlp_mask, n_senders, bias)  # [V, n, p, d]
         if f"mlp.{layer}" in shifts:
             mlp_in = mlp_in + shifts[f"mlp.{layer}"]
         mlp_out = comp.mlp(layer, mlp_in.reshape(V * n, p, d)).reshape(V, n, p, d)

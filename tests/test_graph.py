@@ -158,9 +158,11 @@ def test_sort_is_numeric_and_layered():
 def test_circuit_config():
     config = CircuitConfig.from_model_config(model_cfg(2, 4, 4), qkv=False, positions=[1])
     assert config.n_key_value_heads is None and not config.gqa and config.positions == (1,)
-    assert config.signature == ("toy", 2, 4, None)
+    assert config.signature == ("toy", 2, 4, None, False)
     assert CircuitConfig.from_model_config(config, qkv=True).positions == (1,)
     assert CircuitConfig.from_dict(config.to_dict()) == config
+    older = {k: v for k, v in config.to_dict().items() if k != "parallel"}  # before Pythia
+    assert CircuitConfig.from_dict(older) == config
     gqa = CircuitConfig.from_model_config(GQA)
     assert gqa.input_name(1, 3, "k") == "a1.g1.k" and gqa.input_name(1, 3, "q") == "a1.3.q"
     assert list(gqa.heads_of_group(1)) == [2, 3]

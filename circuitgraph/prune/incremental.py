@@ -33,7 +33,8 @@ def reachable(masks: EdgeMasks, layout: Layout) -> Tensor:
         start = layout.senders_before_attention(layer)
         slots = (masks.attention[layer].bool() & reach[:, :, :start, None]).any(dim=2)  # [V,P,3H]
         reach[:, :, start : start + H] = slots.view(V, P, 3, H).any(dim=2)
-        reach[:, :, start + H] = (masks.mlp[layer].bool() & reach[:, :, : start + H]).any(dim=-1)
+        before_mlp = layout.senders_before_mlp(layer)
+        reach[:, :, start + H] = (masks.mlp[layer].bool() & reach[:, :, :before_mlp]).any(dim=-1)
     return reach
 
 
@@ -114,10 +115,10 @@ class IncrementalEvaluator:
         for layer in reversed(range(layout.n_layers)):
             start, mlp = layout.senders_before_attention(layer), layout.mlp_index(layer)
             if matters[mlp]:
-                readers = (engine.mlp[layer] != 0).flatten(0, 1).any(dim=0)  # [start + H]
-                matters[: start + H] |= readers
+                readers = (engine.mlp[layer] != 0).flatten(0, 1).any(dim=0)  # [before_mlp]
+                matters[: len(readers)] |= readers
                 if everywhere[mlp]:
-                    everywhere[: start + H] |= readers
+                    everywhere[: len(readers)] |= readers
             heads = matters[start : start + H]
             if not heads.any():
                 continue
@@ -201,8 +202,9 @@ class IncrementalEvaluator:
                 index = layout.mlp_index(layer)
                 if matters[index] and affected(new[..., None], old[..., None]).any():
                     last_only = not bool(needs_all[index])
-                    bias = self.bias_prefix[layer + 1]
-                    mlp_in = self._mix(new, start + H, bias, changed, diff, last_only)
+                    bias = self.bias_prefix[layout.mlp_bias_index(layer)]
+                    before_mlp = layout.senders_before_mlp(layer)
+                    mlp_in = self._mix(new, before_mlp, bias, changed, diff, last_only)
                     q = mlp_in.shape[2]
                     out = comp.mlp(layer, mlp_in.reshape(V * self.n, q, d))
                     record([index], out.reshape(V, self.n, q, 1, d), last_only)

@@ -42,10 +42,13 @@ class NodeForward:
         return live_senders(masks, self.fixed.shape[1])
 
     @torch.no_grad()
-    def stage(self, stage: int, resid: Tensor, live: Tensor) -> Tensor:
-        """Apply one stage to resid [V, n, p, d]."""
+    def stage(
+        self, stage: int, resid: Tensor, live: Tensor, before_attention: Tensor | None = None
+    ) -> Tensor:
+        """Apply one stage to resid [V, n, p, d] (an MLP stage of a parallel block also reads
+        ``before_attention``, the residual before stage 2L)."""
         self.layer_evaluations += resid.shape[0] / 2
-        return node_stage(self.comp, stage, resid, live, self.fixed)
+        return node_stage(self.comp, stage, resid, live, self.fixed, before_attention)
 
     def base_state(self, stage: int) -> Tensor:
         """The current circuit's residual before ``stage`` [n, p, d], extending the cache."""
@@ -53,7 +56,8 @@ class NodeForward:
             live = self.live(self.present[None])
             while len(self.states) <= stage:
                 k = len(self.states) - 1
-                self.states.append(self.stage(k, self.states[k][None], live)[0])
+                before = self.states[k - 1][None] if k % 2 else None
+                self.states.append(self.stage(k, self.states[k][None], live, before)[0])
         return self.states[stage]
 
     def invalidate(self, stage: int) -> None:
@@ -63,16 +67,21 @@ class NodeForward:
     def final(self, present: Tensor, starts: list[int]) -> Tensor:
         """Final residuals [V, n, d] of circuits present [V, P, S] that equal the current circuit
         before their stage ``starts[v]``; each variant joins the batch at its start stage."""
-        live, rows, resid = self.live(present), [], None
+        live, rows, resid, before = self.live(present), [], None, None
         for stage in range(min(starts), self.n_stages):
             joining = [v for v, s in enumerate(starts) if s == stage]
             if joining:
                 base = self.base_state(stage)
                 new = base[None].expand(len(joining), *base.shape)
                 resid = new if resid is None else torch.cat([resid, new])
+                if stage % 2:  # joining at an MLP: the residual before attention is the base's
+                    pre = self.base_state(stage - 1)[None].expand(len(joining), *base.shape)
+                    before = pre if before is None else torch.cat([before, pre])
                 rows += joining
                 active = live[rows]
-            resid = self.stage(stage, resid, active)
+            if stage % 2 == 0:
+                before = resid
+            resid = self.stage(stage, resid, active, before)
         inverse = torch.empty(len(rows), dtype=torch.long)
         inverse[rows] = torch.arange(len(rows))
         return resid[:, :, -1][inverse]
@@ -83,8 +92,9 @@ def calibrate(forward: NodeForward, batch_size: int) -> float:
     state, times = forward.base_state(0), {}
     for V in (1, batch_size) * 3:
         live = forward.live(forward.present[None].expand(V, -1, -1))
+        start = state[None].expand(V, *state.shape)
         begin = time.perf_counter()
-        forward.stage(1, forward.stage(0, state[None].expand(V, *state.shape), live), live)
+        forward.stage(1, forward.stage(0, start, live), live, start)
         times[V] = min(times.get(V, math.inf), time.perf_counter() - begin)
     per_variant = max((times[batch_size] - times[1]) / (batch_size - 1), 1e-9)
     return min(max(times[1] / per_variant - 1, 0.0), 64.0)

@@ -371,7 +371,13 @@ class Circuit(FullGraphSubgraph):
     @classmethod
     def from_json(cls, path: str | Path) -> Circuit:
         """Read a file written by ``to_json``; ValueError names the file and the problem."""
-        text = Path(path).read_text(encoding="utf-8")
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except UnicodeDecodeError as error:
+            raise ValueError(
+                f"{path}: not UTF-8 text (byte {error.start} is {error.object[error.start]:#x}); "
+                "circuit files are JSON written by Circuit.to_json"
+            ) from error
         try:
             data = json.loads(text)
         except json.JSONDecodeError as error:
@@ -417,13 +423,25 @@ def _from_dict(cls: type[Circuit], data: Any) -> Circuit:
         raise ValueError(f"level must be one of {LEVELS}, got {data['level']!r}")
     full = full_structure(config)
     nodes = data["nodes"]
-    edges = [(u, v, dict(attrs)) for u, v, attrs in data["edges"]]
+    edges = [_edge_entry(i, entry) for i, entry in enumerate(data["edges"])]
     check_structure(config, nodes, [(u, v) for u, v, _ in edges])
     circuit = cls(config=config, level=data["level"], metadata=data["metadata"])
     node_attrs = data.get("node_attributes", {})
     circuit.add_nodes_from((n, {**node_attrs.get(n, {}), **full.nodes[n]}) for n in nodes)
     circuit.add_edges_from((u, v, {**attrs, **full.succ[u][v]}) for u, v, attrs in edges)
     return circuit
+
+
+def _edge_entry(index: int, entry: Any) -> tuple[str, str, dict[str, Any]]:
+    """One item of a file's ``edges`` list: ``[sender, receiver]`` or with an attribute dict."""
+    shape_ok = isinstance(entry, list) and len(entry) in (2, 3)
+    if shape_ok and all(isinstance(name, str) for name in entry[:2]):
+        attrs = entry[2] if len(entry) == 3 else {}
+        if isinstance(attrs, dict):
+            return entry[0], entry[1], dict(attrs)
+    raise ValueError(
+        f"edge #{index} {entry!r} must be [sender, receiver] or [sender, receiver, {{attributes}}]"
+    )
 
 
 def full_circuit(

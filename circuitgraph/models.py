@@ -79,7 +79,7 @@ def load_model(name: str, device: str | torch.device = "cpu") -> torch.nn.Module
 load_model.cache_clear = lambda: _load_model.cache_clear()  # type: ignore[attr-defined]
 
 
-@functools.lru_cache(maxsize=8)
+@functools.lru_cache(maxsize=32)  # the toy and tiny test models are small; reuse beats reload
 def _load_model(name: str, device: str) -> torch.nn.Module:
     with quiet_transformers():
         model = _load_any(name, device)

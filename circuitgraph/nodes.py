@@ -288,11 +288,28 @@ class CircuitConfig:
     def from_dict(cls, data: Mapping[str, Any]) -> CircuitConfig:
         """Inverse of ``to_dict``; raises ValueError on missing or unknown keys."""
         fields = {f.name for f in dataclasses.fields(cls)}
+        if not isinstance(data, Mapping):
+            raise ValueError(f"config must be an object, got {type(data).__name__}")
         data = {"parallel": False, **data}  # files written before parallel blocks existed
         missing = sorted(fields - set(data))
         unknown = sorted(set(data) - fields)
         if missing or unknown:
             raise ValueError(f"config has missing keys {missing} / unknown keys {unknown}")
+        kinds = {"model_name": (str,), "n_layers": (int,), "n_heads": (int,)}
+        kinds |= {"n_key_value_heads": (int, type(None)), "qkv": (bool,), "parallel": (bool,)}
+        for key, allowed in kinds.items():
+            value = data[key]
+            if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
+                names = " or ".join("null" if t is type(None) else t.__name__ for t in allowed)
+                raise ValueError(f"config field {key!r} must be {names}, got {value!r}")
+        positions = data["positions"]
+        if positions is not None and (
+            not isinstance(positions, list)
+            or not all(isinstance(p, int) and not isinstance(p, bool) for p in positions)
+        ):
+            raise ValueError(
+                f"config field 'positions' must be a list of integers or null, got {positions!r}"
+            )
         positions = data["positions"]
         return cls(**{**data, "positions": None if positions is None else tuple(positions)})
 

@@ -14,5 +14,5 @@ def test_readme_quickstart_runs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     for block in blocks:
         exec(compile(block, str(README), "exec"), {})
-    assert (tmp_path / "digits.svg").exists()
-    assert (tmp_path / "venn.svg").exists()
+    assert (tmp_path / "results" / "quickstart" / "digits.svg").exists()
+    assert (tmp_path / "results" / "quickstart" / "venn.svg").exists()

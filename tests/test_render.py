@@ -195,6 +195,6 @@ def test_venn_bad_input(tmp_path):
     other = Circuit.from_nodes(types.SimpleNamespace(n_layers=3, n_heads=3, model_name="gpt2"), [])
     with pytest.raises(ValueError, match="'toy'.*'gpt2'"):
         venn({**_tasks(1), "other": other}, tmp_path / "v.svg")
-    with pytest.raises(ValueError, match="unsupported format"):
+    with pytest.raises(ValueError, match="'xyz' is not a figure format"):
         venn(_tasks(2), tmp_path / "v.xyz")
     assert list(tmp_path.iterdir()) == []

@@ -64,6 +64,7 @@ class Search:
         self.floor, self.max_drop, self.batch_size = floor, max_drop, batch_size
         self.score = float(scorer.score_masks(NodeMasks(present[None]))[0])
         self.removed: list[dict[str, Any]] = []
+        self.kept: list[dict[str, Any]] = []  # refused removals: the score without the node
         self.tries = self.evaluations = self.batches = self.sweeps = 0
         self.bar = None
         self.tried: set[str] = set()  # tried in an earlier sweep, so kept then
@@ -107,12 +108,13 @@ class Search:
 
     def _decide(self, candidate: Candidate, new: float) -> bool:
         accepted = self.passes(new)
+        record = {"node": candidate.name, "step": self.tries, "sweep": self.sweeps, "score": new}
+        if not accepted:
+            self.kept.append(record)
         if accepted:
             self.present[candidate.pos, candidate.sender] = 0
             self.score = new
-            self.removed.append(
-                {"node": candidate.name, "step": self.tries, "sweep": self.sweeps, "score": new}
-            )
+            self.removed.append(record)
             if self.forward:
                 self.forward.invalidate(candidate.stage)
         self.tries += 1
@@ -195,6 +197,10 @@ def _check_arguments(scorer, threshold: float, relative: float | None, batch_siz
             "divergence use prune_edges"
         )
     for name, value in (("threshold", threshold), ("relative", relative)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise TypeError(
+                f"{name} must be a number in [0, 1], got {value!r} ({type(value).__name__})"
+            )
         if value is not None and not 0.0 <= value <= 1.0:
             raise ValueError(
                 f"{name} must be in [0, 1] (a fraction of the full model), got {value}"
@@ -354,6 +360,7 @@ def prune_nodes(
         "start_score": start_score,
         "start_size": start_size,
         "removed": search.removed,
+        "kept": search.kept,
         "sweeps": search.sweeps,
         "tries": search.tries,
         "evaluations": search.evaluations,

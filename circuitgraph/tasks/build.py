@@ -293,6 +293,13 @@ def make_task(
     lengths = {len(e.ids) for e in clean + corrupted}
     if len(lengths) != 1:
         raise ValueError(f"task {name!r}: prompts tokenise to different lengths {lengths}")
+    (seq_len,) = lengths
+    n_ctx = getattr(getattr(model, "cfg", None), "n_ctx", None)
+    if isinstance(n_ctx, int) and seq_len > n_ctx:
+        raise ValueError(
+            f"task {name!r} has prompts of {seq_len} tokens but the model reads at most {n_ctx} "
+            "(n_ctx): use a model with a longer context"
+        )
 
     tokenizer = model.tokenizer
     task = Task(

@@ -112,15 +112,23 @@ class EdgeMasks:
         return self.logits.shape[0]
 
     @classmethod
-    def full(cls, layout: Layout, n_variants: int = 1, n_positions: int = 1) -> EdgeMasks:
+    def full(
+        cls,
+        layout: Layout,
+        n_variants: int = 1,
+        n_positions: int = 1,
+        device: torch.device | str = "cpu",
+    ) -> EdgeMasks:
         V, P, L = n_variants, n_positions, layout
         return cls(
             attention=[
-                torch.ones(V, P, L.senders_before_attention(i), 3 * L.n_heads)
+                torch.ones(V, P, L.senders_before_attention(i), 3 * L.n_heads, device=device)
                 for i in range(L.n_layers)
             ],
-            mlp=[torch.ones(V, P, L.senders_before_mlp(i)) for i in range(L.n_layers)],
-            logits=torch.ones(V, P, L.n_senders),
+            mlp=[
+                torch.ones(V, P, L.senders_before_mlp(i), device=device) for i in range(L.n_layers)
+            ],
+            logits=torch.ones(V, P, L.n_senders, device=device),
         )
 
     def complement(self) -> EdgeMasks:

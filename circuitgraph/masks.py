@@ -56,10 +56,12 @@ def _node_position(attrs: dict, listed: list[int] | None) -> slice | int:
     return slice(None) if listed is None else attrs["pos"]
 
 
-def node_masks(circuit, layout: Layout, seq_len: int) -> NodeMasks:
+def node_masks(
+    circuit, layout: Layout, seq_len: int, device: torch.device | str = "cpu"
+) -> NodeMasks:
     """Masks of a node-level circuit: a head or MLP not in the circuit outputs its fixed value."""
     n_positions, listed = _position_slots(circuit, seq_len)
-    present = torch.ones(1, n_positions, layout.n_senders)
+    present = torch.ones(1, n_positions, layout.n_senders, device=device)
     if listed is None:
         present[:, :, 1:] = 0
     else:
@@ -82,7 +84,9 @@ def _receiver_slots(attrs: dict, layout: Layout) -> list[int]:
     return [offset + h for h in layout.heads_of_group(attrs["group"])]
 
 
-def edge_masks(circuit, layout: Layout, seq_len: int) -> EdgeMasks:
+def edge_masks(
+    circuit, layout: Layout, seq_len: int, device: torch.device | str = "cpu"
+) -> EdgeMasks:
     """Masks of an edge-level circuit: exactly its sender -> receiver edges are live.
 
     A node with no path from ``embed`` computes nothing live: its edges count as absent, so it
@@ -93,7 +97,7 @@ def edge_masks(circuit, layout: Layout, seq_len: int) -> EdgeMasks:
     there the incoming edges of the Q/K/V input nodes alone decide what each head reads.
     """
     n_positions, listed = _position_slots(circuit, seq_len)
-    masks = EdgeMasks.full(layout, 1, n_positions)
+    masks = EdgeMasks.full(layout, 1, n_positions, device)
     for mask in (*masks.attention, *masks.mlp, masks.logits):
         if listed is None:
             mask.zero_()
@@ -136,8 +140,10 @@ def live_nodes(circuit) -> set[str]:
     return reached
 
 
-def circuit_masks(circuit, layout: Layout, seq_len: int) -> NodeMasks | EdgeMasks:
-    """Node masks for node-level circuits, edge masks otherwise."""
+def circuit_masks(
+    circuit, layout: Layout, seq_len: int, device: torch.device | str = "cpu"
+) -> NodeMasks | EdgeMasks:
+    """Node masks for node-level circuits, edge masks otherwise (on ``device``)."""
     if circuit.level == "node":
-        return node_masks(circuit, layout, seq_len)
-    return edge_masks(circuit, layout, seq_len)
+        return node_masks(circuit, layout, seq_len, device)
+    return edge_masks(circuit, layout, seq_len, device)

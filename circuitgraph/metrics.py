@@ -68,6 +68,6 @@ def accuracy(logits: Tensor, answer_ids: Tensor) -> Tensor:
 def probability_ratio_ok(logits: Tensor, answer_ids: Tensor, wrong_ids: Tensor) -> Tensor:
     """The paper's filter: top token is the answer and p(answer) > 2 p(wrong); [n] bool."""
     probs = torch.softmax(logits, dim=-1)  # [n, vocab]
-    rows = torch.arange(len(answer_ids))
+    rows = torch.arange(len(answer_ids), device=answer_ids.device)
     top_ok = logits.argmax(dim=-1) == answer_ids
     return top_ok & (probs[rows, answer_ids] > 2 * probs[rows, wrong_ids])

@@ -35,7 +35,7 @@ def sender_outputs(comp: ComponentModel, tokens: Tensor) -> tuple[Tensor, Tensor
     """
     layout = comp.layout
     n, p = tokens.shape
-    outputs = torch.empty(n, p, layout.n_senders, comp.d_model)
+    outputs = torch.empty(n, p, layout.n_senders, comp.d_model, device=comp.device)
     resid = comp.embed(tokens)  # [n, p, d]
     outputs[:, :, 0] = resid
     for layer in range(comp.n_layers):
@@ -118,8 +118,9 @@ def fixed_prefix_sums(comp: ComponentModel, fixed: Tensor, n: int) -> tuple[Tens
     """
     _, p, S, d = fixed.shape
     fixed = fixed.expand(n, p, S, d)
-    fixed_prefix = torch.cat([torch.zeros(n, p, 1, d), fixed.cumsum(dim=2)], dim=2)
-    bias_prefix = torch.cat([torch.zeros(1, d), comp.b_O.cumsum(dim=0)])
+    zeros = torch.zeros(n, p, 1, d, device=fixed.device, dtype=fixed.dtype)
+    fixed_prefix = torch.cat([zeros, fixed.cumsum(dim=2)], dim=2)
+    bias_prefix = torch.cat([torch.zeros_like(comp.b_O[:1]), comp.b_O.cumsum(dim=0)])
     return fixed_prefix, bias_prefix
 
 
@@ -146,7 +147,7 @@ def edge_forward(
     V, H, S, d = masks.n_variants, comp.n_heads, layout.n_senders, comp.d_model
     fixed = fixed.expand(n, p, S, d)
     fixed_prefix, bias_prefix = fixed_prefix_sums(comp, fixed, n)
-    delta = torch.zeros(V, n, p, S, d)  # live - fixed, per sender
+    delta = torch.zeros(V, n, p, S, d, device=fixed.device)  # live - fixed, per sender
     delta[:, :, :, 0] = comp.embed(tokens) - fixed[:, :, 0]
 
     def receiver_inputs(mask: Tensor, n_senders: int, bias: Tensor) -> Tensor:

@@ -98,8 +98,13 @@ class Scorer:
         self.model_name = _model_name(model)
         self.components = ComponentModel(model)
         self.layout = Layout.from_config(model.cfg)
-        clean_outputs, clean_final = sender_outputs(self.components, task.clean_tokens)
-        corrupt_outputs, corrupt_final = sender_outputs(self.components, task.corrupted_tokens)
+        device = self.device = self.components.device  # tokens and caches live with the model
+        clean_tokens, corrupted_tokens = (
+            t.to(device) for t in (task.clean_tokens, task.corrupted_tokens)
+        )
+        self.answer_ids = task.answer_ids.to(device)  # [n]
+        clean_outputs, clean_final = sender_outputs(self.components, clean_tokens)
+        corrupt_outputs, corrupt_final = sender_outputs(self.components, corrupted_tokens)
         self.clean_outputs = clean_outputs  # [n, p, S, d]
         self.ablated = {  # [n or 1, p, S, d]
             Ablation.MEAN: lambda: corrupt_outputs.mean(dim=0, keepdim=True),
@@ -107,10 +112,11 @@ class Scorer:
             Ablation.ZERO: lambda: torch.zeros_like(corrupt_outputs[:1]),
         }[self.ablation]()
         if self.direction is Direction.NOISING:
-            self.run_tokens, self.fixed = task.clean_tokens, self.ablated
+            self.run_tokens, self.fixed = clean_tokens, self.ablated
         else:
-            self.run_tokens, self.fixed = task.corrupted_tokens, clean_outputs
-        self.answer_pairs = torch.stack([task.answer_ids, task.wrong_ids], dim=-1)  # [n, 2]
+            self.run_tokens, self.fixed = corrupted_tokens, clean_outputs
+        wrong_ids = task.wrong_ids.to(device)
+        self.answer_pairs = torch.stack([self.answer_ids, wrong_ids], dim=-1)  # [n, 2]
         self.clean_logit_diff = float(self._raw_logit_diff(clean_final[None])[0])
         self.corrupt_logit_diff = float(self._raw_logit_diff(corrupt_final[None])[0])
         self.clean_logprobs = self.components.unembed(clean_final).log_softmax(dim=-1)
@@ -151,7 +157,7 @@ class Scorer:
         logits = self.components.unembed(final.reshape(V * n, d)).reshape(V, n, -1)
         if self.metric is Metric.KL:
             return kl_divergence(self.clean_logprobs, logits)
-        return accuracy(logits, self.task.answer_ids)
+        return accuracy(logits, self.answer_ids)
 
     def score_masks(self, masks: NodeMasks | EdgeMasks) -> Tensor:
         """Scores [V] of a batch of circuits given as masks."""
@@ -161,7 +167,7 @@ class Scorer:
         """Dense masks of ``circuit`` (checks it is valid and belongs to this scorer's model)."""
         check_same_model(circuit, self.model.cfg)
         circuit.validate()
-        return circuit_masks(circuit, self.layout, self.task.seq_len)
+        return circuit_masks(circuit, self.layout, self.task.seq_len, self.device)
 
     def score(self, circuit) -> float:
         """Score of one circuit (see the class docstring for what the number means)."""
@@ -181,7 +187,7 @@ class Scorer:
                 normalised(raw, self.clean_logit_diff, self.corrupt_logit_diff, self.normalise)[0]
             ),
             "kl": float(kl_divergence(self.clean_logprobs, logits)[0]),
-            "accuracy": float(accuracy(logits, self.task.answer_ids)[0]),
+            "accuracy": float(accuracy(logits, self.answer_ids)[0]),
         }
 
     def with_metric(self, metric: str) -> Scorer:

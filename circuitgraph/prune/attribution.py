@@ -46,9 +46,13 @@ def _input_gradients(scorer, masks: EdgeMasks, alphas: list[float]) -> tuple[dic
     shapes = {f"attention.{L}": (1, n, p, 3 * H, d) for L in range(comp.n_layers)}
     shapes |= {f"mlp.{L}": (1, n, p, d) for L in range(comp.n_layers)}
     shapes["logits"] = (1, n, d)
-    total = {key: torch.zeros(shape) for key, shape in shapes.items()}
+    device = comp.device
+    total = {key: torch.zeros(shape, device=device) for key, shape in shapes.items()}
     for alpha in alphas:
-        shifts = {key: torch.zeros(shape, requires_grad=True) for key, shape in shapes.items()}
+        shifts = {
+            key: torch.zeros(shape, device=device, requires_grad=True)
+            for key, shape in shapes.items()
+        }
         engine = _scaled(masks, alpha, denoising)
         final, _ = edge_forward(comp, scorer.run_tokens, scorer.fixed, engine, shifts)
         value = scorer.differentiable_metric(final)[0]
@@ -77,7 +81,7 @@ def attribute_edges(
         raise ValueError(f"steps must be a positive integer, got {steps!r}")
     circuit = full_circuit(scorer.model.cfg, qkv=qkv) if start is None else start
     check_same_model(circuit, scorer.model.cfg)
-    masks = edge_masks(circuit, scorer.layout, scorer.task.seq_len)
+    masks = edge_masks(circuit, scorer.layout, scorer.task.seq_len, scorer.device)
     alphas = [1.0] if method == "eap" else [(i + 0.5) / steps for i in range(steps)]
     with torch.enable_grad():
         grads, delta = _input_gradients(scorer, masks, alphas)

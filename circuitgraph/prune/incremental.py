@@ -27,7 +27,7 @@ def reachable(masks: EdgeMasks, layout: Layout) -> Tensor:
     """Senders with a path from ``embed`` along live edges: bool [V, P, S]."""
     V, P, S = masks.logits.shape
     H = layout.n_heads
-    reach = torch.zeros(V, P, S, dtype=torch.bool)
+    reach = torch.zeros(V, P, S, dtype=torch.bool, device=masks.logits.device)
     reach[:, :, 0] = True
     for layer in range(layout.n_layers):
         start = layout.senders_before_attention(layer)
@@ -141,7 +141,9 @@ class IncrementalEvaluator:
         diff: Tensor | None = None  # [V, n, p, len(changed), d] new - cached delta
         # Denoising can turn edges on, so there every output may matter everywhere.
         if self.denoising:
-            matters = needs_all = torch.ones(layout.n_senders, dtype=torch.bool)
+            matters = needs_all = torch.ones(
+                layout.n_senders, dtype=torch.bool, device=self.fixed.device
+            )
         else:
             matters, needs_all = self._what_matters(engine)
 
@@ -152,7 +154,7 @@ class IncrementalEvaluator:
             q = out.shape[2]
             step = out - self.fixed[None, :, -q:, indices] - self.delta[None, :, -q:, indices]
             if last_only:
-                padded = torch.zeros(V, self.n, self.p, len(indices), d)
+                padded = torch.zeros(V, self.n, self.p, len(indices), d, device=out.device)
                 padded[:, :, -1:] = step
                 step = padded
             changed.extend(indices)
@@ -216,7 +218,7 @@ class IncrementalEvaluator:
         moved = (engine.logits != current).flatten(1).any(dim=1)
         if changed:
             moved |= (engine.logits[:, :, changed] != 0).flatten(1).any(dim=1)
-        scores = torch.full((V,), self.score)
+        scores = torch.full((V,), self.score, device=final.device)
         final[~moved] = self.final
         if moved.any():
             scores[moved] = self.scorer.metric_from_final(final[moved])

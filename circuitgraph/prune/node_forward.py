@@ -82,8 +82,8 @@ class NodeForward:
             if stage % 2 == 0:
                 before = resid
             resid = self.stage(stage, resid, active, before)
-        inverse = torch.empty(len(rows), dtype=torch.long)
-        inverse[rows] = torch.arange(len(rows))
+        inverse = torch.empty(len(rows), dtype=torch.long, device=resid.device)
+        inverse[rows] = torch.arange(len(rows), device=resid.device)
         return resid[:, :, -1][inverse]
 
 

@@ -215,7 +215,7 @@ def _start_present(scorer, start: Circuit | None, positions: bool) -> tuple[torc
     seq_len = scorer.task.seq_len
     if start is None:
         P = seq_len if positions else 1
-        return torch.ones(P, scorer.layout.n_senders), True
+        return torch.ones(P, scorer.layout.n_senders, device=scorer.device), True
     if not isinstance(start, Circuit) or start.level != "node":
         raise ValueError("start must be a node-level Circuit (e.g. from prune_nodes)")
     ours = CircuitConfig.from_model_config(scorer.model.cfg).model_name

@@ -1,22 +1,26 @@
-"""The paper's workflow (Lan, Torr, Barez 2024) on SmolLM2-135M: shared sequence circuits.
+"""The paper's workflow (Lan, Torr, Barez 2024) on SmolLM2-135M, with uncertainty.
 
-For each task (digits, number words, months) prune heads and MLPs at 97, 90 and 80 % of the
-full model's logit difference, nested (each level pruned from the one above), then compare the
-tasks level by level. Writes to ``--out`` (default ``results/paper/<model>/``):
+For each prompt seed and task (digits, number words, months): build filtered prompts (the
+paper's rule: the model's top token is the answer and p(answer) > 2 p(wrong)), split them by
+clean prompt into train and test, prune heads and MLPs on train at 97, 90 and 80 % of the
+full model's logit difference (mean ablation, nested, backward), and score on test. Writes to
+``--out`` (default ``results/paper/<model>/``):
 
-- ``<task>/nodes-<t>.json`` and ``.svg``: every circuit, as JSON and as a Graphviz drawing;
-- ``<task>/threshold_table.csv``: which heads and MLPs each level keeps (heads vs threshold);
-- ``heads_vs_threshold.csv``: per task and level the heads, MLPs and score;
-- ``overlap-<t>.csv``, ``venn-<t>.svg``: pairwise overlaps and a Venn diagram per level,
-  ``venn_grid.svg`` all levels in one figure;
-- ``shared-<t>.json``: the intersection of the three circuits at each level;
-- ``cross_task.csv`` and ``.svg``: each task's lowest-level circuit scored on every task;
-- ``run.json``: parameters, versions and timings.
+- ``sizes.csv`` (one row per seed, task, threshold and method: heads, MLPs, in-sample and
+  held-out score with its 95 % bootstrap CI) and ``sizes_summary.csv`` (mean and sd over
+  seeds); ``single`` rows are one backward pass straight to the lowest threshold;
+- ``shared_heads.csv``: per threshold, each head in the three-task intersection of some seed
+  and in how many seeds; ``shared_heads.svg``;
+- ``cross_task.csv`` (per seed: the lowest-threshold circuit of task A on held-out prompts of
+  task B, with CI) and ``cross_task_summary.csv`` / ``.svg`` (mean, sd over seeds);
+- ``controls.csv`` / ``controls_summary.csv``: removing the heads shared by all three tasks
+  against random sets drawn from both pools (``outside``, ``circuit``), on held-out prompts;
+- ``circuits/seed<k>/<task>-<method>-<t>.json``, every circuit; ``<task>/nodes-<t>.json``,
+  the first seed's (the layout ``successor_heads.py`` and ``gpt2_small.py`` read);
+- ``summary.json`` and ``run.json``.
 
-On 2 CPU cores n = 16-24 prompts take a few minutes per task; ``--n 4 --tasks digits
---thresholds 0.8`` is a quick smoke test.
-
-    python examples/paper_workflow.py [--model smollm2-135m] [--n 24] [--out results/paper]
+    python examples/paper_workflow.py --seeds 5 --n 16 --threads 1
+    python examples/paper_workflow.py --model toy-seq --seeds 2 --n 4   # seconds
 """
 
 from __future__ import annotations
@@ -25,10 +29,13 @@ import argparse
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 import circuitgraph as cg
-from circuitgraph.analysis import plot_cross_task
+from circuitgraph.analysis import ablate_subcircuit, plot_cross_task
+from circuitgraph.analysis.cross_task import POOLS
+from circuitgraph.render import new_figure, save_figure
 from circuitgraph.results import safe_name, versions, write_json
 
 TASKS = ("digits", "number_words", "months")
@@ -38,77 +45,126 @@ THRESHOLDS = (0.97, 0.9, 0.8)
 def parser(model: str = "smollm2-135m") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default=model, help=f"model name (default {model})")
-    p.add_argument("--n", type=int, default=24, help="prompts per task (default 24)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the prompts (default 0)")
-    p.add_argument("--tasks", nargs="+", default=list(TASKS), help="tasks to compare")
+    p.add_argument("--seeds", type=int, default=5, help="prompt seeds 0..S-1 (default 5)")
+    p.add_argument("--n", type=int, default=16, help="prompts per split side (default 16)")
+    p.add_argument("--tasks", nargs="+", default=list(TASKS))
     p.add_argument("--thresholds", type=float, nargs="+", default=list(THRESHOLDS))
+    p.add_argument("--random-sets", type=int, default=50, help="random sets per control pool")
+    p.add_argument("--no-single", action="store_true", help="skip the single-pass comparison")
     p.add_argument("--threads", type=int, help="torch CPU threads (1 is fastest when busy)")
-    p.add_argument("--no-svg", action="store_true", help="skip the Graphviz drawings")
     p.add_argument("--out", type=Path, default=Path("results/paper"), help="output folder")
     return p
 
 
-def find_circuits(model, args, out: Path) -> tuple[dict, dict, dict]:
-    """Nested node circuits per task and threshold; returns (circuits[t][task], scorers,
-    timings)."""
-    circuits: dict[float, dict[str, cg.Circuit]] = {t: {} for t in args.thresholds}
-    scorers, timings = {}, {}
-    for task_name in args.tasks:
-        print(f"== {task_name}")
-        begin = time.perf_counter()
-        task = cg.make_task(task_name, model, n=args.n, seed=args.seed)
-        print(f"   e.g. {task.clean_prompts[0]!r} -> {task.answers[0]!r}")
-        scorer = scorers[task_name] = cg.Scorer(model, task, metric="logit_diff", ablation="mean")
-        by_threshold = cg.threshold_sweep(scorer, args.thresholds, nested=True, order="backward")
-        folder = out / task_name
-        folder.mkdir(parents=True, exist_ok=True)
-        for threshold, circuit in by_threshold.items():
-            circuits[threshold][task_name] = circuit
-            circuit.to_json(folder / f"nodes-{threshold:g}.json")
-            if not args.no_svg:
-                circuit.render(folder / f"nodes-{threshold:g}.svg")
-            print(
-                f"   {threshold:g}: {len(circuit.heads())} heads, {len(circuit.mlps())} MLPs, "
-                f"score {circuit.metadata['score']:.3f}: {' '.join(circuit.heads())}"
-            )
-        cg.threshold_table(by_threshold, mlps=True).to_csv(folder / "threshold_table.csv")
-        timings[task_name] = round(time.perf_counter() - begin, 1)
-    return circuits, scorers, timings
+def split_task(model, name: str, n: int, seed: int):
+    """Filtered prompts of ``name`` split by clean prompt; at most ``n`` prompts a side."""
+    task = cg.make_task(name, model, n=3 * n, seed=seed, filter=True)
+    train, test = task.split(test_fraction=0.5, seed=seed)
+    return train.subset(list(range(min(n, len(train))))), test.subset(
+        list(range(min(n, len(test))))
+    )
 
 
-def heads_vs_threshold(circuits: dict[float, dict[str, cg.Circuit]]) -> pd.DataFrame:
-    """One row per task and threshold: sizes, score and the heads and MLPs kept."""
-    rows = [
-        {
-            "task": task,
-            "threshold": threshold,
-            "n_heads": len(circuit.heads()),
-            "n_mlps": len(circuit.mlps()),
-            "score": circuit.metadata.get("score"),
-            "heads": " ".join(circuit.heads()),
-            "mlps": " ".join(circuit.mlps()),
-        }
-        for threshold, named in circuits.items()
-        for task, circuit in named.items()
-    ]
-    return pd.DataFrame(rows).sort_values(["task", "threshold"], ascending=[True, False])
+def held_row(circuit: cg.Circuit, held) -> dict:
+    result = cg.evaluate(circuit, held, resamples=1000, minimality=False)
+    return {"held_out": result.score, "ci_low": result.ci[0], "ci_high": result.ci[1]}
 
 
-def compare_levels(circuits: dict[float, dict[str, cg.Circuit]], out: Path) -> None:
-    """Overlap table, intersection and Venn diagram per threshold, and one grid of all."""
-    for threshold, named in circuits.items():
-        cg.overlap_table(named).to_csv(out / f"overlap-{threshold:g}.csv", index=False)
-        shared = cg.shared(named)
-        shared.to_json(out / f"shared-{threshold:g}.json")
-        union = cg.shared(named, at_least=1)
-        print(
-            f"{threshold:g}: shared by all {len(named)} tasks: {' '.join(shared.heads())} "
-            f"({len(shared.heads())} of {len(union.heads())} heads in the union)"
+def control(scorer, heads: list[str], circuit, pool: str, n_random: int, seed: int) -> dict:
+    """Remove ``heads`` against ``n_random`` random sets from ``pool``; NaNs (and the reason)
+    when the pool holds fewer heads than the tested set."""
+    try:
+        r = ablate_subcircuit(scorer, heads, n_random, seed, pool=pool, circuit=circuit)
+    except ValueError as error:
+        return {"pool_size": np.nan, "drop": np.nan, "percentile": np.nan, "note": str(error)}
+    return {
+        "pool_size": len(r.pool_nodes),
+        "distinct_sets": len({tuple(s) for s in r.random_sets}),
+        "drop": r.drop,
+        "random_median": float(np.median(r.random_drops)),
+        "random_p95": float(np.percentile(r.random_drops, 95)),
+        "percentile": r.percentile,
+    }
+
+
+def one_seed(model, args, seed: int, folder: Path) -> dict[str, list[dict]]:
+    """Circuits, held-out scores, cross-task scores and controls of one prompt seed."""
+    rows: dict[str, list[dict]] = {"sizes": [], "cross": [], "controls": []}
+    circuits, held = {}, {}
+    lowest = min(args.thresholds)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in args.tasks:
+        train, test = split_task(model, name, args.n, seed)
+        scorer = cg.Scorer(model, train, metric="logit_diff", ablation="mean")
+        held[name] = cg.held_out_scorer(scorer, test)
+        began = time.perf_counter()
+        sweep = cg.threshold_sweep(
+            scorer, args.thresholds, nested=True, order="backward", progress=False
         )
-        if len(named) >= 2:
-            cg.venn(named, out / f"venn-{threshold:g}.svg", title=f"threshold {threshold:g}")
-    if all(len(named) >= 2 for named in circuits.values()):
-        cg.venn_grid(circuits, out / "venn_grid.svg")
+        runs = {("nested", t): c for t, c in sweep.items()}
+        seconds = {"nested": time.perf_counter() - began}
+        if not args.no_single:
+            began = time.perf_counter()
+            runs["single", lowest] = cg.prune_nodes(scorer, lowest, progress=False)
+            seconds["single"] = time.perf_counter() - began
+        for (method, t), circuit in runs.items():
+            circuit.to_json(folder / f"{name}-{method}-{t:g}.json")
+            if seed == 0 and method == "nested":
+                (folder.parent.parent / name).mkdir(exist_ok=True)
+                circuit.to_json(folder.parent.parent / name / f"nodes-{t:g}.json")
+            rows["sizes"].append(
+                {"seed": seed, "task": name, "threshold": t, "method": method}
+                | {"train": len(train), "test": len(test), "distinct": train.n_distinct}
+                | {"heads": len(circuit.heads()), "mlps": len(circuit.mlps())}
+                | {"score": circuit.metadata["score"], **held_row(circuit, held[name])}
+                | {"seconds": seconds[method], "head_list": " ".join(circuit.heads())}
+            )
+        circuits[name] = sweep
+        sizes = ", ".join(f"{t:g}: {len(c.heads())}+{len(c.mlps())}" for t, c in sweep.items())
+        print(f"seed {seed} {name}: {sizes} ({sum(seconds.values()):.0f} s)", flush=True)
+    at_lowest = {name: sweep[lowest] for name, sweep in circuits.items()}
+    for a, circuit in at_lowest.items():
+        for b, scorer in held.items():
+            rows["cross"].append(
+                {"seed": seed, "circuit": a, "evaluated_on": b} | held_row(circuit, scorer)
+            )
+    shared_heads = cg.shared(at_lowest).heads()
+    for name, circuit in at_lowest.items():
+        for pool in POOLS if shared_heads else ():
+            rows["controls"].append(
+                {"seed": seed, "task": name, "pool": pool, "shared": " ".join(shared_heads)}
+                | control(held[name], shared_heads, circuit, pool, args.random_sets, seed)
+            )
+    rows["shared"] = [
+        {"seed": seed, "threshold": t, "head": h}
+        for t in args.thresholds
+        for h in cg.shared({name: sweep[t] for name, sweep in circuits.items()}).heads()
+    ]
+    return rows
+
+
+def mean_sd(frame: pd.DataFrame, by: list[str], columns: list[str]) -> pd.DataFrame:
+    """Mean and sd (ddof 1) over seeds of ``columns`` for each ``by`` group."""
+    stats = frame.groupby(by, sort=False)[columns].agg(["mean", "std", "count"])
+    stats.columns = [f"{c}_{s}".replace("_count", "_seeds") for c, s in stats.columns]
+    return stats.reset_index()
+
+
+def plot_shared(shared: pd.DataFrame, seeds: int, path: Path) -> None:
+    """Bar chart: in how many seeds each head is shared by all tasks, per threshold."""
+    counts = shared.groupby(["head", "threshold"]).size().unstack(fill_value=0)
+    counts = counts.loc[counts.sum(axis=1).sort_values(ascending=False).index]
+    fig = new_figure(max(5.0, 0.35 * len(counts) + 2), 3.5)
+    ax = fig.subplots()
+    width = 0.8 / max(1, counts.shape[1])
+    for i, t in enumerate(sorted(counts.columns, reverse=True)):
+        ax.bar(np.arange(len(counts)) + i * width, counts[t], width, label=f"{t:g}")
+    ax.set_xticks(np.arange(len(counts)) + 0.4 - width / 2, counts.index, rotation=60)
+    ax.set_ylim(0, seeds)
+    ax.set_ylabel(f"seeds (of {seeds})")
+    ax.set_title("heads shared by all tasks")
+    ax.legend(title="threshold")
+    save_figure(fig, path)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -117,31 +173,63 @@ def run(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    begin = time.perf_counter()
+    began = time.perf_counter()
     out = args.out / safe_name(args.model)
     out.mkdir(parents=True, exist_ok=True)
     model = cg.load_model(args.model)
-    circuits, scorers, timings = find_circuits(model, args, out)
+    rows: dict[str, list[dict]] = {"sizes": [], "cross": [], "controls": [], "shared": []}
+    for seed in range(args.seeds):
+        for key, new in one_seed(model, args, seed, out / "circuits" / f"seed{seed}").items():
+            rows[key] += new
+    sizes, cross = pd.DataFrame(rows["sizes"]), pd.DataFrame(rows["cross"])
+    controls, shared = pd.DataFrame(rows["controls"]), pd.DataFrame(rows["shared"])
+    sizes.to_csv(out / "sizes.csv", index=False)
+    cross.to_csv(out / "cross_task.csv", index=False)
+    controls.to_csv(out / "controls.csv", index=False)
 
-    table = heads_vs_threshold(circuits)
-    table.to_csv(out / "heads_vs_threshold.csv", index=False)
-    print(table.drop(columns=["heads", "mlps"]).to_string(index=False))
-    compare_levels(circuits, out)
-
-    lowest = circuits[min(circuits)]
-    matrix = cg.cross_task_matrix(lowest, scorers)
-    matrix.to_csv(out / "cross_task.csv")
-    plot_cross_task(matrix, out / "cross_task.svg")
-    print(f"cross-task scores at {min(circuits):g} (rows: circuit, columns: evaluated on):")
-    print((100 * matrix).round(1).to_string())
-
+    by = ["task", "method", "threshold"]
+    size_summary = mean_sd(sizes, by, ["heads", "mlps", "score", "held_out", "ci_low", "ci_high"])
+    size_summary.to_csv(out / "sizes_summary.csv", index=False)
+    cross_summary = mean_sd(cross, ["circuit", "evaluated_on"], ["held_out", "ci_low", "ci_high"])
+    cross_summary.to_csv(out / "cross_task_summary.csv", index=False)
+    matrix = cross_summary.pivot(index="circuit", columns="evaluated_on", values="held_out_mean")
+    plot_cross_task(matrix.loc[args.tasks, args.tasks], out / "cross_task.svg")
+    frequency = pd.DataFrame(columns=["threshold", "head", "seeds", "frequency"])
+    if len(shared):
+        frequency = shared.groupby(["threshold", "head"]).size().rename("seeds").reset_index()
+        frequency["frequency"] = frequency["seeds"] / args.seeds
+        frequency = frequency.sort_values(["threshold", "seeds", "head"], ascending=False)
+        plot_shared(shared, args.seeds, out / "shared_heads.svg")
+    frequency.to_csv(out / "shared_heads.csv", index=False)
+    columns = ["drop", "random_median", "random_p95", "percentile", "pool_size"]
+    control_summary = (
+        mean_sd(controls, ["task", "pool"], columns) if len(controls) else pd.DataFrame()
+    )
+    control_summary.to_csv(out / "controls_summary.csv", index=False)
+    n_shared = shared.groupby(["threshold", "seed"]).size() if len(shared) else pd.Series()
+    summary = {
+        "seeds": args.seeds,
+        "shared_per_seed": {
+            f"{t:g}": [int(n_shared.get((t, s), 0)) for s in range(args.seeds)]
+            for t in args.thresholds
+        },
+        "sizes": size_summary.to_dict(orient="records"),
+        "cross_task": cross_summary.to_dict(orient="records"),
+        "controls": control_summary.to_dict(orient="records"),
+    }
+    write_json(out / "summary.json", summary)
     record = {
-        "parameters": {k: v for k, v in vars(args).items()},
+        "parameters": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "versions": versions(),
-        "timings_s": {**timings, "total": round(time.perf_counter() - begin, 1)},
+        "seconds": round(time.perf_counter() - began, 1),
     }
     write_json(out / "run.json", record)
-    print(f"wrote {out}/")
+    print(size_summary.round(3).to_string(index=False))
+    print(cross_summary.round(3).to_string(index=False))
+    print(frequency.to_string(index=False))
+    if len(control_summary):
+        print(control_summary.round(3).to_string(index=False))
+    print(f"wrote {out}/ in {record['seconds']} s")
     return 0
 
 

@@ -228,7 +228,9 @@ def _node_rows(circuit: Circuit, start: Circuit | None) -> list[dict[str, Any]]:
 
 
 def _edge_rows(circuit: Circuit) -> list[dict[str, Any]]:
-    """One row per tested edge: kept, removed, or dangling (kept but on no embed->logits path)."""
+    """One row per tested edge (kept, removed, or dangling: kept but on no embed->logits path)
+    and per edge removed without a test (ACDC order: ``untested``, effect empty), in visit
+    order; ``step`` counts the tests before the edge."""
     present = set(circuit.edges)
     rows = []
     for step, (u, v, effect, removed) in enumerate(circuit.metadata.get("tested", [])):
@@ -242,6 +244,9 @@ def _edge_rows(circuit: Circuit) -> list[dict[str, Any]]:
                 "effect": effect,
             }
         )
+    for u, v, before in reversed(circuit.metadata.get("untested", [])):
+        row = {"section": "edge", "name": f"{u} -> {v}", "status": "untested", "step": before}
+        rows.insert(before, row | {"effect": None})
     return rows
 
 

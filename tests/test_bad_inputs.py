@@ -107,9 +107,17 @@ CLI: dict[str, tuple[Callable[[Path], list[str]], str]] = {
     ),
     "threshold 1.5": (lambda t: ["discover", *TOY, "--threshold", "1.5"], r"must be in \[0, 1\]"),
     "threshold nan": (lambda t: ["discover", *TOY, "--threshold", "nan"], "must be finite"),
-    "negative tau": (
-        lambda t: ["discover", *TOY, "--method", "edges", "--tau", "-1"],
-        "must be >= 0",
+    "tau not a number": (
+        lambda t: ["discover", *TOY, "--method", "edges", "--tau", "x"],
+        "not a number: 'x'",
+    ),
+    "edge order with nodes": (
+        lambda t: ["discover", *TOY, "--edge-order", "acdc"],
+        "--edge-order applies to --method edges",
+    ),
+    "acdc order with positions": (
+        lambda t: ["discover", *TOY, "--method", "edges", "--edge-order", "acdc", "--positions"],
+        "no token positions",
     ),
     "tau with nodes": (lambda t: ["discover", *TOY, "--tau", "0.1"], "--tau applies to --method"),
     "kl with nodes": (lambda t: ["discover", *TOY, "--metric", "kl"], "node pruning needs"),

@@ -349,3 +349,18 @@ def test_analyse_refuses_a_circuit_of_another_model_with_the_same_shape(tmp_path
     )
     assert code == 2 and "circuit is for model 'random:gpt2-tiny,n_layers=3'" in err
     assert "Traceback" not in err and not (tmp_path / "o").exists()
+
+
+def test_discover_edges_in_acdc_order_records_untested_edges(tmp_path, capsys):
+    args = ["--method", "edges", "--edge-order", "acdc", "--tau", "0.02", "--metric", "kl"]
+    code, _, err = run(capsys, "discover", *TOY, *args, "--out", str(tmp_path), "--no-svg")
+    assert code == 0, err
+    folder = tmp_path / "toy-seq" / "digits" / "edges-0.02-acdc"
+    run_json = json.loads((folder / "run.json").read_text())
+    assert run_json["parameters"]["edge_order"] == "acdc"
+    table = pd.read_csv(folder / "scores.csv")
+    edges = table[table["section"] == "edge"]
+    circuit = cg.Circuit.from_json(folder / "circuit.json")
+    assert len(edges) == len(circuit.metadata["tested"]) + len(circuit.metadata["untested"])
+    assert (edges["status"] == "untested").sum() == len(circuit.metadata["untested"]) > 0
+    assert edges.loc[edges["status"] == "untested", "effect"].isna().all()

@@ -38,12 +38,9 @@ def fraction(text: str) -> float:
     return value
 
 
-def non_negative(text: str) -> float:
-    """argparse type: a finite number >= 0."""
-    value = _number(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
+def finite(text: str) -> float:
+    """argparse type: a finite number."""
+    return _number(text)
 
 
 def positive_int(text: str) -> int:

@@ -14,10 +14,10 @@ from circuitgraph.cli._common import (
     check_model,
     check_task,
     command_line,
+    finite,
     fraction,
     load,
     log,
-    non_negative,
     prepare_output,
     score_meaning,
 )
@@ -106,9 +106,17 @@ def add_parsers(sub: Any) -> None:
     )
     p.add_argument(
         "--tau",
-        type=non_negative,
+        type=finite,
         help=f"edges: remove an edge if the metric worsens by less than this "
-        f"(default {DEFAULT_TAU})",
+        f"(default {DEFAULT_TAU}; a negative tau removes nothing and records every "
+        "single-edge effect in scores.csv)",
+    )
+    p.add_argument(
+        "--edge-order",
+        choices=("canonical", "acdc"),
+        default="canonical",
+        help="edges: visit order; 'acdc' reproduces the ACDC reference implementation "
+        "(its order, its Q/K/V direct edges, its untested removals)",
     )
     p.add_argument(
         "--no-qkv",
@@ -127,7 +135,8 @@ Find a circuit and write <out>/<model>/<task>/<run>/ with circuit.json, circuit.
 circuit.svg, scores.csv (final scores of the full model, the circuit and the empty circuit,
 then one row per node and/or tested edge) and run.json (every parameter, versions, timings).
 
-<run> is nodes-<threshold>, edges-<tau>, or edges-<tau>-from-nodes-<threshold>: with
+<run> is nodes-<threshold>, edges-<tau>, or edges-<tau>-from-nodes-<threshold> (with
+"-acdc" appended for --edge-order acdc): with
 --method edges and --threshold, node pruning runs first and edge pruning starts from its
 circuit; without --threshold edge pruning starts from the full graph (slow for big models).
 An existing run folder of the same name is kept and the run refused, unless --overwrite is
@@ -151,6 +160,8 @@ def _resolve_discover(args: argparse.Namespace) -> None:
             raise ValueError("--tau applies to --method edges only")
         if args.no_qkv:
             raise ValueError("--no-qkv applies to --method edges only")
+        if args.edge_order != "canonical":
+            raise ValueError("--edge-order applies to --method edges only")
         if args.metric == "kl":
             raise ValueError(
                 "node pruning needs --metric logit_diff or accuracy "
@@ -262,6 +273,7 @@ def run_discover(args: argparse.Namespace) -> int:
         run = run_name("nodes", args.threshold)
     else:
         run = run_name("edges", args.tau, start=args.threshold)
+        run = f"{run}-acdc" if args.edge_order == "acdc" else run
     run = f"{run}-{args.tag}" if args.tag else run
     target = result_dir(args.out, args.model, args.task, run)
     prepare_output(args, target)
@@ -292,6 +304,7 @@ def run_discover(args: argparse.Namespace) -> int:
                 start=start,
                 qkv=not args.no_qkv,
                 positions=args.positions,
+                order=args.edge_order,
                 progress=not args.quiet,
             )
     circuit = edges if edges is not None else nodes

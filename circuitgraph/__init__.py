@@ -51,6 +51,7 @@ _API = {
     "list_tasks": "circuitgraph.tasks",
     "list_templates": "circuitgraph.tasks",
     "make_task": "circuitgraph.tasks",
+    "load_task": "circuitgraph.tasks",
     "analysis": "circuitgraph.analysis",
 }
 
@@ -76,6 +77,7 @@ __all__ = [
     "list_tasks",
     "list_templates",
     "load_model",
+    "load_task",
     "logit_lens",
     "make_task",
     "order_frequency",

@@ -9,6 +9,10 @@ prompt and the fixed values are the clean run's activations.
 
 Shapes: V variants (circuits evaluated in one batch), n prompts, p positions, S senders,
 d = d_model. Fixed values are [n or 1, p, S, d].
+
+Prompts of different lengths are right-padded: causal attention keeps padding out of every
+real position, and the metric reads each prompt's own last real position (``last`` [n], the
+index of that position; None means the last position of the tensor for every prompt).
 """
 
 from __future__ import annotations
@@ -27,11 +31,29 @@ def expand_positions(mask: Tensor, seq_len: int) -> Tensor:
     return mask.expand(mask.shape[0], seq_len, *mask.shape[2:])
 
 
+def at_last(x: Tensor, last: Tensor | None, prompt_dim: int) -> Tensor:
+    """``x`` at each prompt's last position: the position axis (``prompt_dim + 1``) goes.
+
+    x [..., n, p, ...] with the prompt axis at ``prompt_dim``; last [n] or None (position -1).
+    """
+    position_dim = prompt_dim + 1
+    if last is None:
+        return x.select(position_dim, -1)
+    view = [1] * x.dim()
+    view[prompt_dim] = -1
+    shape = list(x.shape)
+    shape[position_dim] = 1
+    index = last.view(view).expand(shape)
+    return x.gather(position_dim, index).squeeze(position_dim)
+
+
 @torch.no_grad()
-def sender_outputs(comp: ComponentModel, tokens: Tensor) -> tuple[Tensor, Tensor]:
+def sender_outputs(
+    comp: ComponentModel, tokens: Tensor, last: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
     """Run the full model; return every sender's output [n, p, S, d] and final resid [n, d].
 
-    The final residual is read at the last position (what the metrics use).
+    The final residual is read at each prompt's last position (what the metrics use).
     """
     layout = comp.layout
     n, p = tokens.shape
@@ -47,7 +69,7 @@ def sender_outputs(comp: ComponentModel, tokens: Tensor) -> tuple[Tensor, Tensor
         mlp_out = comp.mlp(layer, before_attention if comp.parallel else resid)
         outputs[:, :, layout.mlp_index(layer)] = mlp_out
         resid = resid + mlp_out
-    return outputs, resid[:, -1]
+    return outputs, at_last(resid, last, 0)
 
 
 def node_stage(
@@ -91,7 +113,13 @@ def live_senders(masks: NodeMasks, seq_len: int) -> Tensor:
 
 
 @torch.no_grad()
-def run_node_masks(comp: ComponentModel, tokens: Tensor, fixed: Tensor, masks: NodeMasks) -> Tensor:
+def run_node_masks(
+    comp: ComponentModel,
+    tokens: Tensor,
+    fixed: Tensor,
+    masks: NodeMasks,
+    last: Tensor | None = None,
+) -> Tensor:
     """Node-level circuit forward; returns the final residual at the last position [V, n, d].
 
     A sender's output is its live value where present[v, pos, s] == 1, else fixed[..., s, :].
@@ -106,7 +134,7 @@ def run_node_masks(comp: ComponentModel, tokens: Tensor, fixed: Tensor, masks: N
         if stage % 2 == 0:
             before_attention = resid
         resid = node_stage(comp, stage, resid, live, fixed, before_attention)
-    return resid[:, :, -1]
+    return at_last(resid, last, 1)
 
 
 def fixed_prefix_sums(comp: ComponentModel, fixed: Tensor, n: int) -> tuple[Tensor, Tensor]:
@@ -130,6 +158,7 @@ def edge_forward(
     fixed: Tensor,
     masks: EdgeMasks,
     input_shifts: dict[str, Tensor] | None = None,
+    last: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Edge-level circuit forward.
 
@@ -182,14 +211,20 @@ def edge_forward(
         mlp_out = comp.mlp(layer, mlp_in.reshape(V * n, p, d)).reshape(V, n, p, d)
         delta[:, :, :, start + H] = mlp_out - fixed[None, :, :, start + H]
     logits_mask = expand_positions(masks.logits, p)[:, -1]  # [V, S]
-    base = fixed_prefix[:, -1, S] + bias_prefix[-1]  # [n, d]
-    final = base[None] + torch.einsum("vnsd,vs->vnd", delta[:, :, -1], logits_mask)
+    base = at_last(fixed_prefix[:, :, S], last, 0) + bias_prefix[-1]  # [n, d]
+    final = base[None] + torch.einsum("vnsd,vs->vnd", at_last(delta, last, 1), logits_mask)
     if "logits" in shifts:
         final = final + shifts["logits"]
     return final, delta
 
 
-def run_edge_masks(comp: ComponentModel, tokens: Tensor, fixed: Tensor, masks: EdgeMasks) -> Tensor:
+def run_edge_masks(
+    comp: ComponentModel,
+    tokens: Tensor,
+    fixed: Tensor,
+    masks: EdgeMasks,
+    last: Tensor | None = None,
+) -> Tensor:
     """Edge-level circuit forward; the final residual at the last position [V, n, d]."""
     with torch.no_grad():
-        return edge_forward(comp, tokens, fixed, masks)[0]
+        return edge_forward(comp, tokens, fixed, masks, last=last)[0]

@@ -102,12 +102,18 @@ class Scorer:
         clean_tokens, corrupted_tokens = (
             t.to(device) for t in (task.clean_tokens, task.corrupted_tokens)
         )
+        self.clean_tokens, self.corrupted_tokens = clean_tokens, corrupted_tokens  # [n, p]
         self.answer_ids = task.answer_ids.to(device)  # [n]
-        clean_outputs, clean_final = sender_outputs(self.components, clean_tokens)
-        corrupt_outputs, corrupt_final = sender_outputs(self.components, corrupted_tokens)
+        # Each prompt's last real position [n] (prompts of different lengths are right-padded).
+        self.last = None if not task.ragged else task.last_positions.to(device)
+        clean_outputs, clean_final = sender_outputs(self.components, clean_tokens, self.last)
+        corrupt_outputs, corrupt_final = sender_outputs(
+            self.components, corrupted_tokens, self.last
+        )
         self.clean_outputs = clean_outputs  # [n, p, S, d]
+        self.corrupt_final = corrupt_final  # [n, d]
         self.ablated = {  # [n or 1, p, S, d]
-            Ablation.MEAN: lambda: corrupt_outputs.mean(dim=0, keepdim=True),
+            Ablation.MEAN: lambda: _mean_over_real_tokens(corrupt_outputs, task, device),
             Ablation.RESAMPLE: lambda: corrupt_outputs,
             Ablation.ZERO: lambda: torch.zeros_like(corrupt_outputs[:1]),
         }[self.ablation]()
@@ -140,8 +146,8 @@ class Scorer:
         if self.direction is Direction.DENOISING:
             masks = complement_masks(masks)
         if isinstance(masks, NodeMasks):
-            return run_node_masks(self.components, self.run_tokens, self.fixed, masks)
-        return run_edge_masks(self.components, self.run_tokens, self.fixed, masks)
+            return run_node_masks(self.components, self.run_tokens, self.fixed, masks, self.last)
+        return run_edge_masks(self.components, self.run_tokens, self.fixed, masks, self.last)
 
     @torch.no_grad()
     def metric_from_final(self, final: Tensor) -> Tensor:
@@ -167,6 +173,8 @@ class Scorer:
         """Dense masks of ``circuit`` (checks it is valid and belongs to this scorer's model)."""
         check_same_model(circuit, self.model.cfg)
         circuit.validate()
+        if circuit.config.positions is not None:
+            self.check_aligned()
         return circuit_masks(circuit, self.layout, self.task.seq_len, self.device)
 
     def score(self, circuit) -> float:
@@ -190,6 +198,16 @@ class Scorer:
             "accuracy": float(accuracy(logits, self.answer_ids)[0]),
         }
 
+    def check_aligned(self) -> None:
+        """ValueError unless every prompt has the same length (position-wise circuits need
+        token positions that mean the same thing in every prompt)."""
+        if self.task.ragged:
+            lengths = sorted({int(x) for x in self.task.lengths})
+            raise ValueError(
+                f"task {self.task.name!r} mixes prompt lengths {lengths}: position-wise circuits "
+                "need prompts of one length; drop positions=True or use prompts of equal length"
+            )
+
     def with_metric(self, metric: str) -> Scorer:
         """The same scorer (sharing its caches) reporting another metric."""
         other = copy.copy(self)
@@ -198,6 +216,16 @@ class Scorer:
 
     def higher_is_better(self) -> bool:
         return self.metric is not Metric.KL
+
+
+def _mean_over_real_tokens(outputs: Tensor, task, device) -> Tensor:
+    """Per-position mean [1, p, S, d] of outputs [n, p, S, d] over the prompts that really
+    have a token there (right padding is left out)."""
+    if not task.ragged:
+        return outputs.mean(dim=0, keepdim=True)
+    real = task.real_tokens().to(device=device, dtype=outputs.dtype)  # [n, p]
+    total = torch.einsum("npsd,np->psd", outputs, real)
+    return (total / real.sum(dim=0).clamp(min=1)[:, None, None])[None]
 
 
 def complement_masks(masks: NodeMasks | EdgeMasks) -> NodeMasks | EdgeMasks:

@@ -72,7 +72,14 @@ def add_model_task(parser: argparse.ArgumentParser, n: int = 32) -> None:
         required=True,
         help="toy-seq, smollm2-135m, random:<preset> or a TransformerLens name",
     )
-    group.add_argument("--task", required=True, help="task name (see 'circuitgraph tasks')")
+    group.add_argument("--task", help="task name (see 'circuitgraph tasks')")
+    group.add_argument(
+        "--task-file",
+        type=Path,
+        help="your own task instead: a CSV or JSONL file with columns clean, corrupted, answer "
+        "and wrong and/or corrupted_answer (all its rows are used; --n, --corruption and "
+        "--template apply to built-in tasks)",
+    )
     group.add_argument("--n", type=positive_int, default=n, help=f"prompts (default {n})")
     group.add_argument(
         "--seed", type=int, default=0, help="seed of the prompts and of --order random (default 0)"
@@ -115,8 +122,20 @@ def prepare_output(args: argparse.Namespace, target: Path) -> None:
 
 
 def check_task(args: argparse.Namespace) -> None:
-    """Validate the task, corruption and template names before loading anything."""
+    """Validate the task, corruption and template names (or the task file) before loading
+    anything. With --task-file, ``args.task`` becomes the file's stem (the results folder)."""
     from circuitgraph.tasks import list_corruptions, list_templates
+
+    task_file = getattr(args, "task_file", None)
+    if (args.task is None) == (task_file is None):
+        raise ValueError("give a built-in --task or your own --task-file (one of them)")
+    if task_file is not None:
+        if not task_file.is_file():
+            raise ValueError(f"--task-file {task_file}: no such file")
+        if task_file.suffix.lower() not in (".csv", ".jsonl"):
+            raise ValueError(f"--task-file {task_file}: use a .csv or .jsonl file")
+        args.task = task_file.stem
+        return
 
     templates = list_templates(args.task)  # ValueError naming the known tasks
     corruptions = list_corruptions(args.task)
@@ -247,7 +266,8 @@ def load(args: argparse.Namespace, clock: Clock) -> Setup:
     import torch
 
     from circuitgraph.models import load_model, model_device
-    from circuitgraph.tasks import filter_task, make_task
+    from circuitgraph.tasks import filter_task, load_task, make_task
+    from circuitgraph.tasks.custom import file_checksum
 
     if args.quiet:
         quiet_libraries()
@@ -255,16 +275,23 @@ def load(args: argparse.Namespace, clock: Clock) -> Setup:
     log(args, f"loading model {args.model} on {args.device}")
     with clock.stage("load_model"):
         model = load_model(args.model, device=args.device)
-    log(args, f"building task {args.task} (n={args.n}, seed={args.seed})")
+    task_file = getattr(args, "task_file", None)
+    log(
+        args,
+        f"building task {args.task}" + ("" if task_file else f" (n={args.n}, seed={args.seed})"),
+    )
     with clock.stage("make_task"):
-        task = make_task(
-            args.task,
-            model,
-            n=args.n,
-            corruption=args.corruption,
-            seed=args.seed,
-            template=args.template,
-        )
+        if task_file is not None:
+            task = load_task(task_file, model)
+        else:
+            task = make_task(
+                args.task,
+                model,
+                n=args.n,
+                corruption=args.corruption,
+                seed=args.seed,
+                template=args.template,
+            )
         check_context(args, model, task)
         if args.filter:
             task = filter_task(task, model)
@@ -294,4 +321,6 @@ def load(args: argparse.Namespace, clock: Clock) -> Setup:
             "example_answer": task.answers[0],
         },
     }
+    if task_file is not None:  # what a rerun needs: the file and its exact bytes
+        record["task"] |= {"file": str(task_file.resolve()), "sha256": file_checksum(task_file)}
     return Setup(model, task, record)

@@ -77,6 +77,11 @@ def run_analyse(args: argparse.Namespace) -> int:
     )
 
     check_task(args)
+    if args.task_file is not None:
+        raise ValueError(
+            "analyse runs the sequence-task analyses (OV successor scores, attention to the "
+            "members): use a built-in --task; for your own prompts use discover and evaluate"
+        )
     check_model(args.model, args.device)
     if args.heads and args.circuit:
         raise ValueError("give --heads or --circuit, not both")

@@ -69,6 +69,11 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     check_circuit_file(args.circuit)
     check_task(args)
+    if args.held_out and args.task_file is not None:
+        raise ValueError(
+            "--held-out draws new prompts of a built-in task; for your own prompts pass the "
+            "held-out ones as their own --task-file"
+        )
     check_model(args.model, args.device)
     run = f"evaluate-{args.circuit.resolve().parent.name}" + ("-held-out" if args.held_out else "")
     target = result_dir(args.out, args.model, args.task, run)

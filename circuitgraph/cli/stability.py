@@ -48,6 +48,11 @@ def run_stability(args: argparse.Namespace) -> int:
     from circuitgraph.tasks import make_task
 
     check_task(args)
+    if args.sampling == "seeds" and args.task_file is not None:
+        raise ValueError(
+            "--sampling seeds draws new prompts of a built-in task; with --task-file use "
+            "--sampling bootstrap (resamples of your rows)"
+        )
     check_model(args.model, args.device)
     value = args.threshold if args.method == "nodes" else args.tau
     run = f"stability-{args.method}-{value:g}-{args.sampling}-{args.resamples}"

@@ -15,7 +15,6 @@ import torch
 from torch import Tensor
 
 from circuitgraph.metrics import Metric, Normalise
-from circuitgraph.patching import sender_outputs
 
 METRICS = ("normalised_logit_diff", "logit_diff", "kl", "accuracy")
 
@@ -89,22 +88,21 @@ def prompt_values(scorer, masks) -> PromptValues:
     V, n, d = final.shape
     logit_diff = _pair_logit_diff(scorer, final)
     logprobs = scorer.components.unembed(final.reshape(V * n, d)).reshape(V, n, -1)
-    top1 = (logprobs.argmax(dim=-1) == scorer.task.answer_ids[None]).float()
+    top1 = (logprobs.argmax(dim=-1) == scorer.answer_ids[None]).float()
     logprobs = logprobs.log_softmax(dim=-1)  # [V, n, vocab]
     reference = scorer.clean_logprobs  # [n, vocab]
     kl = torch.einsum("nk,vnk->vn", reference.exp(), reference[None] - logprobs)
-    rows = torch.arange(n)
+    rows = torch.arange(n, device=final.device)
     answers, wrongs = scorer.answer_pairs[:, 0], scorer.answer_pairs[:, 1]
     clean = reference[rows, answers] - reference[rows, wrongs]  # log-softmax gaps = logit gaps
     corrupt = None
     if scorer.normalise is Normalise.CLEAN_CORRUPT:
-        _, corrupt_final = sender_outputs(scorer.components, scorer.task.corrupted_tokens)
-        corrupt = _pair_logit_diff(scorer, corrupt_final[None])[0].double().numpy()
+        corrupt = _pair_logit_diff(scorer, scorer.corrupt_final[None])[0].double().cpu().numpy()
     return PromptValues(
-        logit_diff=logit_diff.double().numpy(),
-        kl=kl.double().numpy(),
-        accuracy=top1.double().numpy(),
-        clean=clean.double().numpy(),
+        logit_diff=logit_diff.double().cpu().numpy(),
+        kl=kl.double().cpu().numpy(),
+        accuracy=top1.double().cpu().numpy(),
+        clean=clean.double().cpu().numpy(),
         corrupt=corrupt,
         normalise=scorer.normalise,
     )

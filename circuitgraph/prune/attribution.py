@@ -54,16 +54,17 @@ def _input_gradients(scorer, masks: EdgeMasks, alphas: list[float]) -> tuple[dic
             for key, shape in shapes.items()
         }
         engine = _scaled(masks, alpha, denoising)
-        final, _ = edge_forward(comp, scorer.run_tokens, scorer.fixed, engine, shifts)
+        final, _ = edge_forward(
+            comp, scorer.run_tokens, scorer.fixed, engine, shifts, last=scorer.last
+        )
         value = scorer.differentiable_metric(final)[0]
         grads = torch.autograd.grad(value, list(shifts.values()), allow_unused=True)
         for key, grad in zip(shifts, grads, strict=True):
             if grad is not None:
                 total[key] += grad / len(alphas)
     with torch.no_grad():
-        _, delta = edge_forward(
-            comp, scorer.run_tokens, scorer.fixed, _scaled(masks, 1.0, denoising)
-        )
+        engine = _scaled(masks, 1.0, denoising)
+        _, delta = edge_forward(comp, scorer.run_tokens, scorer.fixed, engine, last=scorer.last)
     return total, delta[0]
 
 

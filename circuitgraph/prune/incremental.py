@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from circuitgraph.layout import EdgeMasks, Layout
-from circuitgraph.patching import edge_forward, expand_positions, fixed_prefix_sums
+from circuitgraph.patching import at_last, edge_forward, expand_positions, fixed_prefix_sums
 from circuitgraph.prune.schedule import Receiver
 
 
@@ -65,8 +65,11 @@ class IncrementalEvaluator:
         self.fixed_prefix, self.bias_prefix = fixed_prefix_sums(self.comp, self.fixed, n)
         self.masks = masks
         self.engine_masks = effective(masks, reachable(masks, self.layout), self.denoising)
+        self.last = scorer.last  # each prompt's last real position [n], or None (all at -1)
         with torch.no_grad():
-            final, delta = edge_forward(self.comp, scorer.run_tokens, self.fixed, self.engine_masks)
+            final, delta = edge_forward(
+                self.comp, scorer.run_tokens, self.fixed, self.engine_masks, last=self.last
+            )
         self.final, self.delta = final[0], delta[0]  # [n, d], [n, p, S, d]
         self.score = float(scorer.metric_from_final(final)[0])
         self.component_evaluations = 0  # heads and MLPs recomputed, for benchmarks
@@ -146,6 +149,8 @@ class IncrementalEvaluator:
             )
         else:
             matters, needs_all = self._what_matters(engine)
+            if self.last is not None:  # prompts of several lengths: the metric reads several
+                needs_all = matters  # positions, so what matters is needed at all of them
 
         def record(indices: list[int], out: Tensor, last_only: bool) -> None:
             """out [V, n, p or 1, k, d]: the senders' new outputs (last position only: the
@@ -234,10 +239,11 @@ class IncrementalEvaluator:
         """Final residual at the last position [V, n, d]."""
         mask = expand_positions(logits_mask, self.p)[:, -1]  # [V, S]
         S = mask.shape[1]
-        base = self.fixed_prefix[:, -1, S] + self.bias_prefix[-1]  # [n, d]
-        final = base[None] + torch.einsum("nsd,vs->vnd", self.delta[:, -1], mask)
+        base = at_last(self.fixed_prefix[:, :, S], self.last, 0) + self.bias_prefix[-1]  # [n, d]
+        final = base[None] + torch.einsum("nsd,vs->vnd", at_last(self.delta, self.last, 0), mask)
         if changed:
-            final = final + torch.einsum("vnsd,vs->vnd", diff[:, :, -1], mask[:, changed])
+            last_diff = at_last(diff, self.last, 1)  # [V, n, changed, d]
+            final = final + torch.einsum("vnsd,vs->vnd", last_diff, mask[:, changed])
         return final
 
     def adopt_unread(self, masks: EdgeMasks) -> None:

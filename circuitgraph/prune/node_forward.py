@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from circuitgraph.layout import NodeMasks
-from circuitgraph.patching import live_senders, node_stage
+from circuitgraph.patching import at_last, live_senders, node_stage
 from circuitgraph.scorer import complement_masks
 
 
@@ -31,6 +31,7 @@ class NodeForward:
         n, p = scorer.run_tokens.shape
         self.fixed = scorer.fixed.expand(n, p, self.layout.n_senders, self.comp.d_model)
         self.states = [self.comp.embed(scorer.run_tokens)]  # residual before each stage
+        self.last = scorer.last  # each prompt's last real position [n], or None
         self.n_stages = 2 * self.comp.n_layers
         self.layer_evaluations = 0.0  # variants x layers computed (a full forward: n_layers)
 
@@ -84,7 +85,7 @@ class NodeForward:
             resid = self.stage(stage, resid, active, before)
         inverse = torch.empty(len(rows), dtype=torch.long, device=resid.device)
         inverse[rows] = torch.arange(len(rows), device=resid.device)
-        return resid[:, :, -1][inverse]
+        return at_last(resid, self.last, 1)[inverse]
 
 
 def calibrate(forward: NodeForward, batch_size: int) -> float:

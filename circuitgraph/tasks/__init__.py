@@ -14,6 +14,7 @@ from circuitgraph.tasks.build import (
     model_family,
 )
 from circuitgraph.tasks.corruptions import Corruption
+from circuitgraph.tasks.custom import load_task
 from circuitgraph.tasks.sequences import TASKS, Context, Family, TaskSpec
 from circuitgraph.tasks.task import Task
 from circuitgraph.tasks.templates import TEMPLATES, Template
@@ -32,6 +33,7 @@ __all__ = [
     "list_corruptions",
     "list_tasks",
     "list_templates",
+    "load_task",
     "make_task",
     "model_family",
 ]

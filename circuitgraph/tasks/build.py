@@ -339,7 +339,8 @@ def filter_task(task: Task, model: Any, batch_size: int = 32) -> Task:
     with torch.no_grad():
         for lo in range(0, len(task), batch_size):
             out = model(task.clean_tokens[lo : lo + batch_size].to(device))
-            logits = getattr(out, "logits", out)[:, -1].float().cpu()
+            last = task.last_positions[lo : lo + batch_size]  # each prompt's last real token
+            logits = getattr(out, "logits", out).float().cpu()[torch.arange(len(last)), last]
             answers = task.answer_ids[lo : lo + batch_size]
             wrongs = task.wrong_ids[lo : lo + batch_size]
             keep.append(probability_ratio_ok(logits, answers, wrongs))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
+from typing import Any
 
 import torch
 
@@ -34,14 +35,60 @@ class Task:
     clean_prompts: list[str]
     corrupted_prompts: list[str]
     answers: list[str]
+    # Real tokens per prompt [n] long, clean and corrupted alike, when prompts of different
+    # lengths are right-padded to seq_len; None when every prompt fills seq_len.
+    lengths: torch.Tensor | None = None
+
+    @classmethod
+    def from_prompts(
+        cls,
+        model: Any,
+        clean: Sequence[str],
+        corrupted: Sequence[str],
+        answers: Sequence[str],
+        wrong: Sequence[str] | None = None,
+        corrupted_answers: Sequence[str] | None = None,
+        name: str = "custom",
+        first_token: bool = False,
+    ) -> Task:
+        """A task from your own prompts, tokenised for ``model``.
+
+        ``answers`` (the clean prompts' next tokens), ``wrong`` (the wrong answers of the logit
+        difference; default: ``corrupted_answers``) and ``corrupted_answers`` are text as
+        :attr:`answers` shows it, one token each (``first_token=True`` takes the first token of
+        longer ones). A clean prompt and its corrupted prompt need the same token length; rows
+        may differ (they are right-padded). Every built-in task round-trips:
+        ``Task.from_prompts(model, t.clean_prompts, t.corrupted_prompts, t.answers, wrong=...)``.
+        """
+        from circuitgraph.tasks.custom import task_from_prompts
+
+        return task_from_prompts(
+            model, clean, corrupted, answers, wrong, corrupted_answers, name, first_token
+        )
 
     def __len__(self) -> int:
         return self.clean_tokens.shape[0]
 
     @property
     def seq_len(self) -> int:
-        """Token length of every prompt (clean and corrupted)."""
+        """Token length of the (padded) prompt tensors."""
         return self.clean_tokens.shape[1]
+
+    @property
+    def ragged(self) -> bool:
+        """Whether prompts differ in length (then they are right-padded)."""
+        return self.lengths is not None and bool((self.lengths != self.seq_len).any())
+
+    @property
+    def last_positions(self) -> torch.Tensor:
+        """Index of each prompt's last real token [n] (where the metric reads)."""
+        if self.lengths is None:
+            return torch.full((len(self),), self.seq_len - 1, dtype=torch.long)
+        return self.lengths - 1
+
+    def real_tokens(self) -> torch.Tensor:
+        """Which positions hold a real token (not padding), bool [n, seq_len]."""
+        return torch.arange(self.seq_len)[None] <= self.last_positions[:, None]
 
     @property
     def n_members(self) -> int:

@@ -85,7 +85,8 @@ def add_model_task(parser: argparse.ArgumentParser, n: int = 32) -> None:
         "--seed", type=int, default=0, help="seed of the prompts and of --order random (default 0)"
     )
     group.add_argument(
-        "--corruption", default="rand_all", help="corruption of the prompts (default rand_all)"
+        "--corruption",
+        help="corruption of the prompts (default: the task's first, e.g. rand_all; ioi: abc)",
     )
     group.add_argument("--template", help="prompt template (default: the task's own)")
     group.add_argument(
@@ -139,6 +140,8 @@ def check_task(args: argparse.Namespace) -> None:
 
     templates = list_templates(args.task)  # ValueError naming the known tasks
     corruptions = list_corruptions(args.task)
+    if args.corruption is None:
+        args.corruption = corruptions[0]  # the task's default
     if args.corruption not in corruptions:
         raise ValueError(
             f"unknown corruption {args.corruption!r} for task {args.task!r}; "

@@ -44,6 +44,13 @@ def run_tasks(args: argparse.Namespace) -> int:
     for name in used:
         print(f"  {name:<10}{template_text(name)}")
     print(f"\ncorruptions: {', '.join(list_corruptions())}")
+    if not args.names:
+        from circuitgraph.tasks.standard import STANDARD_TASKS
+
+        print("\nstandard tasks (their own templates and corruptions):")
+        for name, task in STANDARD_TASKS.items():
+            print(f"  {name:<11}templates: {', '.join(task.templates)}; "
+                  f"corruptions: {', '.join(task.corruptions)}")  # fmt: skip
     if args.model:
         _examples(args, specs)
     return 0

@@ -28,6 +28,7 @@ from circuitgraph.tasks.sequences import (
     get_spec,
     group_specs,
 )
+from circuitgraph.tasks.standard import STANDARD_TASKS, make_standard_task
 from circuitgraph.tasks.task import Task
 from circuitgraph.tasks.templates import TEMPLATES, PromptEncoder, Slot, tokenizer_label
 
@@ -38,20 +39,24 @@ def model_family(model: Any) -> str:
 
 
 def list_tasks() -> list[str]:
-    """Names of all tasks."""
-    return list(TASKS)
+    """Names of all tasks: the sequence tasks, then the standard ones (ioi, induction)."""
+    return [*TASKS, *STANDARD_TASKS]
 
 
 def list_corruptions(task: str | None = None) -> list[str]:
     """Names of all corruptions, or of those that apply to ``task``."""
     if task is None:
         return [c.value for c in Corruption]
+    if task in STANDARD_TASKS:
+        return list(STANDARD_TASKS[task].corruptions)
     k = get_spec(task).n_members
     return [c.value for c in Corruption if MIN_MEMBERS[c] <= k]
 
 
 def list_templates(task: str) -> list[str]:
     """Template names that ``task`` accepts; the first is not necessarily the default."""
+    if task in STANDARD_TASKS:
+        return list(STANDARD_TASKS[task].templates)
     return list(get_spec(task).templates)
 
 
@@ -149,14 +154,18 @@ def _context_words(plan: _Plan, k: int) -> tuple[list[str], int]:
     return words, need
 
 
-def _resolve(
-    name: str, model: Any, n: int, template: str | None, n_members: int | None
-) -> tuple[TaskSpec, Family, str, int]:
-    spec = get_spec(name)
+def _check_count(n: Any) -> None:
     if isinstance(n, bool) or not isinstance(n, numbers.Integral):
         raise TypeError(f"n must be a whole number of prompts (an int), got {n!r}")
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
+
+
+def _resolve(
+    name: str, model: Any, n: int, template: str | None, n_members: int | None
+) -> tuple[TaskSpec, Family, str, int]:
+    spec = get_spec(name)
+    _check_count(n)
     raw_family = model_family(model)
     try:
         family = Family(raw_family)
@@ -259,6 +268,12 @@ def make_task(
     >>> task.clean_prompts[0], task.answers[0]
     ('Here is a list : January , February , March , April ,', 'May')
     """
+    if name in STANDARD_TASKS:
+        _check_count(n)
+        task = make_standard_task(
+            name, model, n, seed, template, str(getattr(corruption, "value", corruption))
+        )
+        return filter_task(task, model) if filter else task
     spec, family, template_name, k = _resolve(name, model, n, template, n_members)
     corruption = parse_corruption(corruption)
     if k < MIN_MEMBERS[corruption]:

@@ -26,6 +26,11 @@ COLUMNS = ("clean", "corrupted", "answer")
 OPTIONAL_COLUMNS = ("wrong", "corrupted_answer")
 
 
+def model_name(model: Any) -> str:
+    """The name a model's circuits and tasks carry ("" for a bare tokenizer holder)."""
+    return str(getattr(getattr(model, "cfg", None), "model_name", "") or "")
+
+
 def _rows(rows: Sequence[int], limit: int = 8) -> str:
     shown = ", ".join(str(r) for r in rows[:limit])
     return shown + (f" and {len(rows) - limit} more" if len(rows) > limit else "")
@@ -90,7 +95,7 @@ def task_from_prompts(
                 for i in several[:5]
             )
             raise ValueError(
-                f"{column} must be single tokens for {model.cfg.model_name!r}; "
+                f"{column} must be single tokens for {model_name(model)!r}; "
                 f"{len(several)} are not ({shown}). Pass first_token=True to use the first "
                 "token of each"
             )
@@ -113,7 +118,7 @@ def task_from_prompts(
     if min(lengths) == 0:
         raise ValueError(f"rows {_rows([labels[i] for i, k in enumerate(lengths) if k == 0])} "
                          "tokenise to no token")  # fmt: skip
-    n_ctx = getattr(model.cfg, "n_ctx", None)
+    n_ctx = getattr(getattr(model, "cfg", None), "n_ctx", None)
     if isinstance(n_ctx, int) and max(lengths) > n_ctx:
         long = [labels[i] for i, k in enumerate(lengths) if k > n_ctx]
         raise ValueError(
@@ -142,7 +147,7 @@ def task_from_prompts(
     uniform = len(set(lengths)) == 1
     return Task(
         name=name,
-        model_name=str(getattr(model.cfg, "model_name", "") or ""),
+        model_name=model_name(model),
         template="custom",
         corruption="custom",
         seed=0,

@@ -1,0 +1,192 @@
+"""The field's standard tasks: indirect object identification (IOI) and induction.
+
+Both build their prompts as text and tokenise them with :func:`task_from_prompts`, so they
+follow the same rules as your own tasks (single-token answers, equal clean/corrupted token
+lengths per row, right padding where rows differ).
+
+- ``ioi`` (Wang et al. 2022): "Then, Mary and John went to the store. John gave a drink to" ->
+  " Mary". Templates ``abba`` (the indirect object first) and ``baba`` (the subject first),
+  mixed half and half by ``template="mixed"`` (the default). Names are those that are single
+  tokens for the model. Wrong answer: the subject. Corruption ``abc``: the same sentence with
+  three other, distinct names (so no name repeats and the task's information is gone).
+  Toy-tokenizer models get a toy wording from their small vocabulary.
+- ``induction``: a random token sequence, then its first tokens again; the answer is the token
+  that followed the last one in the first copy. Wrong answer: another token of the sequence.
+  Corruption ``rand_second``: the second copy replaced by other random tokens.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from circuitgraph.tasks.custom import model_name, task_from_prompts
+from circuitgraph.tasks.sequences import wordlists
+from circuitgraph.tasks.task import Task
+
+# Names: the shipped list (data/wordlists.json) less those that are also common words.
+NOT_NAMES = frozenset(
+    {"April", "Diamond", "Hunter", "Madison", "Morgan", "Rose", "Van", "Victoria"}
+)
+PLACES = ("store", "garden", "school", "park", "office", "house", "station", "river")
+OBJECTS = ("drink", "book", "ring", "bone", "basket", "necklace", "snack", "apple")
+ENGLISH = (
+    "Then, {A} and {B} went to the {place}. {S} gave a {object} to",
+    "When {A} and {B} got a {object} at the {place}, {S} decided to give it to",
+    "After {A} and {B} went to the {place}, {S} gave a {object} to",
+    "While {A} and {B} were working at the {place}, {S} gave a {object} to",
+)
+TOY = ("{A} , {B} . {S} was in the {place} to",)
+TOY_PLACES = ["House", "Lake", "Hill", "Road", "Ocean"]
+
+
+@dataclass(frozen=True)
+class StandardTask:
+    """A standard task: its templates and corruptions, and how to build it."""
+
+    templates: tuple[str, ...]
+    corruptions: tuple[str, ...]
+    build: Callable[..., Task]
+
+
+def _single_token_names(model: Any, toy: bool) -> list[str]:
+    """Names that are one token where the prompts use them (after a space, except toy)."""
+    tokenizer, names = model.tokenizer, []
+    vocab = tokenizer.get_vocab() if toy else None
+    for name in (n for n in wordlists()["names"] if n not in NOT_NAMES):
+        if toy:
+            ok = name in vocab
+        else:
+            ok = len(tokenizer.encode(" " + name, add_special_tokens=False)) == 1
+        if ok:
+            names.append(name)
+    if len(names) < 5:
+        raise ValueError(
+            f"ioi needs at least 5 names that are single tokens for {model_name(model)!r}; "
+            f"found {names}"
+        )
+    return names
+
+
+def build_ioi(
+    model: Any, n: int, seed: int, template: str = "mixed", corruption: str = "abc"
+) -> Task:
+    """``n`` IOI prompts (see the module docstring)."""
+    toy = getattr(model, "circuitgraph_family", "") == "toy"
+    names = _single_token_names(model, toy)
+    sentences, places = (TOY, TOY_PLACES) if toy else (ENGLISH, PLACES)
+    space = "" if toy else " "
+    rng = random.Random(seed)
+    clean, corrupted, answers, wrong = [], [], [], []
+    for i in range(n):
+        order = template if template != "mixed" else ("abba", "baba")[i % 2]
+        io, s, c1, c2, c3 = rng.sample(names, 5)
+        sentence, place, obj = rng.choice(sentences), rng.choice(places), rng.choice(OBJECTS)
+        first, second = (io, s) if order == "abba" else (s, io)
+        words = {"place": place, "object": obj}
+        text = sentence.format(A=first, B=second, S=s, **words)
+        clean.append(text)
+        corrupted.append(sentence.format(A=c1, B=c2, S=c3, **words))
+        answers.append(space + io)
+        wrong.append(space + s)
+    task = task_from_prompts(model, clean, corrupted, answers, wrong=wrong, name="ioi")
+    return _named(task, template, corruption, seed)
+
+
+def _plain_tokens(model: Any) -> list[int]:
+    """Token ids of ordinary words (no special, byte or punctuation tokens)."""
+    tokenizer = model.tokenizer
+    special = set(getattr(tokenizer, "all_special_ids", []))
+    words, spaced = [], []
+    for token, index in tokenizer.get_vocab().items():
+        text = tokenizer.convert_tokens_to_string([token])
+        if index not in special and text.strip().isalpha() and len(text.strip()) > 1:
+            words.append(index)
+            if text.startswith(" "):
+                spaced.append(index)
+    # Sub-word tokenizers: whole words (a leading space), so the prompt reads as words.
+    return sorted(spaced or words)
+
+
+def build_induction(
+    model: Any,
+    n: int,
+    seed: int,
+    template: str = "repeat",
+    corruption: str = "rand_second",
+    length: int = 8,
+    repeated: int = 4,
+) -> Task:
+    """``n`` induction prompts: ``length`` random tokens, then their first ``repeated``."""
+    pool = _plain_tokens(model)
+    if len(pool) < 2 * length:
+        raise ValueError(
+            f"induction needs {2 * length} plain tokens; the tokenizer has {len(pool)}"
+        )
+    generator = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        first = generator.sample(pool, length)
+        other = generator.sample([t for t in pool if t not in first], repeated)
+        clean = first + first[:repeated]
+        corrupted = first + other
+        answer = first[repeated]
+        wrong = generator.choice([t for t in first if t != answer and t != first[repeated - 1]])
+        rows.append((clean, corrupted, answer, wrong))
+    decode = model.tokenizer.decode
+    clean, corrupted, answer, wrong = (list(column) for column in zip(*rows, strict=True))
+    n_ctx = getattr(getattr(model, "cfg", None), "n_ctx", None)
+    if isinstance(n_ctx, int) and len(clean[0]) > n_ctx:
+        raise ValueError(f"induction prompts have {len(clean[0])} tokens; the model reads {n_ctx}")
+    task = Task(
+        name="induction",
+        model_name=model_name(model),
+        template=template,
+        corruption=corruption,
+        seed=seed,
+        clean_tokens=torch.tensor(clean, dtype=torch.long),
+        corrupted_tokens=torch.tensor(corrupted, dtype=torch.long),
+        answer_ids=torch.tensor(answer, dtype=torch.long),
+        wrong_ids=torch.tensor(wrong, dtype=torch.long),
+        corrupted_answer_ids=torch.tensor(wrong, dtype=torch.long),
+        member_positions=torch.zeros(n, 0, dtype=torch.long),
+        clean_prompts=[decode(row) for row in clean],
+        corrupted_prompts=[decode(row) for row in corrupted],
+        answers=[decode([a]) for a in answer],
+    )
+    return task
+
+
+def _named(task: Task, template: str, corruption: str, seed: int) -> Task:
+    from dataclasses import replace
+
+    return replace(task, template=template, corruption=corruption, seed=seed)
+
+
+STANDARD_TASKS: dict[str, StandardTask] = {
+    "ioi": StandardTask(("mixed", "abba", "baba"), ("abc",), build_ioi),
+    "induction": StandardTask(("repeat",), ("rand_second",), build_induction),
+}
+
+
+def make_standard_task(
+    name: str, model: Any, n: int, seed: int, template: str | None, corruption: str
+) -> Task:
+    """Build standard task ``name``; ValueError for a template or corruption it lacks."""
+    spec = STANDARD_TASKS[name]
+    template = template or spec.templates[0]
+    if template not in spec.templates:
+        raise ValueError(
+            f"unknown template {template!r} for task {name!r}; known: {spec.templates}"
+        )
+    if corruption == "rand_all":  # make_task's default: each standard task has its own
+        corruption = spec.corruptions[0]
+    if corruption not in spec.corruptions:
+        raise ValueError(
+            f"unknown corruption {corruption!r} for task {name!r}; known: {spec.corruptions}"
+        )
+    return spec.build(model, n, seed, template, corruption)

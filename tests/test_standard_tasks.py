@@ -1,0 +1,61 @@
+"""The standard tasks: IOI and induction, on the toy and random models and on SmolLM2."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import circuitgraph as cg
+from circuitgraph.cli import main
+
+
+@pytest.mark.parametrize("name", ["toy-seq", "random:llama-tiny"])
+def test_ioi_prompts_have_the_structure(name):
+    model = cg.load_model(name)
+    task = cg.make_task("ioi", model, n=8, seed=1)
+    decode = model.tokenizer.decode
+    for i in range(len(task)):
+        io, s = decode([int(task.answer_ids[i])]), decode([int(task.wrong_ids[i])])
+        clean, corrupted = task.clean_prompts[i], task.corrupted_prompts[i]
+        assert clean.count(io) == 1 and clean.count(s) == 2  # the subject is repeated
+        assert io not in corrupted and s not in corrupted  # abc: three other names
+        first = clean.index(io) < clean.index(s)
+        assert first == (i % 2 == 0)  # mixed: abba, baba, abba, ...
+    assert torch.equal(task.clean_tokens.ne(task.corrupted_tokens).sum(dim=1), torch.full((8,), 3))
+    assert cg.make_task("ioi", model, n=4, template="baba").template == "baba"
+
+
+def test_induction_repeats_the_first_tokens(toy):
+    task = cg.make_task("induction", toy, n=6, seed=2)
+    first, second = task.clean_tokens[:, :8], task.clean_tokens[:, 8:]
+    assert torch.equal(second, first[:, :4]) and torch.equal(task.answer_ids, first[:, 4])
+    assert torch.equal(task.corrupted_tokens[:, :8], first)
+    assert not (task.corrupted_tokens[:, 8:, None] == first[:, None]).any()
+    assert (task.wrong_ids != task.answer_ids).all()
+
+
+def test_standard_tasks_list_their_templates_and_refuse_others(toy):
+    assert {"ioi", "induction"} <= set(cg.list_tasks())
+    assert cg.list_corruptions("ioi") == ["abc"] and "baba" in cg.list_templates("ioi")
+    with pytest.raises(ValueError, match="unknown template 'poem' for task 'ioi'"):
+        cg.make_task("ioi", toy, n=2, template="poem")
+    with pytest.raises(ValueError, match="unknown corruption 'permutation' for task 'ioi'"):
+        cg.make_task("ioi", toy, n=2, corruption="permutation")
+    with pytest.raises(TypeError, match="whole number"):
+        cg.make_task("induction", toy, n=2.5)
+
+
+def test_cli_discovers_an_ioi_circuit(tmp_path, capsys):
+    argv = ["discover", "--model", "toy-seq", "--task", "ioi", "--n", "8", "--threshold", "0.5"]
+    assert main([*argv, "--out", str(tmp_path), "-q", "--no-svg"]) == 0, capsys.readouterr().err
+    assert (tmp_path / "toy-seq" / "ioi" / "nodes-0.5" / "circuit.json").exists()
+
+
+@pytest.mark.smollm2
+def test_smollm2_solves_ioi_and_induction(smollm2):
+    ioi = cg.Scorer(smollm2, cg.make_task("ioi", smollm2, n=32, seed=0), metric="accuracy")
+    assert ioi.task.ragged  # the templates differ in length: right-padded
+    assert ioi.score(cg.full_circuit(smollm2.cfg)) >= 0.8 and ioi.clean_logit_diff > 2
+    assert ioi.corrupt_logit_diff < 0.5 * ioi.clean_logit_diff  # abc removes the information
+    induction = cg.Scorer(smollm2, cg.make_task("induction", smollm2, n=32, seed=0))
+    assert induction.clean_logit_diff > 2 > induction.corrupt_logit_diff

@@ -106,6 +106,7 @@ class ComponentModel:
             self.W_U = model.W_U.detach()  # [d_model, vocab]
             self.b_U = _optional_weight(model, "b_U", (self.W_U.shape[1],), like)
         self.device: torch.device = self.W_Q.device  # every tensor made here goes there
+        self.dtype: torch.dtype = self.W_Q.dtype  # and has the weights' dtype
         self.rotary = getattr(cfg, "positional_embedding_type", "") == "rotary"
         self.scale = 1.0 / math.sqrt(dh)
         blocks = model.blocks

@@ -105,6 +105,26 @@ def resolve_device(device: Any) -> str:
     raise ModelLoadError(f"unsupported device {device!r}: use {DEVICES}")
 
 
+DTYPES = ("float32", "float64", "bfloat16", "float16")
+
+
+def resolve_dtype(dtype: Any) -> str:
+    """The name of a supported floating-point dtype (``"float32"``, ``"float64"``,
+    ``"bfloat16"``, ``"float16"``); ModelLoadError for anything else.
+
+    >>> resolve_dtype("bfloat16"), resolve_dtype(None)
+    ('bfloat16', 'float32')
+    """
+    import torch
+
+    if dtype is None:
+        return "float32"
+    name = str(dtype).removeprefix("torch.") if isinstance(dtype, torch.dtype) else dtype
+    if name not in DTYPES:
+        raise ModelLoadError(f"unsupported dtype {dtype!r}: use {', '.join(DTYPES)}")
+    return name
+
+
 def model_device(model: Any) -> str:
     """The device the model's parameters are on (``"cpu"``, ``"cuda:0"``, ...)."""
     devices = {str(p.device) for p in model.parameters()}

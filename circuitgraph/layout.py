@@ -118,17 +118,16 @@ class EdgeMasks:
         n_variants: int = 1,
         n_positions: int = 1,
         device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
     ) -> EdgeMasks:
-        V, P, L = n_variants, n_positions, layout
+        V, P, L, kw = n_variants, n_positions, layout, {"device": device, "dtype": dtype}
         return cls(
             attention=[
-                torch.ones(V, P, L.senders_before_attention(i), 3 * L.n_heads, device=device)
+                torch.ones(V, P, L.senders_before_attention(i), 3 * L.n_heads, **kw)
                 for i in range(L.n_layers)
             ],
-            mlp=[
-                torch.ones(V, P, L.senders_before_mlp(i), device=device) for i in range(L.n_layers)
-            ],
-            logits=torch.ones(V, P, L.n_senders, device=device),
+            mlp=[torch.ones(V, P, L.senders_before_mlp(i), **kw) for i in range(L.n_layers)],
+            logits=torch.ones(V, P, L.n_senders, **kw),
         )
 
     def complement(self) -> EdgeMasks:

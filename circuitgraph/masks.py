@@ -57,11 +57,15 @@ def _node_position(attrs: dict, listed: list[int] | None) -> slice | int:
 
 
 def node_masks(
-    circuit, layout: Layout, seq_len: int, device: torch.device | str = "cpu"
+    circuit,
+    layout: Layout,
+    seq_len: int,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
 ) -> NodeMasks:
     """Masks of a node-level circuit: a head or MLP not in the circuit outputs its fixed value."""
     n_positions, listed = _position_slots(circuit, seq_len)
-    present = torch.ones(1, n_positions, layout.n_senders, device=device)
+    present = torch.ones(1, n_positions, layout.n_senders, device=device, dtype=dtype)
     if listed is None:
         present[:, :, 1:] = 0
     else:
@@ -85,7 +89,11 @@ def _receiver_slots(attrs: dict, layout: Layout) -> list[int]:
 
 
 def edge_masks(
-    circuit, layout: Layout, seq_len: int, device: torch.device | str = "cpu"
+    circuit,
+    layout: Layout,
+    seq_len: int,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
 ) -> EdgeMasks:
     """Masks of an edge-level circuit: exactly its sender -> receiver edges are live.
 
@@ -97,7 +105,7 @@ def edge_masks(
     there the incoming edges of the Q/K/V input nodes alone decide what each head reads.
     """
     n_positions, listed = _position_slots(circuit, seq_len)
-    masks = EdgeMasks.full(layout, 1, n_positions, device)
+    masks = EdgeMasks.full(layout, 1, n_positions, device, dtype)
     for mask in (*masks.attention, *masks.mlp, masks.logits):
         if listed is None:
             mask.zero_()
@@ -141,9 +149,13 @@ def live_nodes(circuit) -> set[str]:
 
 
 def circuit_masks(
-    circuit, layout: Layout, seq_len: int, device: torch.device | str = "cpu"
+    circuit,
+    layout: Layout,
+    seq_len: int,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
 ) -> NodeMasks | EdgeMasks:
-    """Node masks for node-level circuits, edge masks otherwise (on ``device``)."""
+    """Node masks for node-level circuits, edge masks otherwise (on ``device``, in ``dtype``)."""
     if circuit.level == "node":
-        return node_masks(circuit, layout, seq_len, device)
-    return edge_masks(circuit, layout, seq_len, device)
+        return node_masks(circuit, layout, seq_len, device, dtype)
+    return edge_masks(circuit, layout, seq_len, device, dtype)

@@ -32,8 +32,14 @@ def parse_enum(enum: type[Enum], value: str | Enum, what: str) -> Enum:
         raise ValueError(f"unknown {what} {value!r}; choose one of {allowed}") from None
 
 
+def accumulating(x: Tensor) -> Tensor:
+    """``x`` in at least float32: metrics of float16/bfloat16 models are accumulated there."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
 def logit_diff(pair_logits: Tensor) -> Tensor:
     """pair_logits [V, n, 2] (answer, wrong) -> mean logit difference [V]."""
+    pair_logits = accumulating(pair_logits)
     return (pair_logits[..., 0] - pair_logits[..., 1]).mean(dim=-1)
 
 
@@ -51,7 +57,8 @@ def kl_divergence(reference_logprobs: Tensor, logits: Tensor) -> Tensor:
     float32 precision to cancellation); p is exponentiated once, not once per variant, and
     without autograd the gap log p - log q is formed in place.
     """
-    logprobs = logits.log_softmax(dim=-1)  # [V, n, vocab]
+    logprobs = accumulating(logits).log_softmax(dim=-1)  # [V, n, vocab]
+    reference_logprobs = accumulating(reference_logprobs)
     probs = reference_logprobs.exp()  # [n, vocab]
     if logprobs.requires_grad:
         gap = reference_logprobs.expand_as(logprobs) - logprobs
@@ -67,7 +74,7 @@ def accuracy(logits: Tensor, answer_ids: Tensor) -> Tensor:
 
 def probability_ratio_ok(logits: Tensor, answer_ids: Tensor, wrong_ids: Tensor) -> Tensor:
     """The paper's filter: top token is the answer and p(answer) > 2 p(wrong); [n] bool."""
-    probs = torch.softmax(logits, dim=-1)  # [n, vocab]
+    probs = torch.softmax(accumulating(logits), dim=-1)  # [n, vocab]
     rows = torch.arange(len(answer_ids), device=answer_ids.device)
     top_ok = logits.argmax(dim=-1) == answer_ids
     return top_ok & (probs[rows, answer_ids] > 2 * probs[rows, wrong_ids])

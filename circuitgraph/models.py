@@ -36,6 +36,7 @@ from circuitgraph.environment import (
     quiet_transformers,
     remove_stale,
     resolve_device,
+    resolve_dtype,
     shared_mode,
 )
 from circuitgraph.random_models import (  # noqa: F401 (re-exported)
@@ -63,30 +64,40 @@ def list_models() -> list[str]:
     return [*EMBEDDED_MODELS, *(f"random:{p}" for p in RANDOM_PRESETS)]
 
 
-def load_model(name: str, device: str | torch.device = "cpu") -> torch.nn.Module:
-    """Return a TransformerLens ``TransformerBridge`` for ``name`` on ``device`` (cached per
-    process).
+def load_model(
+    name: str, device: str | torch.device = "cpu", dtype: str | torch.dtype = "float32"
+) -> torch.nn.Module:
+    """Return a TransformerLens ``TransformerBridge`` for ``name`` on ``device`` in ``dtype``
+    (cached per process).
 
-    The same object is returned for the same ``(name, device)``: treat it as read-only. Every
-    parameter is on ``device`` and ``model.cfg.device`` names it. ModelLoadError if the name,
-    the device or the weights are not usable; the message says why and what works.
+    The same object is returned for the same ``(name, device, dtype)``: treat it as read-only.
+    Every parameter is on ``device`` in ``dtype`` (float32, float64, bfloat16 or float16) and
+    ``model.cfg.device`` / ``model.cfg.dtype`` name them; metrics are accumulated in at least
+    float32 whatever the dtype. ModelLoadError if the name, the device, the dtype or the weights
+    are not usable; the message says why and what works.
     """
     if not isinstance(name, str) or not name:
         raise ModelLoadError(f"model name must be a non-empty string, got {name!r}")
-    return _load_model(name, resolve_device(device))
+    return _load_model(name, resolve_device(device), resolve_dtype(dtype))
 
 
 load_model.cache_clear = lambda: _load_model.cache_clear()  # type: ignore[attr-defined]
 
 
 @functools.lru_cache(maxsize=32)  # the toy and tiny test models are small; reuse beats reload
-def _load_model(name: str, device: str) -> torch.nn.Module:
+def _load_model(name: str, device: str, dtype: str = "float32") -> torch.nn.Module:
     with quiet_transformers():
         model = _load_any(name, device)
+    if dtype != "float32":  # every loader gives float32 weights; cast them once here
+        model.to(dtype=getattr(torch, dtype))
     actual = model_device(model)
     if torch.device(actual) != torch.device(device):
         raise ModelLoadError(f"{name!r} loaded on {actual} instead of {device}")
+    dtypes = {str(p.dtype).removeprefix("torch.") for p in model.parameters()}
+    if dtypes != {dtype}:
+        raise ModelLoadError(f"{name!r} has parameters in {sorted(dtypes)}, not {dtype}")
     model.cfg.device = actual
+    model.cfg.dtype = getattr(torch, dtype)
     return model
 
 

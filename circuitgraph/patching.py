@@ -57,7 +57,9 @@ def sender_outputs(
     """
     layout = comp.layout
     n, p = tokens.shape
-    outputs = torch.empty(n, p, layout.n_senders, comp.d_model, device=comp.device)
+    outputs = torch.empty(
+        n, p, layout.n_senders, comp.d_model, device=comp.device, dtype=comp.dtype
+    )
     resid = comp.embed(tokens)  # [n, p, d]
     outputs[:, :, 0] = resid
     for layer in range(comp.n_layers):
@@ -176,7 +178,7 @@ def edge_forward(
     V, H, S, d = masks.n_variants, comp.n_heads, layout.n_senders, comp.d_model
     fixed = fixed.expand(n, p, S, d)
     fixed_prefix, bias_prefix = fixed_prefix_sums(comp, fixed, n)
-    delta = torch.zeros(V, n, p, S, d, device=fixed.device)  # live - fixed, per sender
+    delta = torch.zeros(V, n, p, S, d, device=fixed.device, dtype=fixed.dtype)  # live - fixed
     delta[:, :, :, 0] = comp.embed(tokens) - fixed[:, :, 0]
 
     def receiver_inputs(mask: Tensor, n_senders: int, bias: Tensor) -> Tensor:

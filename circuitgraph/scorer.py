@@ -20,6 +20,7 @@ from circuitgraph.masks import check_same_model, circuit_masks
 from circuitgraph.metrics import (
     Metric,
     Normalise,
+    accumulating,
     accuracy,
     kl_divergence,
     logit_diff,
@@ -125,7 +126,7 @@ class Scorer:
         self.answer_pairs = torch.stack([self.answer_ids, wrong_ids], dim=-1)  # [n, 2]
         self.clean_logit_diff = float(self._raw_logit_diff(clean_final[None])[0])
         self.corrupt_logit_diff = float(self._raw_logit_diff(corrupt_final[None])[0])
-        self.clean_logprobs = self.components.unembed(clean_final).log_softmax(dim=-1)
+        self.clean_logprobs = accumulating(self.components.unembed(clean_final)).log_softmax(-1)
 
     def __repr__(self) -> str:
         return (
@@ -175,7 +176,9 @@ class Scorer:
         circuit.validate()
         if circuit.config.positions is not None:
             self.check_aligned()
-        return circuit_masks(circuit, self.layout, self.task.seq_len, self.device)
+        return circuit_masks(
+            circuit, self.layout, self.task.seq_len, self.device, self.components.dtype
+        )
 
     def score(self, circuit) -> float:
         """Score of one circuit (see the class docstring for what the number means)."""

@@ -97,6 +97,12 @@ def add_model_task(parser: argparse.ArgumentParser, n: int = 32) -> None:
     group.add_argument(
         "--device", default="cpu", help="torch device: cpu, cuda, cuda:<index>, mps (default cpu)"
     )
+    group.add_argument(
+        "--dtype",
+        default="float32",
+        help="weights and activations: float32 (default), float64, bfloat16 or float16 "
+        "(metrics are accumulated in float32 at least)",
+    )
 
 
 def add_output(parser: argparse.ArgumentParser) -> None:
@@ -154,10 +160,10 @@ def check_task(args: argparse.Namespace) -> None:
         )
 
 
-def check_model(name: str, device: str = "cpu") -> None:
-    """ModelLoadError now for a model name or device that cannot load (before any progress
-    output)."""
-    from circuitgraph.environment import resolve_device
+def check_model(name: str, device: str = "cpu", dtype: str = "float32") -> None:
+    """ModelLoadError now for a model name, device or dtype that cannot load (before any
+    progress output)."""
+    from circuitgraph.environment import resolve_device, resolve_dtype
     from circuitgraph.models import (
         EMBEDDED_MODELS,
         ModelLoadError,
@@ -166,6 +172,7 @@ def check_model(name: str, device: str = "cpu") -> None:
     )
 
     resolve_device(device)
+    resolve_dtype(dtype)
     if name in EMBEDDED_MODELS:
         return
     if name.startswith("random:"):
@@ -277,7 +284,7 @@ def load(args: argparse.Namespace, clock: Clock) -> Setup:
     torch.manual_seed(args.seed)
     log(args, f"loading model {args.model} on {args.device}")
     with clock.stage("load_model"):
-        model = load_model(args.model, device=args.device)
+        model = load_model(args.model, device=args.device, dtype=args.dtype)
     task_file = getattr(args, "task_file", None)
     log(
         args,
@@ -309,6 +316,7 @@ def load(args: argparse.Namespace, clock: Clock) -> Setup:
             "n_heads": int(cfg.n_heads),
             "device": model_device(model),
             "device_requested": args.device,
+            "dtype": args.dtype,
         },
         "task": {
             "name": task.name,

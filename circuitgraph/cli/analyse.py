@@ -82,7 +82,7 @@ def run_analyse(args: argparse.Namespace) -> int:
             "analyse runs the sequence-task analyses (OV successor scores, attention to the "
             "members): use a built-in --task; for your own prompts use discover and evaluate"
         )
-    check_model(args.model, args.device)
+    check_model(args.model, args.device, args.dtype)
     if args.heads and args.circuit:
         raise ValueError("give --heads or --circuit, not both")
     circuit = None if args.circuit is None else load_circuit(args.circuit)

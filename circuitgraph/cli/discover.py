@@ -268,7 +268,7 @@ def run_discover(args: argparse.Namespace) -> int:
 
     _resolve_discover(args)
     check_task(args)
-    check_model(args.model, args.device)
+    check_model(args.model, args.device, args.dtype)
     if args.method == "nodes":
         run = run_name("nodes", args.threshold)
     else:

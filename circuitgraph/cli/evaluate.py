@@ -74,7 +74,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
             "--held-out draws new prompts of a built-in task; for your own prompts pass the "
             "held-out ones as their own --task-file"
         )
-    check_model(args.model, args.device)
+    check_model(args.model, args.device, args.dtype)
     run = f"evaluate-{args.circuit.resolve().parent.name}" + ("-held-out" if args.held_out else "")
     target = result_dir(args.out, args.model, args.task, run)
     prepare_output(args, target)

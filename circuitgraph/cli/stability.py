@@ -53,7 +53,7 @@ def run_stability(args: argparse.Namespace) -> int:
             "--sampling seeds draws new prompts of a built-in task; with --task-file use "
             "--sampling bootstrap (resamples of your rows)"
         )
-    check_model(args.model, args.device)
+    check_model(args.model, args.device, args.dtype)
     value = args.threshold if args.method == "nodes" else args.tau
     run = f"stability-{args.method}-{value:g}-{args.sampling}-{args.resamples}"
     target = result_dir(args.out, args.model, args.task, run)

@@ -85,7 +85,7 @@ def run_sweep(args: argparse.Namespace) -> int:
     if args.direction == "denoising" and args.ablation != "resample":
         raise ValueError("--direction denoising needs --ablation resample")
     check_task(args)
-    check_model(args.model, args.device)
+    check_model(args.model, args.device, args.dtype)
     thresholds = sorted(set(args.thresholds), reverse=True)
     run = "sweep-" + "-".join(format_value(t) for t in thresholds)
     run = f"{run}-{args.tag}" if args.tag else run

@@ -47,10 +47,11 @@ def _input_gradients(scorer, masks: EdgeMasks, alphas: list[float]) -> tuple[dic
     shapes |= {f"mlp.{L}": (1, n, p, d) for L in range(comp.n_layers)}
     shapes["logits"] = (1, n, d)
     device = comp.device
+    # gradients are summed in at least float32 (half-precision models included)
     total = {key: torch.zeros(shape, device=device) for key, shape in shapes.items()}
     for alpha in alphas:
         shifts = {
-            key: torch.zeros(shape, device=device, requires_grad=True)
+            key: torch.zeros(shape, device=device, dtype=comp.dtype, requires_grad=True)
             for key, shape in shapes.items()
         }
         engine = _scaled(masks, alpha, denoising)
@@ -82,7 +83,9 @@ def attribute_edges(
         raise ValueError(f"steps must be a positive integer, got {steps!r}")
     circuit = full_circuit(scorer.model.cfg, qkv=qkv) if start is None else start
     check_same_model(circuit, scorer.model.cfg)
-    masks = edge_masks(circuit, scorer.layout, scorer.task.seq_len, scorer.device)
+    masks = edge_masks(
+        circuit, scorer.layout, scorer.task.seq_len, scorer.device, scorer.components.dtype
+    )
     alphas = [1.0] if method == "eap" else [(i + 0.5) / steps for i in range(steps)]
     with torch.enable_grad():
         grads, delta = _input_gradients(scorer, masks, alphas)

@@ -258,7 +258,9 @@ def _prune_fast(
     i). The first decision that breaks the assumption ends the batch. Batches start at two
     candidates and double, up to ``window``, while the assumption holds.
     """
-    masks = edge_masks(circuit, scorer.layout, scorer.task.seq_len, scorer.device)
+    masks = edge_masks(
+        circuit, scorer.layout, scorer.task.seq_len, scorer.device, scorer.components.dtype
+    )
     evaluator = IncrementalEvaluator(scorer, masks)
     better = scorer.higher_is_better()
     batches, size = 0, min(2, window)

@@ -41,7 +41,7 @@ def reachable(masks: EdgeMasks, layout: Layout) -> Tensor:
 def effective(masks: EdgeMasks, reach: Tensor, denoising: bool) -> EdgeMasks:
     """Masks the forward pass reads: edges from unreachable senders are absent; complemented
     for denoising (where a circuit edge carries the clean value)."""
-    live = reach.float()
+    live = reach.to(masks.logits.dtype)
     result = EdgeMasks(
         [m * live[:, :, : m.shape[2], None] for m in masks.attention],
         [m * live[:, :, : m.shape[2]] for m in masks.mlp],
@@ -159,7 +159,7 @@ class IncrementalEvaluator:
             q = out.shape[2]
             step = out - self.fixed[None, :, -q:, indices] - self.delta[None, :, -q:, indices]
             if last_only:
-                padded = torch.zeros(V, self.n, self.p, len(indices), d, device=out.device)
+                padded = out.new_zeros(V, self.n, self.p, len(indices), d)
                 padded[:, :, -1:] = step
                 step = padded
             changed.extend(indices)
@@ -223,10 +223,10 @@ class IncrementalEvaluator:
         moved = (engine.logits != current).flatten(1).any(dim=1)
         if changed:
             moved |= (engine.logits[:, :, changed] != 0).flatten(1).any(dim=1)
-        scores = torch.full((V,), self.score, device=final.device)
+        scores = torch.full((V,), self.score, device=final.device, dtype=torch.float64)
         final[~moved] = self.final
         if moved.any():
-            scores[moved] = self.scorer.metric_from_final(final[moved])
+            scores[moved] = self.scorer.metric_from_final(final[moved]).double()
         return scores, {
             "masks": variants,
             "engine": engine,

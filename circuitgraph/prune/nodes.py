@@ -215,7 +215,9 @@ def _start_present(scorer, start: Circuit | None, positions: bool) -> tuple[torc
     seq_len = scorer.task.seq_len
     if start is None:
         P = seq_len if positions else 1
-        return torch.ones(P, scorer.layout.n_senders, device=scorer.device), True
+        return torch.ones(
+            P, scorer.layout.n_senders, device=scorer.device, dtype=scorer.components.dtype
+        ), True
     if not isinstance(start, Circuit) or start.level != "node":
         raise ValueError("start must be a node-level Circuit (e.g. from prune_nodes)")
     ours = CircuitConfig.from_model_config(scorer.model.cfg).model_name
@@ -227,7 +229,7 @@ def _start_present(scorer, start: Circuit | None, positions: bool) -> tuple[torc
         raise ValueError("start circuit is position-wise: pass positions=True")
     if listed is not None and listed != tuple(range(seq_len)):
         raise ValueError(f"position-wise start must list every position 0..{seq_len - 1}")
-    present = scorer.masks(start).present[0].float()  # checks the model shape
+    present = scorer.masks(start).present[0].clone()  # checks the model shape
     if positions:
         present = present.expand(seq_len, -1).clone()
     return present, start.config.qkv

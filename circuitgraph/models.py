@@ -101,6 +101,23 @@ def _load_model(name: str, device: str, dtype: str = "float32") -> torch.nn.Modu
     return model
 
 
+# Prompt-format family of each random architecture (random presets of a real shape).
+PROMPT_FAMILY = {"gpt2": "gpt2", "pythia": "gpt2"}
+# Architectures whose tasks start with a BOS token by default: TransformerLens prepends it for
+# GPT-2 and Pythia, and the paper's GPT-2 results used it. Everything else (the toy model,
+# SmolLM2, Llama-style models, random weights) gets none. make_task(prepend_bos=) overrides.
+PREPEND_BOS = frozenset({"GPT2LMHeadModel", "GPTNeoXForCausalLM"})
+
+
+def default_prepend_bos(name: str, model: torch.nn.Module) -> bool:
+    """Whether tasks for model ``name`` start with BOS by default: hub models of the GPT-2
+    and GPT-NeoX/Pythia architectures (see :data:`PREPEND_BOS`); never the toy model, SmolLM2
+    or random weights."""
+    if name in EMBEDDED_MODELS or name.startswith("random:"):
+        return False
+    return type(getattr(model, "original_model", None)).__name__ in PREPEND_BOS
+
+
 def _load_any(name: str, device: str) -> torch.nn.Module:
     if name == "toy-seq":
         model = _load_toy(device)
@@ -110,13 +127,15 @@ def _load_any(name: str, device: str) -> torch.nn.Module:
         family = "llama"
     elif name.startswith("random:"):
         model, preset = _load_random(name, device)
-        family = "toy" if preset.vocab_size is None else preset.architecture
+        toy = preset.vocab_size is None
+        family = "toy" if toy else PROMPT_FAMILY.get(preset.architecture, "llama")
     else:
         model = _load_transformer_lens(name, device)
         family = _family_of(model)
-    model.cfg.default_prepend_bos = False
+    model.cfg.default_prepend_bos = False  # tasks add BOS themselves (see prepend_bos)
     model.circuitgraph_name = name
     model.circuitgraph_family = family
+    model.circuitgraph_prepend_bos = default_prepend_bos(name, model)
     return model.eval()
 
 
@@ -134,7 +153,7 @@ def _bridge(label: str, hf_model: torch.nn.Module, tokenizer, device: str) -> to
 
 def _family_of(model: torch.nn.Module) -> str:
     name = str(getattr(model.cfg, "model_name", "")).lower()
-    if "gpt2" in name:
+    if "gpt2" in name or "pythia" in name:
         return "gpt2"
     if "llama" in name or "smollm" in name:
         return "llama"

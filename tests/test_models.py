@@ -147,3 +147,36 @@ def test_smollm2_full_circuit_is_exact(smollm2):
     assert (scorer.components.unembed(final) - expected).abs().max() < 1e-3
     assert scorer.score(full) == pytest.approx(1.0, abs=1e-4)
     assert scorer.clean_logit_diff > 1.0
+
+
+def test_bos_default_per_family():
+    """GPT-2 and Pythia hub models start tasks with BOS (TransformerLens's default, used by the
+    paper's GPT-2 results); the toy model, SmolLM2, Llama-style models and random weights not."""
+    from circuitgraph.models import default_prepend_bos
+
+    gpt2, pythia = cg.load_model("random:gpt2-tiny"), cg.load_model("random:pythia-tiny")
+    qwen = cg.load_model("random:qwen2-tiny")
+    assert default_prepend_bos("gpt2-small", gpt2) and default_prepend_bos("pythia-70m", pythia)
+    assert not default_prepend_bos("Qwen/Qwen2.5-0.5B", qwen)
+    assert not any(default_prepend_bos(n, gpt2) for n in ("random:gpt2-tiny", "toy-seq"))
+    assert gpt2.circuitgraph_prepend_bos is False  # loaded as random weights
+
+
+def test_prepend_bos_overrides_the_default():
+    model = cg.load_model("random:gpt2-tiny")
+    plain = cg.make_task("digits", model, n=4, seed=0)
+    with_bos = cg.make_task("digits", model, n=4, seed=0, prepend_bos=True)
+    bos = model.tokenizer.bos_token_id
+    assert not plain.bos and with_bos.bos and (with_bos.clean_tokens[:, 0] == bos).all()
+    assert torch.equal(with_bos.clean_tokens[:, 1:], plain.clean_tokens)
+    assert torch.equal(with_bos.member_positions, plain.member_positions + 1)
+    ioi = cg.make_task("ioi", model, n=4, prepend_bos=True)
+    assert (ioi.corrupted_tokens[:, 0] == bos).all()
+    mixed = cg.Task.from_prompts(
+        model, ["Here is a list : 1 , 2 ,", "Here is a list : 4 , 5 , 6 ,"],
+        ["Here is a list : 8 , 3 ,", "Here is a list : 9 , 1 , 2 ,"], ["3", "7"],
+        wrong=["2", "6"], prepend_bos=True,
+    )  # fmt: skip
+    assert mixed.lengths.tolist() == [10, 12]  # 9 and 11 tokens, each after BOS and (mixed.clean_tokens[:, 0] == bos).all()
+    with pytest.raises(TypeError, match="prepend_bos"):
+        cg.make_task("digits", model, n=2, prepend_bos="yes")

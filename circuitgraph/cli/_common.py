@@ -98,6 +98,12 @@ def add_model_task(parser: argparse.ArgumentParser, n: int = 32) -> None:
         "--device", default="cpu", help="torch device: cpu, cuda, cuda:<index>, mps (default cpu)"
     )
     group.add_argument(
+        "--prepend-bos",
+        action=argparse.BooleanOptionalAction,
+        help="start every prompt with the BOS token (default: the model family's, yes for "
+        "GPT-2 and Pythia hub models as in TransformerLens, no otherwise)",
+    )
+    group.add_argument(
         "--dtype",
         default="float32",
         help="weights and activations: float32 (default), float64, bfloat16 or float16 "
@@ -292,7 +298,7 @@ def load(args: argparse.Namespace, clock: Clock) -> Setup:
     )
     with clock.stage("make_task"):
         if task_file is not None:
-            task = load_task(task_file, model)
+            task = load_task(task_file, model, prepend_bos=args.prepend_bos)
         else:
             task = make_task(
                 args.task,
@@ -301,6 +307,7 @@ def load(args: argparse.Namespace, clock: Clock) -> Setup:
                 corruption=args.corruption,
                 seed=args.seed,
                 template=args.template,
+                prepend_bos=args.prepend_bos,
             )
         check_context(args, model, task)
         if args.filter:
@@ -327,6 +334,7 @@ def load(args: argparse.Namespace, clock: Clock) -> Setup:
             "seed": task.seed,
             "filter": args.filter,
             "seq_len": task.seq_len,
+            "prepend_bos": task.bos,
             "example_clean": task.clean_prompts[0],
             "example_corrupted": task.corrupted_prompts[0],
             "example_answer": task.answers[0],

@@ -50,6 +50,7 @@ def held_out_task(model: Any, task: Any, args: argparse.Namespace) -> Any:
         corruption=args.corruption,
         seed=args.seed + 1,
         template=args.template,
+        prepend_bos=args.prepend_bos,
     )
     seen = set(task.clean_prompts)
     keep = [i for i, p in enumerate(fresh.clean_prompts) if p not in seen]

@@ -77,6 +77,7 @@ def run_stability(args: argparse.Namespace) -> int:
             corruption=args.corruption,
             seed=seed,
             template=args.template,
+            prepend_bos=args.prepend_bos,
         )
         held = set(test.clean_prompts)
         return task.subset([i for i, p in enumerate(task.clean_prompts) if p not in held])

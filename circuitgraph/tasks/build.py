@@ -19,6 +19,7 @@ from circuitgraph.tasks.corruptions import (
     corrupt,
     parse_corruption,
 )
+from circuitgraph.tasks.custom import add_bos
 from circuitgraph.tasks.sequences import (
     TASKS,
     Context,
@@ -247,6 +248,7 @@ def make_task(
     template: str | None = None,
     filter: bool = False,
     n_members: int | None = None,
+    prepend_bos: bool | None = None,
 ) -> Task:
     """Generate ``n`` clean prompts of task ``name`` and their corrupted twins.
 
@@ -260,6 +262,8 @@ def make_task(
     words and starts prompt for prompt for the same seed.
     With ``filter=True`` only prompts whose top token is the answer and with
     p(answer) > 2 p(wrong) are kept, so the Task may hold fewer than ``n`` prompts.
+    ``prepend_bos`` puts the tokenizer's BOS token first; None means the model's default
+    (``model.circuitgraph_prepend_bos``: GPT-2 and Pythia yes, as TransformerLens does).
 
     >>> from types import SimpleNamespace
     >>> from circuitgraph.toy.vocabulary import build_toy_tokenizer
@@ -273,6 +277,7 @@ def make_task(
         task = make_standard_task(
             name, model, n, seed, template, str(getattr(corruption, "value", corruption))
         )
+        task = add_bos(task, model, prepend_bos)
         return filter_task(task, model) if filter else task
     spec, family, template_name, k = _resolve(name, model, n, template, n_members)
     corruption = parse_corruption(corruption)
@@ -333,6 +338,7 @@ def make_task(
         corrupted_prompts=[e.text for e in corrupted],
         answers=[tokenizer.decode([e.answer_id]) for e in clean],
     )
+    task = add_bos(task, model, prepend_bos)
     return filter_task(task, model) if filter else task
 
 

@@ -60,6 +60,7 @@ def task_from_prompts(
     name: str = "custom",
     first_token: bool = False,
     row_labels: list[str] | None = None,
+    prepend_bos: bool | None = None,
 ) -> Task:
     """A :class:`Task` from prompt strings (see :meth:`Task.from_prompts`)."""
     if not isinstance(name, str) or not name:
@@ -145,7 +146,7 @@ def task_from_prompts(
         return torch.tensor([row + [pad] * (width - len(row)) for row in rows], dtype=torch.long)
 
     uniform = len(set(lengths)) == 1
-    return Task(
+    task = Task(
         name=name,
         model_name=model_name(model),
         template="custom",
@@ -162,6 +163,23 @@ def task_from_prompts(
         answers=[tokenizer.decode([a]) for a in answer] if first_token else answers,
         lengths=None if uniform else torch.tensor(lengths, dtype=torch.long),
     )
+    return add_bos(task, model, prepend_bos)
+
+
+def add_bos(task: Task, model: Any, prepend_bos: bool | None) -> Task:
+    """``task`` with a BOS token first if ``prepend_bos`` (None: the model's default)."""
+    if prepend_bos is None:
+        prepend_bos = bool(getattr(model, "circuitgraph_prepend_bos", False))
+    if not isinstance(prepend_bos, bool):
+        raise TypeError(f"prepend_bos must be True, False or None, got {prepend_bos!r}")
+    if not prepend_bos:
+        return task
+    bos_id = getattr(model.tokenizer, "bos_token_id", None)
+    if bos_id is None:
+        raise ValueError(
+            f"prepend_bos=True but the tokenizer of {task.model_name!r} has no BOS token"
+        )
+    return task.with_bos(bos_id)
 
 
 def file_checksum(path: str | Path) -> str:
@@ -208,7 +226,11 @@ def _read_records(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
 
 
 def load_task(
-    path: str | Path, model: Any, name: str | None = None, first_token: bool = False
+    path: str | Path,
+    model: Any,
+    name: str | None = None,
+    first_token: bool = False,
+    prepend_bos: bool | None = None,
 ) -> Task:
     """A :class:`Task` from a CSV or JSONL file with columns ``clean``, ``corrupted``,
     ``answer`` and optionally ``wrong`` and ``corrupted_answer``.
@@ -253,4 +275,5 @@ def load_task(
         name=name or path.stem,
         first_token=first_token,
         row_labels=labels,
+        prepend_bos=prepend_bos,
     )

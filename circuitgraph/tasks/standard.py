@@ -93,7 +93,9 @@ def build_ioi(
         corrupted.append(sentence.format(A=c1, B=c2, S=c3, **words))
         answers.append(space + io)
         wrong.append(space + s)
-    task = task_from_prompts(model, clean, corrupted, answers, wrong=wrong, name="ioi")
+    task = task_from_prompts(
+        model, clean, corrupted, answers, wrong=wrong, name="ioi", prepend_bos=False
+    )  # make_task adds the BOS token
     return _named(task, template, corruption, seed)
 
 

@@ -38,6 +38,7 @@ class Task:
     # Real tokens per prompt [n] long, clean and corrupted alike, when prompts of different
     # lengths are right-padded to seq_len; None when every prompt fills seq_len.
     lengths: torch.Tensor | None = None
+    bos: bool = False  # whether every prompt starts with the tokenizer's BOS token
 
     @classmethod
     def from_prompts(
@@ -50,6 +51,7 @@ class Task:
         corrupted_answers: Sequence[str] | None = None,
         name: str = "custom",
         first_token: bool = False,
+        prepend_bos: bool | None = None,
     ) -> Task:
         """A task from your own prompts, tokenised for ``model``.
 
@@ -57,13 +59,30 @@ class Task:
         difference; default: ``corrupted_answers``) and ``corrupted_answers`` are text as
         :attr:`answers` shows it, one token each (``first_token=True`` takes the first token of
         longer ones). A clean prompt and its corrupted prompt need the same token length; rows
-        may differ (they are right-padded). Every built-in task round-trips:
+        may differ (they are right-padded). ``prepend_bos`` as in ``make_task``. Every built-in
+        task round-trips:
         ``Task.from_prompts(model, t.clean_prompts, t.corrupted_prompts, t.answers, wrong=...)``.
         """
         from circuitgraph.tasks.custom import task_from_prompts
 
         return task_from_prompts(
-            model, clean, corrupted, answers, wrong, corrupted_answers, name, first_token
+            model, clean, corrupted, answers, wrong, corrupted_answers, name, first_token,
+            prepend_bos=prepend_bos,
+        )  # fmt: skip
+
+    def with_bos(self, bos_id: int) -> Task:
+        """This task with token ``bos_id`` before every clean and corrupted prompt (member
+        positions and lengths move by one; the prompt texts stay as they are)."""
+        if self.bos:
+            return self
+        column = torch.full((len(self), 1), bos_id, dtype=torch.long)
+        return replace(
+            self,
+            clean_tokens=torch.cat([column, self.clean_tokens], dim=1),
+            corrupted_tokens=torch.cat([column, self.corrupted_tokens], dim=1),
+            member_positions=self.member_positions + 1,
+            lengths=None if self.lengths is None else self.lengths + 1,
+            bos=True,
         )
 
     def __len__(self) -> int:

@@ -4,6 +4,7 @@ frequencies, pairwise Jaccard, per-run sizes and held-out scores, and the consen
 from __future__ import annotations
 
 import argparse
+import contextlib
 from typing import Any
 
 from circuitgraph.cli._common import (
@@ -35,14 +36,21 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--tau", type=float, default=0.01, help="edge pruning tau (KL)")
     p.add_argument("--resamples", type=positive_int, default=5)
     p.add_argument("--sampling", choices=("bootstrap", "seeds"), default="bootstrap")
+    p.add_argument(
+        "--cluster",
+        help="run the discoveries on Dask: 'local' (a cluster of --workers processes here) or "
+        "a scheduler address tcp://host:8786 (default: one after another in this process)",
+    )
+    p.add_argument(
+        "--workers", type=positive_int, default=2, help="processes of --cluster local (default 2)"
+    )
     add_output(p)
     p.set_defaults(func=run_stability)
 
 
 def run_stability(args: argparse.Namespace) -> int:
     from circuitgraph.evaluation import held_out_scorer, stability
-    from circuitgraph.prune.edges import prune_edges
-    from circuitgraph.prune.nodes import prune_nodes
+    from circuitgraph.parallel import Discovery, check_cluster, connect
     from circuitgraph.results import atomic_folder, result_dir, versions, write_json
     from circuitgraph.scorer import Scorer
     from circuitgraph.tasks import make_task
@@ -54,6 +62,7 @@ def run_stability(args: argparse.Namespace) -> int:
             "--sampling bootstrap (resamples of your rows)"
         )
     check_model(args.model, args.device, args.dtype)
+    check_cluster(args.cluster)
     value = args.threshold if args.method == "nodes" else args.tau
     run = f"stability-{args.method}-{value:g}-{args.sampling}-{args.resamples}"
     target = result_dir(args.out, args.model, args.task, run)
@@ -63,11 +72,10 @@ def run_stability(args: argparse.Namespace) -> int:
     model = setup.model
     train, test = setup.task.split(0.5, seed=args.seed)
 
-    def discover(task):
-        scorer = Scorer(model, task)
-        if args.method == "nodes":
-            return prune_nodes(scorer, args.threshold, progress=False)
-        return prune_edges(scorer.with_metric("kl"), args.tau, progress=False)
+    discover = Discovery(
+        args.model, args.method, args.threshold, args.tau, args.device, args.dtype,
+        threads=1 if args.cluster else None,  # one torch thread per worker process
+    )  # fmt: skip
 
     def seeded(seed: int):
         task = make_task(
@@ -83,7 +91,8 @@ def run_stability(args: argparse.Namespace) -> int:
         return task.subset([i for i, p in enumerate(task.clean_prompts) if p not in held])
 
     log(args, f"{args.resamples} x {args.method} discovery on {len(train)} prompts")
-    with clock.stage("stability"):
+    client = None if args.cluster is None else connect(args.cluster, args.workers)
+    with clock.stage("stability"), client or contextlib.nullcontext():
         result = stability(
             train if args.sampling == "bootstrap" else seeded,
             discover,
@@ -91,6 +100,7 @@ def run_stability(args: argparse.Namespace) -> int:
             seed=args.seed,
             method=args.sampling,
             held_out=held_out_scorer(Scorer(model, train), test),
+            client=client,
         )
     consensus = result.consensus(0.5)
     summary = result.summary()

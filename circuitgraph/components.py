@@ -16,6 +16,7 @@ these functions (attribution patching needs them); callers that only evaluate wr
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -49,24 +50,24 @@ def _rotate_half(x: Tensor) -> Tensor:
 
 
 def check_supported(model: torch.nn.Module) -> None:
-    """NotImplementedError naming what circuitgraph cannot decompose in ``model`` yet."""
-    cfg, block = model.cfg, model.blocks[0]
-    missing = []
-    if hasattr(block, "ln1_post") or hasattr(block, "ln2_post"):
-        missing.append(
-            "norms after each attention / MLP output (the heads' writes are no longer a sum)"
-        )
-    if getattr(cfg, "attn_scores_soft_cap", -1.0) > 0:
-        missing.append("soft-capped attention scores")
-    if getattr(cfg, "output_logits_soft_cap", -1.0) > 0:
-        missing.append("soft-capped logits")
+    """NotImplementedError naming what circuitgraph cannot decompose in ``model``."""
+    block, missing = model.blocks[0], []
+    post_norm = hasattr(block, "ln1_post")
+    if post_norm and _optional_weight(model, "b_O", (1,), model.W_O).abs().max() > 0:
+        missing.append("an attention output bias inside the post-attention norm")
+    if post_norm and "RMSNorm" not in type(_original(block.ln1_post)).__name__:
+        missing.append("a post-attention norm other than RMSNorm")
     if missing:
-        name = getattr(cfg, "model_name", "this model")
+        name = getattr(model.cfg, "model_name", "this model")
         raise NotImplementedError(
-            f"{name!r} is not supported yet: circuitgraph does not model its "
-            f"{'; '.join(missing)}. Supported: GPT-2, Llama/SmolLM2, Qwen2, Qwen3, Mistral, "
-            "Phi-3 and GPT-NeoX/Pythia blocks"
+            f"{name!r} is not supported: circuitgraph does not model {'; '.join(missing)}. "
+            "Supported: GPT-2, Llama/SmolLM2, Qwen2, Qwen3, Mistral, Phi-3, GPT-NeoX/Pythia "
+            "and Gemma-2 blocks"
         )
+
+
+def _hf_config(model: torch.nn.Module) -> Any:
+    return getattr(getattr(model, "original_model", None), "config", None)
 
 
 def _apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
@@ -108,8 +109,27 @@ class ComponentModel:
         self.device: torch.device = self.W_Q.device  # every tensor made here goes there
         self.dtype: torch.dtype = self.W_Q.dtype  # and has the weights' dtype
         self.rotary = getattr(cfg, "positional_embedding_type", "") == "rotary"
-        self.scale = 1.0 / math.sqrt(dh)
         blocks = model.blocks
+        attention = [_original(block.attn) for block in blocks]
+        # Score scale (Gemma-2: query_pre_attn_scalar ** -0.5), soft cap and sliding window of
+        # each layer, as the model's own attention modules hold them.
+        self.scale = [getattr(a, "scaling", None) or 1.0 / math.sqrt(dh) for a in attention]
+        self.softcap = [getattr(a, "attn_logit_softcapping", None) for a in attention]
+        self.window = [getattr(a, "sliding_window", None) for a in attention]
+        # Gemma-2 soft-caps the logits (its embedding module scales by sqrt(d_model) itself).
+        self.final_softcap = getattr(_hf_config(model), "final_logit_softcapping", None)
+        # Norms after the attention and MLP outputs (Gemma-2). The MLP's sits inside the MLP
+        # node. The attention's normalises the sum of the heads; each head writes its own
+        # output times that norm's RMS scale, frozen at the run's own full forward pass (see
+        # head_outputs), so heads stay separate and additive.
+        self.attn_post_norm = [
+            _original(block.ln1_post) if hasattr(block, "ln1_post") else None for block in blocks
+        ]
+        self.mlp_post_norm = [
+            _original(block.ln2_post) if hasattr(block, "ln2_post") else None for block in blocks
+        ]
+        self.frozen_scales: dict[int, Tensor] | None = None  # layer -> [n, pos, 1]
+        self.recorded_scales: dict[int, Tensor] = {}  # of the last full forward pass
         # Per-head RMS norms of queries and keys (Qwen3, OLMo-2 style), applied before rotary.
         self.q_norm = [getattr(_original(block.attn), "q_norm", None) for block in blocks]
         self.k_norm = [getattr(_original(block.attn), "k_norm", None) for block in blocks]
@@ -164,7 +184,7 @@ class ComponentModel:
             q = torch.einsum("bpd,hde->bphe", normed, self.W_Q[layer]) + self.b_Q[layer]
             k = torch.einsum("bpd,gde->bpge", normed, self.W_K[layer]) + self.b_K[layer]
             v = torch.einsum("bpd,gde->bpge", normed, self.W_V[layer]) + self.b_V[layer]
-            return self._attend(*self._norm_qk(layer, q, k), v)
+            return self._attend(layer, *self._norm_qk(layer, q, k), v)
         device = q_in.device
         query_heads = (
             torch.arange(self.n_heads, device=device)
@@ -181,14 +201,14 @@ class ComponentModel:
         W_K, W_V = self.W_K[layer][kv_index], self.W_V[layer][kv_index]  # [R, d_model, d_head]
         k = torch.einsum("bprd,rde->bpre", ln(k_in), W_K) + self.b_K[layer][kv_index]
         v = torch.einsum("bprd,rde->bpre", ln(v_in), W_V) + self.b_V[layer][kv_index]
-        return self._attend(*self._norm_qk(layer, q, k), v)
+        return self._attend(layer, *self._norm_qk(layer, q, k), v)
 
     def _norm_qk(self, layer: int, q: Tensor, k: Tensor) -> tuple[Tensor, Tensor]:
         """Apply the layer's query/key norms (over d_head) where the model has them."""
         q_norm, k_norm = self.q_norm[layer], self.k_norm[layer]
         return (q if q_norm is None else q_norm(q)), (k if k_norm is None else k_norm(k))
 
-    def _attend(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+    def _attend(self, layer: int, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
         """q [batch, q_pos, H, d_head]; k, v [batch, pos, R, d_head] -> z [batch, q_pos, H, d_head].
 
         The queries are the last q_pos positions (all of them, or e.g. only the last one).
@@ -202,8 +222,14 @@ class ComponentModel:
         if R != H:  # grouped slots: every query head reads its group's key/value
             k = k.repeat_interleave(self.group_size, dim=2)
             v = v.repeat_interleave(self.group_size, dim=2)
-        scores = torch.einsum("bqhe,bkhe->bhqk", q, k) * self.scale  # [batch, H, pos_q, pos_k]
+        scores = torch.einsum("bqhe,bkhe->bhqk", q, k) * self.scale[layer]  # [b, H, q, pos]
+        cap = self.softcap[layer]
+        if cap:
+            scores = torch.tanh(scores / cap) * cap
         causal = torch.ones(q_len, seq, dtype=torch.bool, device=q.device).tril(seq - q_len)
+        window = self.window[layer]
+        if window is not None:  # sliding window: only the last `window` keys are visible
+            causal &= ~torch.ones_like(causal).tril(seq - q_len - window)
         scores = scores.masked_fill(~causal, float("-inf"))
         pattern = scores.softmax(dim=-1)
         return torch.einsum("bhqk,bkhe->bqhe", pattern, v)
@@ -214,11 +240,35 @@ class ComponentModel:
         With ``heads``, z holds only those heads (in that order).
         """
         W_O = self.W_O[layer] if heads is None else self.W_O[layer][heads]
-        return torch.einsum("bphe,hed->bphd", z, W_O)
+        out = torch.einsum("bphe,hed->bphd", z, W_O)
+        norm = self.attn_post_norm[layer]
+        if norm is None:
+            return out
+        if self.frozen_scales is None:  # a full forward pass: the norm of the heads' own sum
+            if out.shape[2] != self.n_heads:
+                raise ValueError("a full pass through a post-attention norm needs every head")
+            total = out.sum(dim=2).float()  # [batch, pos, d_model]
+            scale = torch.rsqrt(total.pow(2).mean(dim=-1, keepdim=True) + norm.eps)
+            self.recorded_scales[layer] = scale  # [batch, pos, 1]
+        else:  # a circuit: the scale of the run's full pass; z is [V * n, q, ...]
+            frozen = self.frozen_scales[layer]  # [n, pos, 1]
+            scale = frozen[:, -out.shape[1] :].repeat(out.shape[0] // frozen.shape[0], 1, 1)
+        return (out.float() * scale[:, :, None] * self._gain(layer)).to(out.dtype)
+
+    def _gain(self, layer: int) -> Tensor:
+        """The post-attention RMSNorm's gain [d_model], read off the module itself:
+        norm(ones) = rsqrt(1 + eps) * gain, whatever its convention (Gemma: 1 + weight)."""
+        norm = self.attn_post_norm[layer]
+        ones = torch.ones(1, 1, self.d_model, device=self.device, dtype=self.dtype)
+        with torch.no_grad():
+            return norm(ones)[0, 0].float() * math.sqrt(1 + norm.eps)
 
     def mlp(self, layer: int, resid: Tensor) -> Tensor:
-        """MLP output [..., d_model] for residual input [..., d_model] (norm applied here)."""
-        return self.mlps[layer](self.ln2[layer](resid))
+        """MLP output [..., d_model] for residual input [..., d_model] (norms applied here:
+        the one before, and Gemma-2's after, which sits inside the MLP node)."""
+        out = self.mlps[layer](self.ln2[layer](resid))
+        post = self.mlp_post_norm[layer]
+        return out if post is None else post(out)
 
     def unembed(self, resid: Tensor, token_ids: Tensor | None = None) -> Tensor:
         """Final norm + unembedding of resid [batch, d_model].
@@ -228,9 +278,9 @@ class ComponentModel:
         normed = self.ln_final(resid[:, None, :])[:, 0, :]  # norm expects a position axis
         if token_ids is not None:
             columns = self.W_U.T[token_ids]  # [batch, k, d_model]
-            return torch.einsum("bd,bkd->bk", normed, columns) + self.b_U[token_ids]
+            return self._cap(torch.einsum("bd,bkd->bk", normed, columns) + self.b_U[token_ids])
         if normed.requires_grad:  # autograd (attribution patching): one differentiable matmul
-            return torch.addmm(self.b_U, normed, self.W_U)
+            return self._cap(torch.addmm(self.b_U, normed, self.W_U))
         # Without autograd, fill the [batch, vocab] logits a slice of the vocabulary at a time:
         # each slice stays in cache, which makes this ~1.5x faster on CPU, with equal results.
         logits = torch.empty(
@@ -239,4 +289,9 @@ class ComponentModel:
         for start in range(0, self.W_U.shape[1], UNEMBED_CHUNK):
             cols = slice(start, start + UNEMBED_CHUNK)
             torch.addmm(self.b_U[cols], normed, self.W_U[:, cols], out=logits[:, cols])
-        return logits
+        return self._cap(logits)
+
+    def _cap(self, logits: Tensor) -> Tensor:
+        """Gemma-2's logit soft cap: cap * tanh(logits / cap) (identity for other models)."""
+        cap = self.final_softcap
+        return logits if not cap else torch.tanh(logits / cap) * cap

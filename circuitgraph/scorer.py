@@ -108,9 +108,17 @@ class Scorer:
         # Each prompt's last real position [n] (prompts of different lengths are right-padded).
         self.last = None if not task.ragged else task.last_positions.to(device)
         clean_outputs, clean_final = sender_outputs(self.components, clean_tokens, self.last)
+        clean_scales = dict(self.components.recorded_scales)
         corrupt_outputs, corrupt_final = sender_outputs(
             self.components, corrupted_tokens, self.last
         )
+        # Post-attention norms (Gemma-2): masked runs use the scales of the run's full pass.
+        if clean_scales:
+            self.components.frozen_scales = (
+                clean_scales
+                if self.direction is Direction.NOISING
+                else dict(self.components.recorded_scales)
+            )
         self.clean_outputs = clean_outputs  # [n, p, S, d]
         self.corrupt_final = corrupt_final  # [n, d]
         self.ablated = {  # [n or 1, p, S, d]

@@ -4,7 +4,7 @@ Qwen2, Qwen3 (query/key norms), Mistral, Phi-3 and GPT-NeoX/Pythia (parallel att
 MLP, 25 % rotary), built by transformers from a config: the full circuit is the model, a node
 circuit is TransformerLens hook-based mean ablation, node and edge circuits agree, edge
 pruning's fast path is the reference, and attribution is exact where the metric is linear.
-Gemma-2 is refused with a message naming what is missing.
+Gemma-2 (post-norms, soft caps, sliding windows) passes them with its own head semantics.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from circuitgraph.layout import NodeMasks
 from circuitgraph.prune.attribution import attribute_edges
 from circuitgraph.prune.node_forward import NodeForward
 
-FAMILIES = ("qwen2", "qwen3", "mistral", "phi3", "pythia")
+FAMILIES = ("qwen2", "qwen3", "mistral", "phi3", "pythia", "gemma2")
 
 
 @pytest.fixture(scope="module", params=FAMILIES)
@@ -43,12 +43,33 @@ def test_full_circuit_reproduces_the_model(model, qkv):
 
 def test_node_circuit_equals_hook_mean_ablation_and_its_edge_circuit(model):
     scorer = _scorer(model)
-    heads, mlps = {(0, 1), (1, 0), (1, 3)}, {1}
     circuit = cg.Circuit.from_nodes(model.cfg, ["a0.1", "a1.0", "a1.3", "m1"])
-    expected = _hook_ablated_logits(model, scorer.task, heads, mlps)
-    assert (_circuit_logits(scorer, circuit) - expected).abs().max() < 1e-4
     edges = cg.Circuit.from_edges(model.cfg, list(circuit.edges))
     assert scorer.score(edges) == pytest.approx(scorer.score(circuit), abs=1e-5)
+    if scorer.components.attn_post_norm[0] is not None:
+        return  # Gemma-2: see test_gemma2_heads_carry_their_run_s_norm_scale
+    expected = _hook_ablated_logits(model, scorer.task, {(0, 1), (1, 0), (1, 3)}, {1})
+    assert (_circuit_logits(scorer, circuit) - expected).abs().max() < 1e-4
+
+
+def test_gemma2_heads_carry_their_run_s_norm_scale():
+    """Gemma-2 normalises the sum of a layer's heads after attention. A head's write is its
+    output times that RMS scale (and the norm's gain) of the run it comes from: the full
+    circuit is the model, the empty circuit (resample ablation) is the corrupted run, and a
+    node circuit is its edge circuit. Hook-based ablation of hook_z differs: it renormalises
+    the mixed sum, so there an ablated head also changes the live heads' writes."""
+    gemma = cg.load_model("random:gemma2-tiny")
+    scorer = _scorer(gemma, ablation="resample")
+    with torch.no_grad():
+        corrupted = gemma(scorer.task.corrupted_tokens)[:, -1]
+    empty = cg.Circuit.from_edges(gemma.cfg, [])
+    assert (_circuit_logits(scorer, empty) - corrupted).abs().max() < 1e-4
+    every_head = cg.Circuit.from_nodes(gemma.cfg, [f"a{L}.{h}" for L in (0, 1) for h in range(4)])
+    mlps_only = cg.Circuit.from_nodes(gemma.cfg, ["m0", "m1"])
+    assert scorer.score(every_head) != pytest.approx(scorer.score(mlps_only), abs=1e-3)
+    hooks = _hook_ablated_logits(gemma, scorer.task, {(0, 1), (1, 0), (1, 3)}, {1})
+    circuit = cg.Circuit.from_nodes(gemma.cfg, ["a0.1", "a1.0", "a1.3", "m1"])
+    assert (_circuit_logits(_scorer(gemma), circuit) - hooks).abs().max() > 1e-4  # they differ
 
 
 @pytest.mark.parametrize("order", ["canonical", "acdc"])
@@ -64,6 +85,7 @@ def test_edge_pruning_fast_equals_reference(model, order):
 def test_attribution_is_exact_where_the_metric_is_linear(model):
     scorer = _scorer(model)
     scorer.components.ln_final = torch.nn.Identity()  # logit difference, linear in the logits
+    scorer.components.final_softcap = None  # (Gemma-2 soft-caps them)
     full = cg.full_circuit(model.cfg)
     scores = attribute_edges(scorer, method="eap")
     base = scorer.score(full)
@@ -105,7 +127,12 @@ def test_resumable_node_forward_handles_parallel_blocks(direction):
     assert batched == cg.prune_nodes(scorer, 0.8, batch_size=1, progress=False)
 
 
-def test_an_unsupported_family_gets_one_clear_error():
+def test_an_unsupported_block_gets_one_clear_error():
     gemma = cg.load_model("random:gemma2-tiny")
-    with pytest.raises(NotImplementedError, match="not supported yet.*norms after each"):
-        cg.Scorer(gemma, cg.make_task("digits", gemma, n=4))
+    original = gemma.blocks[0].ln1_post._original_component
+    gemma.blocks[0].ln1_post._original_component = torch.nn.LayerNorm(gemma.cfg.d_model)
+    try:
+        with pytest.raises(NotImplementedError, match="post-attention norm other than RMSNorm"):
+            cg.Scorer(gemma, cg.make_task("digits", gemma, n=4))
+    finally:
+        gemma.blocks[0].ln1_post._original_component = original

@@ -177,6 +177,7 @@ def test_prepend_bos_overrides_the_default():
         ["Here is a list : 8 , 3 ,", "Here is a list : 9 , 1 , 2 ,"], ["3", "7"],
         wrong=["2", "6"], prepend_bos=True,
     )  # fmt: skip
-    assert mixed.lengths.tolist() == [10, 12]  # 9 and 11 tokens, each after BOS and (mixed.clean_tokens[:, 0] == bos).all()
+    assert mixed.lengths.tolist() == [10, 12]  # 9 and 11 tokens, each after BOS
+    assert (mixed.clean_tokens[:, 0] == bos).all()
     with pytest.raises(TypeError, match="prepend_bos"):
         cg.make_task("digits", model, n=2, prepend_bos="yes")

@@ -17,6 +17,7 @@ from torch import Tensor
 from circuitgraph.components import ComponentModel
 from circuitgraph.layout import EdgeMasks, Layout, NodeMasks
 from circuitgraph.masks import check_same_model, circuit_masks
+from circuitgraph.memory import check_memory, estimate_memory
 from circuitgraph.metrics import (
     Metric,
     Normalise,
@@ -57,6 +58,9 @@ class Scorer:
     normalise: ``"full"`` (ablated / clean) or ``"clean_corrupt"``.
     direction: ``"noising"`` or ``"denoising"`` (denoising needs ``ablation="resample"``:
         the baseline is the corrupted run itself).
+    max_memory: a budget (GiB, or bytes when >= 1024): ValueError before anything is
+        allocated if the estimate (``scorer.memory``, see :mod:`circuitgraph.memory`)
+        exceeds it; prune_nodes and prune_edges check their own share against it as well.
 
     Examples
     --------
@@ -75,6 +79,7 @@ class Scorer:
         ablation: str = "mean",
         normalise: str = "full",
         direction: str = "noising",
+        max_memory: float | None = None,
     ) -> None:
         self.metric = parse_enum(Metric, metric, "metric")
         self.ablation = parse_enum(Ablation, ablation, "ablation")
@@ -91,6 +96,9 @@ class Scorer:
                 f"{model.cfg.model_name!r}"
             )
         self.model, self.task = model, task
+        # Estimated before anything is allocated; pruning checks its own share against it too.
+        self.memory, self.max_memory = estimate_memory(model, task), max_memory
+        check_memory(self.memory, max_memory, "score")
         with torch.no_grad():
             self._cache_runs(model, task)
 

@@ -104,6 +104,11 @@ def add_model_task(parser: argparse.ArgumentParser, n: int = 32) -> None:
         "GPT-2 and Pythia hub models as in TransformerLens, no otherwise)",
     )
     group.add_argument(
+        "--max-memory",
+        type=float,
+        help="memory budget in GiB: refuse the run up front if its estimate is larger",
+    )
+    group.add_argument(
         "--dtype",
         default="float32",
         help="weights and activations: float32 (default), float64, bfloat16 or float16 "
@@ -314,6 +319,11 @@ def load(args: argparse.Namespace, clock: Clock) -> Setup:
             task = filter_task(task, model)
     if len(task) == 0:
         raise ValueError(f"no prompt of task {args.task!r} is left after --filter")
+    from circuitgraph.memory import check_memory, estimate_memory
+
+    memory = estimate_memory(model, task)
+    log(args, f"memory: {memory.describe('nodes')}; edges {memory.total('edges') / 2**30:.2f} GiB")
+    check_memory(memory, args.max_memory, "score")
     cfg = model.cfg
     record = {
         "model": {
@@ -338,6 +348,9 @@ def load(args: argparse.Namespace, clock: Clock) -> Setup:
             "example_clean": task.clean_prompts[0],
             "example_corrupted": task.corrupted_prompts[0],
             "example_answer": task.answers[0],
+        },
+        "memory_estimate_gib": {
+            m: round(memory.total(m) / 2**30, 3) for m in ("score", "nodes", "edges")
         },
     }
     if task_file is not None:  # what a rerun needs: the file and its exact bytes

@@ -184,6 +184,7 @@ def make_scorer(args: argparse.Namespace, setup, metric: str):
         ablation=args.ablation,
         normalise=args.normalise,
         direction=args.direction,
+        max_memory=args.max_memory,
     )
 
 

@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 from circuitgraph.graph import Circuit, full_circuit
 from circuitgraph.layout import EdgeMasks
 from circuitgraph.masks import check_same_model, edge_masks
+from circuitgraph.memory import check_memory
 from circuitgraph.prune.incremental import IncrementalEvaluator
 from circuitgraph.prune.schedule import Edge, Guard, Step, acdc_schedule, edge_schedule
 
@@ -112,6 +113,7 @@ def prune_edges(
             "order='acdc' follows the ACDC reference, which patches corrupted values into the "
             "clean run: use direction='noising', or the canonical order for denoising"
         )
+    check_memory(scorer.memory, scorer.max_memory, "edges")
     circuit = _start_circuit(scorer, start, qkv, positions)
     steps = (acdc_schedule if order == "acdc" else edge_schedule)(circuit, scorer.layout)
     started = time.perf_counter()

@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from circuitgraph.graph import Circuit, full_circuit
 from circuitgraph.layout import NodeMasks
+from circuitgraph.memory import check_memory
 from circuitgraph.metrics import Metric, parse_enum
 from circuitgraph.nodes import CircuitConfig
 from circuitgraph.prune.node_forward import NodeForward, calibrate
@@ -320,6 +321,7 @@ def prune_nodes(
     """
     began = time.perf_counter()
     _check_arguments(scorer, threshold, relative, batch_size)
+    check_memory(scorer.memory, scorer.max_memory, "nodes")
     parsed = parse_enum(Order, order, "order")
     seed = 0 if seed is None and parsed is Order.RANDOM else seed
     present, qkv = _start_present(scorer, start, positions)

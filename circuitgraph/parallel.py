@@ -35,6 +35,7 @@ class Discovery:
     dtype: str = "float32"
     scorer: dict[str, Any] = field(default_factory=dict)  # Scorer options (ablation, ...)
     threads: int | None = None  # torch threads in each worker (None: leave as it is)
+    prune: dict[str, Any] = field(default_factory=dict)  # prune_nodes / prune_edges options
 
     def __post_init__(self) -> None:
         if self.method not in ("nodes", "edges"):
@@ -52,9 +53,34 @@ class Discovery:
             torch.set_num_threads(self.threads)
         model = load_model(self.model, device=self.device, dtype=self.dtype)
         scorer = Scorer(model, task, **self.scorer)
+        options = {"progress": False, **self.prune}
         if self.method == "nodes":
-            return prune_nodes(scorer, self.threshold, progress=False)
-        return prune_edges(scorer.with_metric("kl"), self.tau, progress=False)
+            return prune_nodes(scorer, self.threshold, **options)
+        return prune_edges(scorer.with_metric("kl"), self.tau, **options)
+
+    @classmethod
+    def like(cls, scorer: Any, **changes: Any) -> Discovery:
+        """A Discovery with ``scorer``'s model and settings (the model must have been loaded
+        by name with ``cg.load_model``, so that workers can load it too)."""
+        name = getattr(scorer.model, "circuitgraph_name", None)
+        if not name:
+            raise ValueError(
+                "only models loaded by name (cg.load_model) can be sent to cluster workers"
+            )
+        settings = {
+            "metric": scorer.metric.value,
+            "ablation": scorer.ablation.value,
+            "normalise": scorer.normalise.value,
+            "direction": scorer.direction.value,
+        }
+        dtype = str(scorer.components.dtype).removeprefix("torch.")
+        return cls(name, device=str(scorer.device), dtype=dtype, scorer=settings, **changes)
+
+
+def call(function_and_argument: tuple[Callable[[T], R], T]) -> R:
+    """``function(argument)``: lets :func:`run_many` ship different callables."""
+    function, argument = function_and_argument
+    return function(argument)
 
 
 def run_many(function: Callable[[T], R], items: Sequence[T], client: Any = None) -> list[R]:

@@ -34,10 +34,11 @@ def test_stability_on_a_cluster_equals_serial(client, toy):
         assert serial.consensus(0.5) == spread.consensus(0.5)
 
 
-def test_cli_stability_on_a_local_cluster(tmp_path, capsys):
+def test_cli_stability_on_a_cluster_address(client, tmp_path, capsys):
     argv = ["stability", "--model", "toy-seq", "--task", "digits", "--n", "12"]
     argv += ["--resamples", "2", "-q"]
-    cluster = ["--cluster", "local", "--workers", "2", "--out", str(tmp_path / "cluster")]
+    address = client.scheduler.address  # the test's local cluster, reached by its address
+    cluster = ["--cluster", address, "--out", str(tmp_path / "cluster")]
     assert main([*argv, *cluster]) == 0, capsys.readouterr().err
     assert main([*argv, "--out", str(tmp_path / "serial")]) == 0, capsys.readouterr().err
     run = "toy-seq/digits/stability-nodes-0.8-bootstrap-2"
@@ -58,3 +59,30 @@ def test_bad_cluster_addresses_are_clear_errors(tmp_path, capsys):
     assert "scheduler address" in capsys.readouterr().err
     with pytest.raises(ValueError, match="method must be"):
         Discovery("toy-seq", method="magic")
+
+
+def test_independent_sweep_on_a_cluster_equals_serial(client, toy):
+    scorer = cg.Scorer(toy, cg.make_task("months", toy, n=6, seed=0))
+    serial = cg.threshold_sweep(scorer, [0.9, 0.6], nested=False, order="forward", progress=False)
+    spread = cg.threshold_sweep(scorer, [0.9, 0.6], False, client, order="forward")
+    assert serial == spread  # same thresholds, same circuits
+    with pytest.raises(ValueError, match="pass nested=False"):
+        cg.threshold_sweep(scorer, [0.9, 0.6], client=client)
+
+
+def test_cli_sweep_on_a_cluster_equals_serial(client, tmp_path, capsys):
+    argv = ["sweep", "--model", "toy-seq", "--task", "digits", "--n", "6", "--independent"]
+    argv += ["--thresholds", "0.9", "0.7", "--no-svg", "-q"]
+    cluster = ["--cluster", client.scheduler.address, "--out", str(tmp_path / "c")]
+    assert main([*argv, *cluster]) == 0, capsys.readouterr().err
+    assert main([*argv, "--out", str(tmp_path / "s")]) == 0, capsys.readouterr().err
+    run = "toy-seq/digits/sweep-0.9-0.7"
+    for name in ("threshold_table.csv", "nodes-0.7/circuit.json"):
+        assert (tmp_path / "c" / run / name).read_text() != ""
+        if name.endswith(".csv"):
+            pd.testing.assert_frame_equal(
+                pd.read_csv(tmp_path / "s" / run / name), pd.read_csv(tmp_path / "c" / run / name)
+            )
+    nested = [a for a in argv if a != "--independent"]
+    assert main([*nested, "--cluster", "local", "--out", str(tmp_path / "n")]) == 2
+    assert "--cluster needs --independent" in capsys.readouterr().err

@@ -15,6 +15,7 @@ from circuitgraph.cli._common import (
     fraction,
     load,
     log,
+    positive_int,
     prepare_output,
     score_meaning,
 )
@@ -52,6 +53,12 @@ def add_parsers(sub: Any) -> None:
         action="store_true",
         help="prune each threshold from the full model instead of from the previous",
     )
+    p.add_argument(
+        "--cluster",
+        help="with --independent: prune the thresholds on Dask, 'local' (--workers processes "
+        "here) or a scheduler address tcp://host:8786",
+    )
+    p.add_argument("--workers", type=positive_int, default=2, help="processes of --cluster local")
     add_scorer_options(p, ("logit_diff", "accuracy"))
     add_node_options(p)
     add_output(p)
@@ -69,7 +76,8 @@ and run.json.
 
 
 def run_sweep(args: argparse.Namespace) -> int:
-    from circuitgraph.prune.nodes import prune_nodes
+    from circuitgraph.parallel import check_cluster, connect
+    from circuitgraph.prune.nodes import prune_nodes, threshold_sweep
     from circuitgraph.prune.tables import plot_score_vs_size, threshold_changes, threshold_table
     from circuitgraph.results import (
         atomic_folder,
@@ -86,6 +94,12 @@ def run_sweep(args: argparse.Namespace) -> int:
         raise ValueError("--direction denoising needs --ablation resample")
     check_task(args)
     check_model(args.model, args.device, args.dtype)
+    check_cluster(args.cluster)
+    if args.cluster is not None and not args.independent:
+        raise ValueError(
+            "--cluster needs --independent: a nested sweep prunes each threshold from the "
+            "previous circuit, one after another"
+        )
     thresholds = sorted(set(args.thresholds), reverse=True)
     run = "sweep-" + "-".join(format_value(t) for t in thresholds)
     run = f"{run}-{args.tag}" if args.tag else run
@@ -99,7 +113,13 @@ def run_sweep(args: argparse.Namespace) -> int:
         scorer = make_scorer(args, setup, args.metric)
     circuits: dict[float, Any] = {}
     parents: dict[float, float | None] = {}  # threshold -> the one its pruning started from
-    for i, threshold in enumerate(thresholds):
+    if args.cluster is not None:  # independent thresholds, spread over the cluster's workers
+        options = {k: v for k, v in node_kwargs(args).items() if k != "progress"}
+        log(args, f"{len(thresholds)} thresholds on cluster {args.cluster}")
+        with clock.stage("prune_nodes"), connect(args.cluster, args.workers) as client:
+            circuits = threshold_sweep(scorer, thresholds, False, client, **options)
+        parents = dict.fromkeys(thresholds)
+    for i, threshold in enumerate(thresholds if args.cluster is None else []):
         parent = None if args.independent or i == 0 else thresholds[i - 1]
         parents[threshold] = parent
         start = None if parent is None else circuits[parent]

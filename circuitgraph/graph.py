@@ -17,12 +17,10 @@ from typing import Any
 import networkx as nx
 
 from circuitgraph.nodes import (
-    NODE_ATTRIBUTES,
     CircuitConfig,
     Node,
     NodeKind,
     check_edges,
-    check_structure,
     edge_sort_key,
     full_structure,
     internal_edges,
@@ -32,6 +30,14 @@ from circuitgraph.nodes import (
 from circuitgraph.render import atomic_output
 from circuitgraph.render import render as render_circuit
 from circuitgraph.render import to_dot as circuit_to_dot
+from circuitgraph.serialization import (
+    LEVELS,
+    SCHEMA_VERSION,
+    circuit_from_dict,
+    circuit_to_dict,
+    json_default,
+    read_json,
+)
 from circuitgraph.setops import (
     check_compatible,
     complement,
@@ -46,21 +52,7 @@ from circuitgraph.subgraph import FullGraphSubgraph
 
 __all__ = ["SCHEMA_VERSION", "Circuit", "CircuitConfig", "Edge", "full_circuit"]
 
-SCHEMA_VERSION = 1
-LEVELS = ("node", "edge")
 Edge = tuple[str, str]
-EDGE_ATTRIBUTES = ("qkv",)
-
-
-def _extras(attrs: Mapping[str, Any], standard: Iterable[str]) -> dict[str, Any]:
-    return {key: value for key, value in attrs.items() if key not in standard}
-
-
-def _json_default(value: Any) -> Any:
-    """Write numpy / torch scalars and arrays as plain numbers and lists."""
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    raise TypeError(f"{type(value).__name__} value {value!r} is not JSON-serialisable")
 
 
 def _operator(function: Any) -> Any:
@@ -338,31 +330,19 @@ class Circuit(FullGraphSubgraph):
         """JSON-friendly dict (``schema_version`` 1); names carry the standard attributes, so
         only extra node and edge attributes are stored."""
         self.validate()
-        node_attrs = {n: _extras(d, NODE_ATTRIBUTES) for n, d in self.nodes(data=True)}
-        return {
-            "schema_version": SCHEMA_VERSION,
-            "config": self.config.to_dict(),
-            "level": self.level,
-            "metadata": self.metadata,
-            "nodes": sorted(self.nodes, key=node_sort_key),
-            "node_attributes": {n: a for n, a in sorted(node_attrs.items()) if a},
-            "edges": [
-                [u, v, _extras(self.edges[u, v], EDGE_ATTRIBUTES)]
-                for u, v in sorted(self.edges, key=edge_sort_key)
-            ],
-        }
+        return circuit_to_dict(self)
 
     @classmethod
     def from_dict(cls, data: Any, source: str = "circuit data") -> Circuit:
         """Inverse of ``to_dict``; raises ValueError naming ``source`` and the problem."""
         try:
-            return _from_dict(cls, data)
+            return circuit_from_dict(cls, data)
         except (ValueError, TypeError, KeyError, AttributeError, IndexError) as error:
             raise ValueError(f"{source}: {error}") from error
 
     def to_json(self, path: str | Path) -> Path:
         """Write ``to_dict()`` as JSON atomically (temp file in the same folder, then rename)."""
-        text = json.dumps(self.to_dict(), indent=1, default=_json_default)
+        text = json.dumps(self.to_dict(), indent=1, default=json_default)
         path = Path(path)
         with atomic_output(path) as tmp:
             tmp.write_text(text + "\n", encoding="utf-8")
@@ -371,18 +351,7 @@ class Circuit(FullGraphSubgraph):
     @classmethod
     def from_json(cls, path: str | Path) -> Circuit:
         """Read a file written by ``to_json``; ValueError names the file and the problem."""
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except UnicodeDecodeError as error:
-            raise ValueError(
-                f"{path}: not UTF-8 text (byte {error.start} is {error.object[error.start]:#x}); "
-                "circuit files are JSON written by Circuit.to_json"
-            ) from error
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{path}: not valid JSON ({error})") from error
-        return cls.from_dict(data, source=str(path))
+        return cls.from_dict(read_json(path), source=str(path))
 
     def to_dot(self, edges: bool | None = None) -> str:
         """Graphviz DOT source, one rank per layer (see ``circuitgraph.render.to_dot``)."""
@@ -398,50 +367,6 @@ class Circuit(FullGraphSubgraph):
 
 
 _FIXED_KINDS = (NodeKind.EMBED, NodeKind.LOGITS)
-
-
-def _from_dict(cls: type[Circuit], data: Any) -> Circuit:
-    if not isinstance(data, dict):
-        raise ValueError(f"expected a JSON object, got {type(data).__name__}")
-    version = data.get("schema_version")
-    if not isinstance(version, int):
-        raise ValueError(f"missing or non-integer 'schema_version' (got {version!r})")
-    if version > SCHEMA_VERSION:
-        raise ValueError(
-            f"schema_version {version} is newer than this circuitgraph supports "
-            f"({SCHEMA_VERSION}); upgrade circuitgraph"
-        )
-    if version < 1:
-        raise ValueError(f"invalid schema_version {version}")
-    missing = [k for k in ("config", "level", "metadata", "nodes", "edges") if k not in data]
-    if missing:
-        raise ValueError(f"missing keys {missing}")
-    config = CircuitConfig.from_dict(data["config"])
-    if not isinstance(data["metadata"], dict):
-        raise ValueError(f"'metadata' must be an object, got {type(data['metadata']).__name__}")
-    if data["level"] not in LEVELS:
-        raise ValueError(f"level must be one of {LEVELS}, got {data['level']!r}")
-    full = full_structure(config)
-    nodes = data["nodes"]
-    edges = [_edge_entry(i, entry) for i, entry in enumerate(data["edges"])]
-    check_structure(config, nodes, [(u, v) for u, v, _ in edges])
-    circuit = cls(config=config, level=data["level"], metadata=data["metadata"])
-    node_attrs = data.get("node_attributes", {})
-    circuit.add_nodes_from((n, {**node_attrs.get(n, {}), **full.nodes[n]}) for n in nodes)
-    circuit.add_edges_from((u, v, {**attrs, **full.succ[u][v]}) for u, v, attrs in edges)
-    return circuit
-
-
-def _edge_entry(index: int, entry: Any) -> tuple[str, str, dict[str, Any]]:
-    """One item of a file's ``edges`` list: ``[sender, receiver]`` or with an attribute dict."""
-    shape_ok = isinstance(entry, list) and len(entry) in (2, 3)
-    if shape_ok and all(isinstance(name, str) for name in entry[:2]):
-        attrs = entry[2] if len(entry) == 3 else {}
-        if isinstance(attrs, dict):
-            return entry[0], entry[1], dict(attrs)
-    raise ValueError(
-        f"edge #{index} {entry!r} must be [sender, receiver] or [sender, receiver, {{attributes}}]"
-    )
 
 
 def full_circuit(

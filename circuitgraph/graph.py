@@ -16,17 +16,7 @@ from typing import Any
 
 import networkx as nx
 
-from circuitgraph.nodes import (
-    CircuitConfig,
-    Node,
-    NodeKind,
-    check_edges,
-    edge_sort_key,
-    full_structure,
-    internal_edges,
-    node_sort_key,
-    resolve_names,
-)
+from circuitgraph.nodes import CircuitConfig, Node, NodeKind, edge_sort_key, node_sort_key
 from circuitgraph.render import atomic_output
 from circuitgraph.render import render as render_circuit
 from circuitgraph.render import to_dot as circuit_to_dot
@@ -48,6 +38,7 @@ from circuitgraph.setops import (
     top_k,
     union,
 )
+from circuitgraph.structure import check_edges, full_structure, internal_edges, resolve_names
 from circuitgraph.subgraph import FullGraphSubgraph
 
 __all__ = ["SCHEMA_VERSION", "Circuit", "CircuitConfig", "Edge", "full_circuit"]

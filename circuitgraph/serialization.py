@@ -12,14 +12,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from circuitgraph.nodes import (
-    NODE_ATTRIBUTES,
-    CircuitConfig,
-    check_structure,
-    edge_sort_key,
-    full_structure,
-    node_sort_key,
-)
+from circuitgraph.nodes import NODE_ATTRIBUTES, CircuitConfig, edge_sort_key, node_sort_key
+from circuitgraph.structure import check_structure, full_structure
 
 SCHEMA_VERSION = 1
 LEVELS = ("node", "edge")

@@ -30,13 +30,8 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from circuitgraph.nodes import (
-    CircuitConfig,
-    NodeKind,
-    edge_sort_key,
-    full_structure,
-    node_sort_key,
-)
+from circuitgraph.nodes import CircuitConfig, NodeKind, edge_sort_key, node_sort_key
+from circuitgraph.structure import full_structure
 
 if TYPE_CHECKING:
     from circuitgraph.graph import Circuit

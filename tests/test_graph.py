@@ -14,15 +14,10 @@ from hypothesis import strategies as st
 import circuitgraph as cg
 import circuitgraph.graph
 import circuitgraph.nodes
+import circuitgraph.structure
 from circuitgraph.graph import Circuit, full_circuit
-from circuitgraph.nodes import (
-    CircuitConfig,
-    Node,
-    NodeKind,
-    full_structure,
-    node_sort_key,
-    parse_node,
-)
+from circuitgraph.nodes import CircuitConfig, Node, NodeKind, node_sort_key, parse_node
+from circuitgraph.structure import full_structure
 
 
 def model_cfg(n_layers: int, n_heads: int, n_kv: int | None = None, name: str = "toy"):
@@ -424,7 +419,7 @@ def test_prune_dangling_is_idempotent_and_leaves_only_paths(circuit):
 
 
 def test_docstring_examples_run():
-    for module in (circuitgraph.nodes, circuitgraph.graph):
+    for module in (circuitgraph.nodes, circuitgraph.structure, circuitgraph.graph):
         result = doctest.testmod(module)
         assert result.failed == 0 and result.attempted > 0
 

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from circuitgraph.graph import Circuit, full_circuit
-from circuitgraph.nodes import CircuitConfig, full_structure
+from circuitgraph.nodes import CircuitConfig
 from circuitgraph.setops import (
     complement,
     components,
@@ -20,6 +20,7 @@ from circuitgraph.setops import (
     shared,
     upset_table,
 )
+from circuitgraph.structure import full_structure
 
 CONFIGS = [
     CircuitConfig("tiny", 2, 2, qkv=False),

@@ -16,6 +16,7 @@ class Metric(str, Enum):
     LOGIT_DIFF = "logit_diff"
     KL = "kl"
     ACCURACY = "accuracy"
+    PROB_DIFF = "prob_diff"  # probability on the task's "good" tokens minus its "bad" ones
 
 
 class Normalise(str, Enum):
@@ -65,6 +66,15 @@ def kl_divergence(reference_logprobs: Tensor, logits: Tensor) -> Tensor:
     else:
         gap = logprobs.neg_().add_(reference_logprobs.expand_as(logprobs))
     return torch.einsum("nk,vnk->vn", probs, gap).mean(dim=-1)
+
+
+def prob_diff(logits: Tensor, ids: Tensor, signs: Tensor) -> Tensor:
+    """Mean over prompts of sum_k sign_k p(id_k): logits [V, n, vocab], ids and signs [n, K]
+    (+1 good, -1 bad, 0 padding) -> [V]. Greater-than's probability mass on later years
+    minus the mass on the others."""
+    probs = accumulating(logits).softmax(dim=-1)  # [V, n, vocab]
+    picked = probs.gather(-1, ids[None].expand(probs.shape[0], -1, -1))  # [V, n, K]
+    return (picked * signs[None].to(picked.dtype)).sum(dim=-1).mean(dim=-1)
 
 
 def accuracy(logits: Tensor, answer_ids: Tensor) -> Tensor:

@@ -27,6 +27,7 @@ from circuitgraph.metrics import (
     logit_diff,
     normalised,
     parse_enum,
+    prob_diff,
 )
 from circuitgraph.patching import run_edge_masks, run_node_masks, sender_outputs
 
@@ -52,8 +53,10 @@ class Scorer:
     Parameters
     ----------
     metric: ``"logit_diff"`` (score = normalised logit difference, 1.0 = full model),
-        ``"kl"`` (score = KL divergence from the full model, 0.0 = full model) or
-        ``"accuracy"`` (top-1 accuracy of the answer).
+        ``"kl"`` (score = KL divergence from the full model, 0.0 = full model),
+        ``"accuracy"`` (top-1 accuracy of the answer) or ``"prob_diff"`` (probability on the
+        task's good answers minus its bad ones, normalised like the logit difference; tasks
+        with ``prob_ids`` such as greater_than_years).
     ablation: ``"mean"``, ``"resample"`` or ``"zero"`` values for what is not in the circuit.
     normalise: ``"full"`` (ablated / clean) or ``"clean_corrupt"``.
     direction: ``"noising"`` or ``"denoising"`` (denoising needs ``ablation="resample"``:
@@ -143,6 +146,11 @@ class Scorer:
         self.clean_logit_diff = float(self._raw_logit_diff(clean_final[None])[0])
         self.corrupt_logit_diff = float(self._raw_logit_diff(corrupt_final[None])[0])
         self.clean_logprobs = accumulating(self.components.unembed(clean_final)).log_softmax(-1)
+        self._check_metric(self.metric)
+        if task.prob_ids is not None:
+            self.prob_ids, self.prob_signs = task.prob_ids.to(device), task.prob_signs.to(device)
+            self.clean_prob_diff = float(self._raw_prob_diff(clean_final[None])[0])
+            self.corrupt_prob_diff = float(self._raw_prob_diff(corrupt_final[None])[0])
 
     def __repr__(self) -> str:
         return (
@@ -157,6 +165,12 @@ class Scorer:
         ids = self.answer_pairs[None].expand(V, n, 2).reshape(V * n, 2)
         pair = self.components.unembed(final.reshape(V * n, d), ids).reshape(V, n, 2)
         return logit_diff(pair)
+
+    def _raw_prob_diff(self, final: Tensor) -> Tensor:
+        """final [V, n, d] -> mean probability difference [V]."""
+        V, n, d = final.shape
+        logits = self.components.unembed(final.reshape(V * n, d)).reshape(V, n, -1)
+        return prob_diff(logits, self.prob_ids, self.prob_signs)
 
     def final_residuals(self, masks: NodeMasks | EdgeMasks) -> Tensor:
         """Run the masked forward pass; final residual at the last position [V, n, d]."""
@@ -176,6 +190,9 @@ class Scorer:
         if self.metric is Metric.LOGIT_DIFF:
             value = self._raw_logit_diff(final)
             return normalised(value, self.clean_logit_diff, self.corrupt_logit_diff, self.normalise)
+        if self.metric is Metric.PROB_DIFF:
+            value = self._raw_prob_diff(final)
+            return normalised(value, self.clean_prob_diff, self.corrupt_prob_diff, self.normalise)
         V, n, d = final.shape
         logits = self.components.unembed(final.reshape(V * n, d)).reshape(V, n, -1)
         if self.metric is Metric.KL:
@@ -217,6 +234,14 @@ class Scorer:
             "accuracy": float(accuracy(logits, self.answer_ids)[0]),
         }
 
+    def _check_metric(self, metric: Metric) -> Metric:
+        if metric is Metric.PROB_DIFF and self.task.prob_ids is None:
+            raise ValueError(
+                f"metric 'prob_diff' needs a task with good and bad answer tokens (e.g. "
+                f"greater_than_years); task {self.task.name!r} has none: use logit_diff"
+            )
+        return metric
+
     def check_aligned(self) -> None:
         """ValueError unless every prompt has the same length (position-wise circuits need
         token positions that mean the same thing in every prompt)."""
@@ -230,7 +255,7 @@ class Scorer:
     def with_metric(self, metric: str) -> Scorer:
         """The same scorer (sharing its caches) reporting another metric."""
         other = copy.copy(self)
-        other.metric = parse_enum(Metric, metric, "metric")
+        other.metric = self._check_metric(parse_enum(Metric, metric, "metric"))
         return other
 
     def higher_is_better(self) -> bool:

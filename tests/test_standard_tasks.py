@@ -59,3 +59,41 @@ def test_smollm2_solves_ioi_and_induction(smollm2):
     assert ioi.corrupt_logit_diff < 0.5 * ioi.clean_logit_diff  # abc removes the information
     induction = cg.Scorer(smollm2, cg.make_task("induction", smollm2, n=32, seed=0))
     assert induction.clean_logit_diff > 2 > induction.corrupt_logit_diff
+
+
+@pytest.mark.parametrize("name", ["toy-seq", "random:llama-tiny"])
+def test_greater_than_years_signs_mark_the_later_years(name):
+    model = cg.load_model(name)
+    task = cg.make_task("greater_than_years", model, n=6, seed=3)
+    decode = model.tokenizer.decode
+    for i, prompt in enumerate(task.clean_prompts):
+        start = int(prompt.split("year ")[1].split(" to")[0].replace(" ", "")[-2:])
+        values = [int(decode([int(t)])) for t in task.prob_ids[i]]
+        two_digit = len(values) == 100
+        later = [v > (start if two_digit else start // 10) for v in values]
+        assert task.prob_signs[i].tolist() == [1 if x else -1 for x in later]
+        assert two_digit or start % 10 == 9  # digit tokenizers: years ending in 9
+        assert int(task.answer_ids[i]) in task.prob_ids[i][task.prob_signs[i] > 0]
+    assert all("01 to the year" in p for p in task.corrupted_prompts)  # start year 1701
+
+
+def test_prob_diff_needs_a_task_with_answer_sets(toy):
+    digits = cg.make_task("digits", toy, n=4)
+    with pytest.raises(ValueError, match="metric 'prob_diff' needs a task with good and bad"):
+        cg.Scorer(toy, digits, metric="prob_diff")
+    with pytest.raises(ValueError, match="prob_diff"):
+        cg.Scorer(toy, digits).with_metric("prob_diff")
+    task = cg.make_task("greater_than_years", toy, n=8)
+    scorer = cg.Scorer(toy, task, metric="prob_diff")
+    assert scorer.score(cg.full_circuit(toy.cfg)) == pytest.approx(1.0, abs=1e-5)
+    assert scorer.clean_prob_diff > 0.5 > scorer.corrupt_prob_diff  # the toy model knows
+    circuit = cg.prune_nodes(scorer, 0.8, progress=False)
+    assert circuit.metadata["score"] >= 0.8 - 1e-4
+
+
+@pytest.mark.smollm2
+def test_smollm2_does_greater_than_on_digits(smollm2):
+    task = cg.make_task("greater_than_years", smollm2, n=32, seed=0)
+    scorer = cg.Scorer(smollm2, task, metric="prob_diff")
+    assert task.prob_ids.shape == (32, 10)  # SmolLM2 splits numbers into digits
+    assert scorer.clean_prob_diff > 0.5 and scorer.corrupt_prob_diff < 0

@@ -123,7 +123,7 @@ def add_parsers(sub: Any) -> None:
         action="store_true",
         help="edges: one edge per sender into a head instead of into its q, k, v",
     )
-    add_scorer_options(p, ("logit_diff", "accuracy", "kl"))
+    add_scorer_options(p, ("logit_diff", "accuracy", "kl", "prob_diff"))
     add_node_options(p)
     add_output(p)
     add_drawing_options(p)

@@ -59,7 +59,7 @@ def add_parsers(sub: Any) -> None:
         "here) or a scheduler address tcp://host:8786",
     )
     p.add_argument("--workers", type=positive_int, default=2, help="processes of --cluster local")
-    add_scorer_options(p, ("logit_diff", "accuracy"))
+    add_scorer_options(p, ("logit_diff", "accuracy", "prob_diff"))
     add_node_options(p)
     add_output(p)
     add_drawing_options(p)

@@ -13,13 +13,21 @@ lengths per row, right padding where rows differ).
 - ``induction``: a random token sequence, then its first tokens again; the answer is the token
   that followed the last one in the first copy. Wrong answer: another token of the sequence.
   Corruption ``rand_second``: the second copy replaced by other random tokens.
+- ``greater_than_years`` (Hanna et al. 2023): "The war lasted from the year 1732 to the year
+  17" -> any year after 1732. Metric ``prob_diff``: the probability of the years after YY
+  minus that of the others (``task.prob_ids``/``prob_signs``). Where the tokenizer has one
+  token per two-digit year (GPT-2, the toy model), the candidates are 00-99 and YY runs over
+  02-98. Where it splits numbers into digits (SmolLM2, Llama), the next token is the tens
+  digit alone, so YY ends in 9 (09, 19, ..., 89): every year after 17Y9 has a tens digit above
+  Y and every other year one at most Y, and the candidates are the ten digits. Corruption
+  ``01``: the start year 1701 (Hanna et al.'s), which no longer tells the answer apart.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -163,15 +171,63 @@ def build_induction(
     return task
 
 
-def _named(task: Task, template: str, corruption: str, seed: int) -> Task:
-    from dataclasses import replace
+NOUNS = ("war", "strike", "trip", "project", "reign", "drought")
 
+
+def _year_candidates(tokenizer: Any, prefix: str, space: str) -> tuple[list[int], bool]:
+    """Candidate tokens after ``prefix`` and whether they are two-digit years (else digits)."""
+    base = tokenizer.encode(prefix, add_special_tokens=False)
+    extra = [tokenizer.encode(f"{prefix}{space}{e:02d}", add_special_tokens=False)[len(base) :]
+             for e in range(100)]  # fmt: skip
+    if all(len(x) == 1 for x in extra) and len({x[0] for x in extra}) == 100:
+        return [x[0] for x in extra], True
+    digits = [
+        tokenizer.encode(f"{prefix}{d}", add_special_tokens=False)[len(base) :] for d in range(10)
+    ]
+    if all(len(x) == 1 for x in digits) and len({x[0] for x in digits}) == 10:
+        return [x[0] for x in digits], False
+    raise ValueError(
+        "greater_than_years needs years that are one token each (00-99) or digits that are one "
+        "token each after the century; this tokenizer has neither"
+    )
+
+
+def build_greater_than_years(
+    model: Any, n: int, seed: int, template: str = "war", corruption: str = "01"
+) -> Task:
+    """``n`` greater-than prompts with the prob_diff metric (see the module docstring)."""
+    toy = getattr(model, "circuitgraph_family", "") == "toy"
+    space, nouns = (" ", NOUNS[:1]) if toy else ("", NOUNS)
+    tokenizer, rng = model.tokenizer, random.Random(seed)
+    candidates, two_digit = _year_candidates(tokenizer, "The war lasted from the year 17", space)
+    starts = list(range(2, 99)) if two_digit else list(range(9, 90, 10))
+    clean, corrupted, answers, wrong, signs = [], [], [], [], []
+    for _ in range(n):
+        noun, century, start = rng.choice(nouns), rng.randrange(11, 18), rng.choice(starts)
+        text = "The {noun} lasted from the year {c}{s}{yy} to the year {c}"
+        clean.append(text.format(noun=noun, c=century, s=space, yy=f"{start:02d}"))
+        corrupted.append(text.format(noun=noun, c=century, s=space, yy="01"))
+        bound = start if two_digit else start // 10  # candidates above it mean a later year
+        answers.append(tokenizer.decode([candidates[bound + 1]]))
+        wrong.append(tokenizer.decode([candidates[bound]]))
+        signs.append([1 if value > bound else -1 for value in range(len(candidates))])
+    task = task_from_prompts(
+        model, clean, corrupted, answers, wrong=wrong, name="greater_than_years",
+        prepend_bos=False,
+    )  # fmt: skip
+    ids = torch.tensor(candidates, dtype=torch.long).expand(n, -1).clone()
+    task = replace(task, prob_ids=ids, prob_signs=torch.tensor(signs, dtype=torch.long))
+    return _named(task, template, corruption, seed)
+
+
+def _named(task: Task, template: str, corruption: str, seed: int) -> Task:
     return replace(task, template=template, corruption=corruption, seed=seed)
 
 
 STANDARD_TASKS: dict[str, StandardTask] = {
     "ioi": StandardTask(("mixed", "abba", "baba"), ("abc",), build_ioi),
     "induction": StandardTask(("repeat",), ("rand_second",), build_induction),
+    "greater_than_years": StandardTask(("war",), ("01",), build_greater_than_years),
 }
 
 

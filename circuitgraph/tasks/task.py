@@ -39,6 +39,10 @@ class Task:
     # lengths are right-padded to seq_len; None when every prompt fills seq_len.
     lengths: torch.Tensor | None = None
     bos: bool = False  # whether every prompt starts with the tokenizer's BOS token
+    # For the prob_diff metric (greater-than): candidate answer tokens [n, K] long and their
+    # signs [n, K] (+1 counts for the answer, -1 against, 0 padding); None for other tasks.
+    prob_ids: torch.Tensor | None = None
+    prob_signs: torch.Tensor | None = None
 
     @classmethod
     def from_prompts(

@@ -97,3 +97,16 @@ def test_smollm2_does_greater_than_on_digits(smollm2):
     scorer = cg.Scorer(smollm2, task, metric="prob_diff")
     assert task.prob_ids.shape == (32, 10)  # SmolLM2 splits numbers into digits
     assert scorer.clean_prob_diff > 0.5 and scorer.corrupt_prob_diff < 0
+
+
+def test_analyses_accept_standard_and_mixed_length_tasks(toy):
+    scores = cg.analysis.attention_scores(toy, cg.make_task("induction", toy, n=6))
+    assert scores["last_to_members"].isna().all()  # no sequence members to attend to
+    assert scores["induction"].notna().all() and scores["prev_token"].between(0, 1).all()
+    mixed = cg.Task.from_prompts(
+        toy, ["Here is a list : 1 , 2 ,", "Here is a list : 4 , 5 , 6 ,"],
+        ["Here is a list : 8 , 3 ,", "Here is a list : 9 , 1 , 2 ,"], ["3", "7"], wrong=["2", "6"],
+    )  # fmt: skip
+    assert len(cg.analysis.attention_scores(toy, mixed)) == toy.cfg.n_layers * toy.cfg.n_heads
+    with pytest.raises(ValueError, match="mixes prompt lengths: use prompts of one length"):
+        cg.analysis.logit_lens(toy, mixed)

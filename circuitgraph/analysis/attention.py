@@ -61,6 +61,7 @@ class AttentionPatterns:
     member_positions: Tensor  # [n, n_members]
     labels: list[str]
     tokenizer: Any
+    last_positions: Tensor | None = None  # [n] each prompt's last real token (None: seq - 1)
 
     @property
     def seq_len(self) -> int:
@@ -164,9 +165,14 @@ class AttentionPatterns:
             out["prev_member"] = to_prev.mean(dim=(1, 2)).numpy()
         else:
             out["prev_member"] = float("nan")
-        last = seq - 1
-        out["last_to_last_member"] = P[:, rows[:, 0], last, members[:, -1]].mean(dim=1).numpy()
-        out["last_to_members"] = P[:, rows, last, members].sum(dim=2).mean(dim=1).numpy()
+        last = self.last_positions if self.last_positions is not None else seq - 1
+        last = torch.as_tensor(last).expand(n)[:, None]  # [n, 1]: each prompt's own last row
+        if members.shape[1]:
+            to_last = P[:, rows[:, 0], last[:, 0], members[:, -1]]  # [S, n]
+            out["last_to_last_member"] = to_last.mean(dim=1).numpy()
+            out["last_to_members"] = P[:, rows, last, members].sum(dim=2).mean(dim=1).numpy()
+        else:  # a task without sequence members (ioi, induction, your own)
+            out["last_to_last_member"] = out["last_to_members"] = float("nan")
         out["prev_token"] = _offset_mass(P, 1).numpy()
         spacing = _member_spacing(members)
         out["member_offset"] = _offset_mass(P, spacing).numpy() if spacing else float("nan")
@@ -240,7 +246,10 @@ def attention_patterns(
         [acts[f"blocks.{ref.layer}.attn.hook_pattern"][:, ref.head] for ref in refs]
     )
     labels = position_labels(model.tokenizer, tokens, task.member_positions)
-    return AttentionPatterns(refs, pattern, tokens, task.member_positions, labels, model.tokenizer)
+    last = task.last_positions if task.ragged else None
+    return AttentionPatterns(
+        refs, pattern, tokens, task.member_positions, labels, model.tokenizer, last
+    )
 
 
 def mean_attention(

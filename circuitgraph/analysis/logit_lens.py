@@ -76,6 +76,11 @@ def logit_lens(
     member shown; NaN elsewhere). ``positions=None`` means every position.
     """
     check_task_model(model, task)
+    if task.ragged:
+        raise ValueError(
+            f"logit_lens reads every prompt at the same positions; task {task.name!r} mixes "
+            "prompt lengths: use prompts of one length (e.g. one template)"
+        )
     comp = ComponentModel(model)
     tokens = task.corrupted_tokens if corrupted else task.clean_tokens
     answers = task.corrupted_answer_ids if corrupted else task.answer_ids

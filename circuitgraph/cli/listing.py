@@ -27,10 +27,30 @@ def template_text(name: str) -> str:
 
 
 def run_tasks(args: argparse.Namespace) -> int:
-    from circuitgraph.tasks import TASKS, list_corruptions
-    from circuitgraph.tasks.sequences import Family, get_spec
+    from circuitgraph.tasks import TASKS
+    from circuitgraph.tasks.sequences import get_spec
+    from circuitgraph.tasks.standard import STANDARD_TASKS
 
-    specs = [get_spec(name) for name in args.names] if args.names else list(TASKS.values())
+    standard = (
+        [n for n in args.names if n in STANDARD_TASKS] if args.names else list(STANDARD_TASKS)
+    )
+    names = [n for n in args.names if n not in STANDARD_TASKS]
+    specs = [get_spec(name) for name in names] if args.names else list(TASKS.values())
+    if specs:
+        _sequence_tasks(args, specs)
+    if standard:
+        print("\nstandard tasks (their own templates and corruptions):")
+        for name in standard:
+            task = STANDARD_TASKS[name]
+            print(f"  {name:<19}templates: {', '.join(task.templates)}; "
+                  f"corruptions: {', '.join(task.corruptions)}")  # fmt: skip
+    return 0
+
+
+def _sequence_tasks(args: argparse.Namespace, specs: list[Any]) -> None:
+    from circuitgraph.tasks import list_corruptions
+    from circuitgraph.tasks.sequences import Family
+
     width = max(len(s.name) for s in specs) + 2
     print(f"{'task':<{width}}members  templates (default for llama/toy first)")
     used: list[str] = []
@@ -44,16 +64,8 @@ def run_tasks(args: argparse.Namespace) -> int:
     for name in used:
         print(f"  {name:<10}{template_text(name)}")
     print(f"\ncorruptions: {', '.join(list_corruptions())}")
-    if not args.names:
-        from circuitgraph.tasks.standard import STANDARD_TASKS
-
-        print("\nstandard tasks (their own templates and corruptions):")
-        for name, task in STANDARD_TASKS.items():
-            print(f"  {name:<11}templates: {', '.join(task.templates)}; "
-                  f"corruptions: {', '.join(task.corruptions)}")  # fmt: skip
     if args.model:
         _examples(args, specs)
-    return 0
 
 
 def _examples(args: argparse.Namespace, specs: list[Any]) -> None:

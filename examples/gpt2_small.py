@@ -1,7 +1,8 @@
 """The paper's workflow on GPT-2 small, the model of the paper, for users with its weights.
 
-Runs paper_workflow.py (nested circuits of digits, number words and months at 97/90/80 %,
-their overlaps, Venn diagrams and the cross-task matrix) and successor_heads.py (OV successor
+Runs paper_workflow.py (nested circuits of digits, number words and months at 97/90/80 % over
+prompt seeds, the heads they share, held-out scores and the cross-task matrix) and
+successor_heads.py (OV successor
 search and the attention of the heads the 80 % circuits share) on ``gpt2-small``. Outputs go
 to ``--out`` (default ``results/gpt2/``) in the layout those scripts describe; compare them with
 PAPER.md (e.g. heads 0.1 4.4 6.1 6.6 6.10 7.11 8.8 9.1 shared by all three tasks, 9.1 the

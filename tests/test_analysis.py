@@ -10,6 +10,7 @@ the successor head on a query head whose key/value head index differs from ``hea
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import pandas as pd
 import pytest
@@ -392,3 +393,13 @@ def test_plots_are_written_atomically(tmp_path, hand_gpt2):
     with pytest.raises(ValueError, match="not among the computed heads"):
         patterns.plot(tmp_path / "missing.png", heads=["a1.0"])
     assert not (tmp_path / "missing.png").exists()
+
+
+def test_subcircuit_controls_report_a_pool_too_small_to_draw_from():
+    model = cg.load_model("random:gpt2-tiny")
+    scorer = cg.Scorer(model, cg.make_task("digits", model, n=4))
+    circuit = cg.Circuit.from_nodes(model.cfg, ["a0.0", "a0.1", "m0"])
+    table = an.subcircuit_controls(scorer, ["a0.0", "a0.1"], circuit, n_random=5)
+    assert table.loc["outside", "note"] == "" and table.loc["outside", "percentile"] >= 0
+    assert math.isnan(table.loc["circuit", "percentile"])
+    assert "pool 'circuit' has 0 heads" in table.loc["circuit", "note"]

@@ -249,10 +249,22 @@ def subcircuit_controls(
     seed: int = 0,
 ) -> pd.DataFrame:
     """:func:`ablate_subcircuit` against both pools, one row each: the pool's size, the
-    target's drop, the median and 95th-percentile random drop, and the target's percentile."""
+    target's drop, the median and 95th-percentile random drop, and the target's percentile.
+    A pool too small to draw from (e.g. a circuit with fewer other components than the
+    tested set) gives a row of NaN with the reason in ``note``, so the other pool still
+    reports."""
     rows = []
     for pool in POOLS:
-        result = ablate_subcircuit(scorer, nodes, n_random, seed, pool=pool, circuit=circuit)
+        try:
+            result = ablate_subcircuit(scorer, nodes, n_random, seed, pool=pool, circuit=circuit)
+        except ValueError as error:
+            if "pool" not in str(error):
+                raise
+            nan = float("nan")
+            rows.append({"pool": pool, "pool_size": nan, "distinct_sets": 0, "drop": nan,
+                         "random_median": nan, "random_p95": nan, "percentile": nan,
+                         "note": str(error)})  # fmt: skip
+            continue
         distinct = len({tuple(s) for s in result.random_sets})
         rows.append(
             {
@@ -263,6 +275,7 @@ def subcircuit_controls(
                 "random_median": float(np.median(result.random_drops)),
                 "random_p95": float(np.percentile(result.random_drops, 95)),
                 "percentile": result.percentile,
+                "note": "",
             }
         )
     return pd.DataFrame(rows).set_index("pool")

@@ -31,7 +31,7 @@ _API = {
     "compare_with_pruned": "circuitgraph.prune.attribution",
     "prune_edges": "circuitgraph.prune.edges",
     "prune_nodes": "circuitgraph.prune.nodes",
-    "threshold_sweep": "circuitgraph.prune.nodes",
+    "threshold_sweep": "circuitgraph.prune.sweep",
     "order_frequency": "circuitgraph.prune.tables",
     "plot_score_vs_size": "circuitgraph.prune.tables",
     "threshold_changes": "circuitgraph.prune.tables",
@@ -133,7 +133,8 @@ if TYPE_CHECKING:  # the same names for type checkers and IDEs
     from circuitgraph.nodes import CircuitConfig
     from circuitgraph.prune.attribution import attribute_edges, compare_with_pruned
     from circuitgraph.prune.edges import prune_edges
-    from circuitgraph.prune.nodes import prune_nodes, threshold_sweep
+    from circuitgraph.prune.nodes import prune_nodes
+    from circuitgraph.prune.sweep import threshold_sweep
     from circuitgraph.prune.tables import (
         order_frequency,
         plot_score_vs_size,

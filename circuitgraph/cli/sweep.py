@@ -77,7 +77,8 @@ and run.json.
 
 def run_sweep(args: argparse.Namespace) -> int:
     from circuitgraph.parallel import check_cluster, connect
-    from circuitgraph.prune.nodes import prune_nodes, threshold_sweep
+    from circuitgraph.prune.nodes import prune_nodes
+    from circuitgraph.prune.sweep import threshold_sweep
     from circuitgraph.prune.tables import plot_score_vs_size, threshold_changes, threshold_table
     from circuitgraph.results import (
         atomic_folder,

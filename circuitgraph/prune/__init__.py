@@ -1,7 +1,8 @@
 """Circuit discovery by pruning. Node pruning and its tables are exported here; edge pruning
 and attribution live in ``prune.edges`` and ``prune.attribution``."""
 
-from circuitgraph.prune.nodes import ORDERS, prune_nodes, threshold_sweep
+from circuitgraph.prune.nodes import ORDERS, prune_nodes
+from circuitgraph.prune.sweep import threshold_sweep
 from circuitgraph.prune.tables import (
     order_frequency,
     plot_score_vs_size,

@@ -115,7 +115,15 @@ def test_node_pruning_is_exact_on_mixed_lengths(toy, mixed):
     assert batched.metadata["score"] == pytest.approx(scorer.score(batched), abs=1e-6)
 
 
-def test_position_wise_pruning_refuses_mixed_lengths(toy, mixed):
+def test_position_wise_pruning_refuses_mixed_lengths(toy, mixed, monkeypatch):
+    import circuitgraph.prune.edges as edges
+    import circuitgraph.prune.nodes as nodes
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("pruning started before the lengths were checked")
+
+    monkeypatch.setattr(edges, "_prune_fast", no_work)
+    monkeypatch.setattr(nodes, "Search", no_work)
     scorer = cg.Scorer(toy, mixed)
     with pytest.raises(ValueError, match="mixes prompt lengths \\[11, 13, 15\\]"):
         cg.prune_nodes(scorer, 0.8, positions=True, progress=False)

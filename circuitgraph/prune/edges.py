@@ -115,6 +115,8 @@ def prune_edges(
         )
     check_memory(scorer.memory, scorer.max_memory, "edges")
     circuit = _start_circuit(scorer, start, qkv, positions)
+    if circuit.config.positions is not None:
+        scorer.check_aligned()  # before any work: positions must mean the same in every prompt
     steps = (acdc_schedule if order == "acdc" else edge_schedule)(circuit, scorer.layout)
     started = time.perf_counter()
     record = _Record(circuit)

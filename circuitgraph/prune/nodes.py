@@ -322,6 +322,8 @@ def prune_nodes(
     began = time.perf_counter()
     _check_arguments(scorer, threshold, relative, batch_size)
     check_memory(scorer.memory, scorer.max_memory, "nodes")
+    if positions:
+        scorer.check_aligned()  # before any work: positions must mean the same in every prompt
     parsed = parse_enum(Order, order, "order")
     seed = 0 if seed is None and parsed is Order.RANDOM else seed
     present, qkv = _start_present(scorer, start, positions)

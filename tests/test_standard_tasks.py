@@ -110,3 +110,12 @@ def test_analyses_accept_standard_and_mixed_length_tasks(toy):
     assert len(cg.analysis.attention_scores(toy, mixed)) == toy.cfg.n_layers * toy.cfg.n_heads
     with pytest.raises(ValueError, match="mixes prompt lengths: use prompts of one length"):
         cg.analysis.logit_lens(toy, mixed)
+
+
+def test_unknown_task_names_list_the_standard_tasks_too(toy):
+    with pytest.raises(
+        ValueError, match="unknown task 'nope'; known tasks: digits.*ioi, induction"
+    ):
+        cg.make_task("nope", toy, n=2)
+    with pytest.raises(ValueError, match="greater_than_years"):
+        cg.list_templates("nope")

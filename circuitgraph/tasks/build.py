@@ -44,10 +44,17 @@ def list_tasks() -> list[str]:
     return [*TASKS, *STANDARD_TASKS]
 
 
+def _check_name(name: Any) -> None:
+    """ValueError for an unknown task name, listing every known one."""
+    if name not in TASKS and name not in STANDARD_TASKS:
+        raise ValueError(f"unknown task {name!r}; known tasks: {', '.join(list_tasks())}")
+
+
 def list_corruptions(task: str | None = None) -> list[str]:
     """Names of all corruptions, or of those that apply to ``task``."""
     if task is None:
         return [c.value for c in Corruption]
+    _check_name(task)
     if task in STANDARD_TASKS:
         return list(STANDARD_TASKS[task].corruptions)
     k = get_spec(task).n_members
@@ -56,6 +63,7 @@ def list_corruptions(task: str | None = None) -> list[str]:
 
 def list_templates(task: str) -> list[str]:
     """Template names that ``task`` accepts; the first is not necessarily the default."""
+    _check_name(task)
     if task in STANDARD_TASKS:
         return list(STANDARD_TASKS[task].templates)
     return list(get_spec(task).templates)
@@ -272,6 +280,7 @@ def make_task(
     >>> task.clean_prompts[0], task.answers[0]
     ('Here is a list : January , February , March , April ,', 'May')
     """
+    _check_name(name)
     if name in STANDARD_TASKS:
         _check_count(n)
         task = make_standard_task(

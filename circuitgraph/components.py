@@ -128,6 +128,12 @@ class ComponentModel:
         self.mlp_post_norm = [
             _original(block.ln2_post) if hasattr(block, "ln2_post") else None for block in blocks
         ]
+        # each post-attention norm's gain [d_model], read once (head_outputs is a hot path)
+        self.post_norm_gain = {
+            layer: self._gain(layer)
+            for layer, norm in enumerate(self.attn_post_norm)
+            if norm is not None
+        }
         self.frozen_scales: dict[int, Tensor] | None = None  # layer -> [n, pos, 1]
         self.recorded_scales: dict[int, Tensor] = {}  # of the last full forward pass
         # Per-head RMS norms of queries and keys (Qwen3, OLMo-2 style), applied before rotary.
@@ -253,7 +259,7 @@ class ComponentModel:
         else:  # a circuit: the scale of the run's full pass; z is [V * n, q, ...]
             frozen = self.frozen_scales[layer]  # [n, pos, 1]
             scale = frozen[:, -out.shape[1] :].repeat(out.shape[0] // frozen.shape[0], 1, 1)
-        return (out.float() * scale[:, :, None] * self._gain(layer)).to(out.dtype)
+        return (out.float() * scale[:, :, None] * self.post_norm_gain[layer]).to(out.dtype)
 
     def _gain(self, layer: int) -> Tensor:
         """The post-attention RMSNorm's gain [d_model], read off the module itself:

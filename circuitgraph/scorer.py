@@ -99,6 +99,7 @@ class Scorer:
                 f"{model.cfg.model_name!r}"
             )
         self.model, self.task = model, task
+        self._check_metric(self.metric)  # before the model runs
         # Estimated before anything is allocated; pruning checks its own share against it too.
         self.memory, self.max_memory = estimate_memory(model, task), max_memory
         check_memory(self.memory, max_memory, "score")
@@ -114,7 +115,6 @@ class Scorer:
         clean_tokens, corrupted_tokens = (
             t.to(device) for t in (task.clean_tokens, task.corrupted_tokens)
         )
-        self.clean_tokens, self.corrupted_tokens = clean_tokens, corrupted_tokens  # [n, p]
         self.answer_ids = task.answer_ids.to(device)  # [n]
         # Each prompt's last real position [n] (prompts of different lengths are right-padded).
         self.last = None if not task.ragged else task.last_positions.to(device)
@@ -146,7 +146,6 @@ class Scorer:
         self.clean_logit_diff = float(self._raw_logit_diff(clean_final[None])[0])
         self.corrupt_logit_diff = float(self._raw_logit_diff(corrupt_final[None])[0])
         self.clean_logprobs = accumulating(self.components.unembed(clean_final)).log_softmax(-1)
-        self._check_metric(self.metric)
         if task.prob_ids is not None:
             self.prob_ids, self.prob_signs = task.prob_ids.to(device), task.prob_signs.to(device)
             self.clean_prob_diff = float(self._raw_prob_diff(clean_final[None])[0])

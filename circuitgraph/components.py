@@ -86,6 +86,13 @@ class ComponentModel:
     def __init__(self, model: torch.nn.Module) -> None:
         cfg = model.cfg
         check_supported(model)
+        devices = sorted({str(p.device) for p in model.parameters()})
+        if len(devices) > 1:  # e.g. a device_map split; stacking W_Q etc. needs one device
+            raise ValueError(
+                f"the model's weights are spread over {', '.join(devices)} (a device_map split?): "
+                "circuitgraph needs the whole model on one device; load it with "
+                "cg.load_model(name, device=...) or a device_map onto one device"
+            )
         self.model = model
         self.parallel: bool = bool(getattr(cfg, "parallel_attn_mlp", False))
         self.n_layers: int = cfg.n_layers

@@ -65,29 +65,114 @@ def list_models() -> list[str]:
 
 
 def load_model(
-    name: str, device: str | torch.device = "cpu", dtype: str | torch.dtype = "float32"
+    name: str,
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype = "float32",
+    device_map: str | int | dict | None = None,
 ) -> torch.nn.Module:
-    """Return a TransformerLens ``TransformerBridge`` for ``name`` on ``device`` in ``dtype``
-    (cached per process).
+    """Return a TransformerLens ``TransformerBridge`` for ``name`` on ``device`` (default
+    ``"cpu"``) in ``dtype`` (cached per process).
 
-    The same object is returned for the same ``(name, device, dtype)``: treat it as read-only.
-    Every parameter is on ``device`` in ``dtype`` (float32, float64, bfloat16 or float16) and
-    ``model.cfg.device`` / ``model.cfg.dtype`` name them; metrics are accumulated in at least
-    float32 whatever the dtype. ModelLoadError if the name, the device, the dtype or the weights
-    are not usable; the message says why and what works.
+    The same object is returned for the same ``(name, device, dtype, device_map)``: treat it
+    as read-only. Every parameter is on one device in ``dtype`` (float32, float64, bfloat16 or
+    float16) and ``model.cfg.device`` / ``model.cfg.dtype`` name them; metrics are accumulated
+    in at least float32 whatever the dtype. ModelLoadError if the name, the device, the dtype
+    or the weights are not usable; the message says why and what works.
+
+    ``device_map`` (instead of ``device``) is a Hugging Face device map handed to
+    ``from_pretrained`` (for hub models through ``TransformerBridge.boot_transformers``):
+    ``"auto"``, ``"balanced"``, ``"sequential"``, a device (``"cuda:1"``, an int) or a dict of
+    module names to devices (``{"": "cuda:1"}``). It applies to models loaded from weight
+    files (hub models, toy-seq, smollm2-135m), not to random models (built in memory). The
+    model must end up on one device: circuitgraph stacks every layer's attention weights on
+    one device next to its activation caches, so a map that splits the model over several
+    devices (or offloads it to disk) is refused with a ModelLoadError; use one GPU that holds
+    the weights, and ``Scorer(max_memory=)`` to run the activations in chunks.
     """
     if not isinstance(name, str) or not name:
         raise ModelLoadError(f"model name must be a non-empty string, got {name!r}")
-    return _load_model(name, resolve_device(device), resolve_dtype(dtype))
+    if device_map is None:
+        return _load_model(
+            name, resolve_device("cpu" if device is None else device), resolve_dtype(dtype)
+        )
+    if device is not None:
+        raise ModelLoadError(
+            f"pass device ({device!r}) or device_map ({device_map!r}), not both (--device or "
+            "--device-map)"
+        )
+    placement = device_map_key(device_map)
+    if name.startswith("random:"):
+        raise ModelLoadError(
+            f"device_map does not apply to {name!r}: random models are built in memory, not "
+            "loaded with from_pretrained; use device= (--device) instead"
+        )
+    return _load_model(name, None, resolve_dtype(dtype), placement)
 
 
 load_model.cache_clear = lambda: _load_model.cache_clear()  # type: ignore[attr-defined]
 
+DEVICE_MAP_STRATEGIES = ("auto", "balanced", "balanced_low_0", "sequential")
+
+
+def device_map_key(device_map: str | int | dict) -> str | tuple[tuple[str, str], ...]:
+    """``device_map`` checked and made hashable: a strategy name or a canonical device, or a
+    dict as sorted (module, device) pairs. ModelLoadError for a bad value, a device this
+    machine lacks, disk or meta offload, or a dict naming several devices (see load_model)."""
+
+    def device(value: object) -> str:
+        if isinstance(value, bool) or not isinstance(value, int | str | torch.device):
+            raise ModelLoadError(f"device_map value {value!r} is not a device")
+        if isinstance(value, str) and value in ("disk", "meta"):
+            raise ModelLoadError(
+                f"device_map offloads to {value!r}: circuitgraph reads every weight directly, "
+                "so the whole model must be in memory on one device"
+            )
+        return resolve_device(f"cuda:{value}" if isinstance(value, int) else value)
+
+    if isinstance(device_map, str) and device_map in DEVICE_MAP_STRATEGIES:
+        return device_map
+    if isinstance(device_map, int | str | torch.device) and not isinstance(device_map, bool):
+        try:
+            return device(device_map)
+        except ModelLoadError as error:
+            raise ModelLoadError(
+                f"device_map {device_map!r} is neither {', '.join(DEVICE_MAP_STRATEGIES)} nor a "
+                f"usable device ({error}), nor a dict of modules to devices"
+            ) from None
+    if not isinstance(device_map, dict) or not device_map:
+        raise ModelLoadError(
+            f"device_map must be {', '.join(DEVICE_MAP_STRATEGIES)}, a device or a non-empty "
+            f"dict of module names to devices (e.g. {{'': 'cuda:0'}}), got {device_map!r}"
+        )
+    pairs = tuple(sorted((str(module), device(value)) for module, value in device_map.items()))
+    devices = sorted({value for _, value in pairs})
+    if len(devices) > 1:
+        raise ModelLoadError(split_message(repr(device_map), devices))
+    return pairs
+
+
+def split_message(what: str, devices: list[str]) -> str:
+    """Why a model spread over ``devices`` cannot be used, and what to do instead."""
+    return (
+        f"{what} places the model on {', '.join(devices)}: circuitgraph needs the whole model "
+        "on one device (it stacks every layer's attention weights into one tensor next to the "
+        "activation caches). Use one device that holds the weights (device='cuda:0', or "
+        "device_map={'': 'cuda:0'}) and Scorer(max_memory=...) (--max-memory) to run the "
+        "activations in chunks"
+    )
+
 
 @functools.lru_cache(maxsize=32)  # the toy and tiny test models are small; reuse beats reload
-def _load_model(name: str, device: str, dtype: str = "float32") -> torch.nn.Module:
+def _load_model(
+    name: str, device: str | None, dtype: str = "float32", device_map: object = None
+) -> torch.nn.Module:
     with quiet_transformers():
-        model = _load_any(name, device)
+        model = _load_any(name, device, _hf_device_map(device_map))
+    if device_map is not None:  # wherever the map put it, as long as that is one place
+        devices = sorted({str(p.device) for p in model.parameters()})
+        if len(devices) > 1 or "meta" in devices:
+            raise ModelLoadError(split_message(f"device_map {device_map!r} for {name!r}", devices))
+        device = devices[0]
     if dtype != "float32":  # every loader gives float32 weights; cast them once here
         model.to(dtype=getattr(torch, dtype))
     actual = model_device(model)
@@ -118,19 +203,25 @@ def default_prepend_bos(name: str, model: torch.nn.Module) -> bool:
     return type(getattr(model, "original_model", None)).__name__ in PREPEND_BOS
 
 
-def _load_any(name: str, device: str) -> torch.nn.Module:
+def _hf_device_map(key: object) -> str | dict[str, str] | None:
+    """A :func:`device_map_key` back in the form from_pretrained takes."""
+    return dict(key) if isinstance(key, tuple) else key
+
+
+def _load_any(name: str, device: str | None, device_map: object = None) -> torch.nn.Module:
+    """``name`` on ``device``, or placed by ``device_map`` (then ``device`` is None)."""
     if name == "toy-seq":
-        model = _load_toy(device)
+        model = _load_toy(device, device_map)
         family = "toy"
     elif name == "smollm2-135m":
-        model = _load_smollm2(device)
+        model = _load_smollm2(device, device_map)
         family = "llama"
     elif name.startswith("random:"):
         model, preset = _load_random(name, device)
         toy = preset.vocab_size is None
         family = "toy" if toy else PROMPT_FAMILY.get(preset.architecture, "llama")
     else:
-        model = _load_transformer_lens(name, device)
+        model = _load_transformer_lens(name, device, device_map)
         family = _family_of(model)
     model.cfg.default_prepend_bos = False  # tasks add BOS themselves (see prepend_bos)
     model.circuitgraph_name = name
@@ -139,9 +230,18 @@ def _load_any(name: str, device: str) -> torch.nn.Module:
     return model.eval()
 
 
-def _bridge(label: str, hf_model: torch.nn.Module, tokenizer, device: str) -> torch.nn.Module:
+def _bridge(
+    label: str, hf_model: torch.nn.Module, tokenizer, device: str | None
+) -> torch.nn.Module:
+    """Wrap ``hf_model``; it is moved to ``device`` (None: it stays where from_pretrained's
+    device_map put it, which must be one device)."""
     from transformer_lens.model_bridge import TransformerBridge
 
+    if device is None:
+        devices = sorted({str(p.device) for p in hf_model.parameters()})
+        if len(devices) != 1 or devices == ["meta"]:
+            raise ModelLoadError(split_message(f"the device_map for {label!r}", devices))
+        device = devices[0]
     # With hf_model given, TransformerLens records the device but does not move the weights.
     hf_model = hf_model.to(device)
     bridge = TransformerBridge.boot_transformers(
@@ -160,7 +260,12 @@ def _family_of(model: torch.nn.Module) -> str:
     return "other"
 
 
-def _load_toy(device: str) -> torch.nn.Module:
+def _placement(device_map: object) -> dict[str, object]:
+    """from_pretrained's keyword for a device map (none without one)."""
+    return {} if device_map is None else {"device_map": device_map}
+
+
+def _load_toy(device: str | None, device_map: object = None) -> torch.nn.Module:
     from transformers import GPT2LMHeadModel
 
     if not (TOY_DIR / "model.safetensors").exists():
@@ -168,7 +273,9 @@ def _load_toy(device: str) -> torch.nn.Module:
             f"the toy model weights are missing from {TOY_DIR}; "
             "retrain them with `python -m circuitgraph.toy train`"
         )
-    hf_model = GPT2LMHeadModel.from_pretrained(TOY_DIR, dtype=torch.float32)
+    hf_model = GPT2LMHeadModel.from_pretrained(
+        TOY_DIR, dtype=torch.float32, **_placement(device_map)
+    )
     return _bridge("toy-seq", hf_model, toy_tokenizer(), device)
 
 
@@ -193,7 +300,7 @@ def smollm2_gguf_path() -> Path:
     return path
 
 
-def _load_smollm2(device: str) -> torch.nn.Module:
+def _load_smollm2(device: str | None, device_map: object = None) -> torch.nn.Module:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     converted = cache_dir() / "smollm2-135m"
@@ -203,7 +310,9 @@ def _load_smollm2(device: str) -> torch.nn.Module:
         _convert_smollm2(converted)
     shared_mode(converted)  # caches made by older versions were 0700
     tokenizer = AutoTokenizer.from_pretrained(converted)
-    hf_model = AutoModelForCausalLM.from_pretrained(converted, dtype=torch.float32)
+    hf_model = AutoModelForCausalLM.from_pretrained(
+        converted, dtype=torch.float32, **_placement(device_map)
+    )
     return _bridge(SMOLLM2_HF_NAME, hf_model, tokenizer, device)
 
 
@@ -262,7 +371,9 @@ def _special_ids(tokenizer, vocab: int) -> dict[str, int | None]:
     return ids
 
 
-def _load_transformer_lens(name: str, device: str) -> torch.nn.Module:
+def _load_transformer_lens(
+    name: str, device: str | None, device_map: object = None
+) -> torch.nn.Module:
     from transformer_lens.model_bridge import TransformerBridge
     from transformer_lens.supported_models import get_official_model_name
 
@@ -274,10 +385,15 @@ def _load_transformer_lens(name: str, device: str) -> torch.nn.Module:
             "or any TransformerLens model name (e.g. 'gpt2-small') when its weights are available"
         ) from error
     cached = check_hub_access(name, official)
+    placement = {"device": device} if device_map is None else {"device_map": device_map}
     try:
         with offline_if(cached and not hub_reachable()):
-            return TransformerBridge.boot_transformers(official, device=device, dtype=torch.float32)
+            return TransformerBridge.boot_transformers(official, dtype=torch.float32, **placement)
     except Exception as error:
+        if device_map is not None and isinstance(error, ValueError):
+            raise ModelLoadError(
+                f"could not load {name!r} ({official}) with device_map {device_map!r}: {error}"
+            ) from error
         raise ModelLoadError(
             f"could not load {name!r} ({official}): its weights are neither in the local Hugging "
             f"Face cache nor reachable ({type(error).__name__}). Models that work offline: "

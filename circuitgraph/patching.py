@@ -49,17 +49,20 @@ def at_last(x: Tensor, last: Tensor | None, prompt_dim: int) -> Tensor:
 
 @torch.no_grad()
 def sender_outputs(
-    comp: ComponentModel, tokens: Tensor, last: Tensor | None = None
+    comp: ComponentModel, tokens: Tensor, last: Tensor | None = None, out: Tensor | None = None
 ) -> tuple[Tensor, Tensor]:
     """Run the full model; return every sender's output [n, p, S, d] and final resid [n, d].
 
-    The final residual is read at each prompt's last position (what the metrics use).
+    The final residual is read at each prompt's last position (what the metrics use). The
+    outputs are written into ``out`` [n, p, S, d] when given (e.g. a chunk of a larger cache).
     """
     layout = comp.layout
     n, p = tokens.shape
-    outputs = torch.empty(
-        n, p, layout.n_senders, comp.d_model, device=comp.device, dtype=comp.dtype
-    )
+    outputs = out
+    if outputs is None:
+        outputs = torch.empty(
+            n, p, layout.n_senders, comp.d_model, device=comp.device, dtype=comp.dtype
+        )
     resid = comp.embed(tokens)  # [n, p, d]
     outputs[:, :, 0] = resid
     for layer in range(comp.n_layers):

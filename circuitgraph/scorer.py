@@ -9,6 +9,8 @@ batch with :meth:`Scorer.score_masks`.
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import Enum
 
 import torch
@@ -17,7 +19,7 @@ from torch import Tensor
 from circuitgraph.components import ComponentModel
 from circuitgraph.layout import EdgeMasks, Layout, NodeMasks
 from circuitgraph.masks import check_same_model, circuit_masks
-from circuitgraph.memory import check_memory, estimate_memory
+from circuitgraph.memory import Chunks, check_memory, estimate_memory, slices
 from circuitgraph.metrics import (
     Metric,
     Normalise,
@@ -61,9 +63,12 @@ class Scorer:
     normalise: ``"full"`` (ablated / clean) or ``"clean_corrupt"``.
     direction: ``"noising"`` or ``"denoising"`` (denoising needs ``ablation="resample"``:
         the baseline is the corrupted run itself).
-    max_memory: a budget (GiB, or bytes when >= 1024): ValueError before anything is
-        allocated if the estimate (``scorer.memory``, see :mod:`circuitgraph.memory`)
-        exceeds it; prune_nodes and prune_edges check their own share against it as well.
+    max_memory: a budget (GiB, or bytes when >= 1024). The full runs and the masked passes
+        run over chunks of prompts and variants small enough for the estimate
+        (``scorer.memory``, see :mod:`circuitgraph.memory`) to fit it, which never changes a
+        score; ValueError before anything is allocated if even one prompt at a time does not
+        fit. prune_nodes and prune_edges check their own share against it as well (edge
+        pruning's evaluator is not chunked). None: everything in one chunk.
 
     Examples
     --------
@@ -101,7 +106,8 @@ class Scorer:
         self.model, self.task = model, task
         self._check_metric(self.metric)  # before the model runs
         # Estimated before anything is allocated; pruning checks its own share against it too.
-        self.memory, self.max_memory = estimate_memory(model, task), max_memory
+        self.memory = estimate_memory(model, task, max_memory=max_memory)
+        self.max_memory = max_memory
         check_memory(self.memory, max_memory, "score")
         with torch.no_grad():
             self._cache_runs(model, task)
@@ -118,18 +124,15 @@ class Scorer:
         self.answer_ids = task.answer_ids.to(device)  # [n]
         # Each prompt's last real position [n] (prompts of different lengths are right-padded).
         self.last = None if not task.ragged else task.last_positions.to(device)
-        clean_outputs, clean_final = sender_outputs(self.components, clean_tokens, self.last)
-        clean_scales = dict(self.components.recorded_scales)
-        corrupt_outputs, corrupt_final = sender_outputs(
-            self.components, corrupted_tokens, self.last
-        )
+        clean_outputs, clean_final, clean_scales = self._full_run(clean_tokens)
+        corrupt_outputs, corrupt_final, corrupt_scales = self._full_run(corrupted_tokens)
         # Post-attention norms (Gemma-2): masked runs use the scales of the run's full pass.
+        self.frozen_scales = None  # layer -> [n, p, 1]; components hold a chunk's while it runs
         if clean_scales:
-            self.components.frozen_scales = (
-                clean_scales
-                if self.direction is Direction.NOISING
-                else dict(self.components.recorded_scales)
+            self.frozen_scales = (
+                clean_scales if self.direction is Direction.NOISING else corrupt_scales
             )
+            self.components.frozen_scales = self.frozen_scales
         self.clean_outputs = clean_outputs  # [n, p, S, d]
         self.corrupt_final = corrupt_final  # [n, d]
         self.ablated = {  # [n or 1, p, S, d]
@@ -150,6 +153,41 @@ class Scorer:
             self.prob_ids, self.prob_signs = task.prob_ids.to(device), task.prob_signs.to(device)
             self.clean_prob_diff = float(self._raw_prob_diff(clean_final[None])[0])
             self.corrupt_prob_diff = float(self._raw_prob_diff(corrupt_final[None])[0])
+
+    def _full_run(self, tokens: Tensor) -> tuple[Tensor, Tensor, dict[int, Tensor]]:
+        """Full run over chunks of prompts into one [n, p, S, d] cache; returns it, the final
+        residuals [n, d] and the post-attention norm scales (layer -> [n, p, 1], Gemma-2)."""
+        comp, (n, p) = self.components, tokens.shape
+        outputs = torch.empty(
+            n, p, self.layout.n_senders, comp.d_model, device=self.device, dtype=comp.dtype
+        )
+        finals, scales = [], {}
+        for rows in slices(n, self.chunks(1).prompts):
+            last = None if self.last is None else self.last[rows]
+            finals.append(sender_outputs(comp, tokens[rows], last, out=outputs[rows])[1])
+            for layer, scale in comp.recorded_scales.items():
+                scales.setdefault(layer, []).append(scale)
+        return outputs, torch.cat(finals), {k: torch.cat(v) for k, v in scales.items()}
+
+    def chunks(self, n_variants: int, level: str = "nodes") -> Chunks:
+        """How many of ``n_variants`` circuits and of the prompts a masked pass at ``level``
+        ("nodes" or "edges") runs at once: all of them without ``max_memory``, else the
+        largest chunks whose working tensors fit it (see :mod:`circuitgraph.memory`)."""
+        return self.memory.chunks(n_variants, level)
+
+    @contextmanager
+    def on_prompts(self, rows: slice) -> Iterator[tuple[Tensor, Tensor, Tensor | None]]:
+        """The run's tokens [c, p], fixed values [c or 1, p, S, d] and last positions [c] (or
+        None) of prompts ``rows``; while the block runs, the model's frozen post-attention
+        norm scales (Gemma-2) are those prompts' too."""
+        comp, previous = self.components, self.components.frozen_scales
+        if self.frozen_scales is not None:
+            comp.frozen_scales = {layer: s[rows] for layer, s in self.frozen_scales.items()}
+        try:
+            fixed = self.fixed if self.fixed.shape[0] == 1 else self.fixed[rows]
+            yield self.run_tokens[rows], fixed, None if self.last is None else self.last[rows]
+        finally:
+            comp.frozen_scales = previous
 
     def __repr__(self) -> str:
         return (
@@ -172,12 +210,22 @@ class Scorer:
         return prob_diff(logits, self.prob_ids, self.prob_signs)
 
     def final_residuals(self, masks: NodeMasks | EdgeMasks) -> Tensor:
-        """Run the masked forward pass; final residual at the last position [V, n, d]."""
+        """Run the masked forward pass; final residual at the last position [V, n, d].
+
+        Runs over chunks of variants and prompts (see :meth:`chunks`), concatenated."""
         if self.direction is Direction.DENOISING:
             masks = complement_masks(masks)
-        if isinstance(masks, NodeMasks):
-            return run_node_masks(self.components, self.run_tokens, self.fixed, masks, self.last)
-        return run_edge_masks(self.components, self.run_tokens, self.fixed, masks, self.last)
+        nodes = isinstance(masks, NodeMasks)
+        run = run_node_masks if nodes else run_edge_masks
+        chunks = self.chunks(masks.n_variants, "nodes" if nodes else "edges")
+        parts = []
+        for variants in slices(masks.n_variants, chunks.variants):
+            subset, rows = select_variants(masks, variants), []
+            for prompts in slices(self.run_tokens.shape[0], chunks.prompts):
+                with self.on_prompts(prompts) as (tokens, fixed, last):
+                    rows.append(run(self.components, tokens, fixed, subset, last))
+            parts.append(torch.cat(rows, dim=1))
+        return torch.cat(parts)
 
     @torch.no_grad()
     def metric_from_final(self, final: Tensor) -> Tensor:
@@ -199,8 +247,16 @@ class Scorer:
         return accuracy(logits, self.answer_ids)
 
     def score_masks(self, masks: NodeMasks | EdgeMasks) -> Tensor:
-        """Scores [V] of a batch of circuits given as masks."""
-        return self.metric_from_final(self.final_residuals(masks))
+        """Scores [V] of a batch of circuits given as masks (in chunks of variants, see
+        :meth:`chunks`)."""
+        level = "nodes" if isinstance(masks, NodeMasks) else "edges"
+        size = self.chunks(masks.n_variants, level).variants
+        return torch.cat(
+            [
+                self.metric_from_final(self.final_residuals(select_variants(masks, variants)))
+                for variants in slices(masks.n_variants, size)
+            ]
+        )
 
     def masks(self, circuit) -> NodeMasks | EdgeMasks:
         """Dense masks of ``circuit`` (checks it is valid and belongs to this scorer's model)."""
@@ -269,6 +325,15 @@ def _mean_over_real_tokens(outputs: Tensor, task, device) -> Tensor:
     real = task.real_tokens().to(device=device, dtype=outputs.dtype)  # [n, p]
     total = torch.einsum("npsd,np->psd", outputs, real)
     return (total / real.sum(dim=0).clamp(min=1)[:, None, None])[None]
+
+
+def select_variants(masks: NodeMasks | EdgeMasks, rows: slice) -> NodeMasks | EdgeMasks:
+    """The circuits ``rows`` of a batch of masks."""
+    if isinstance(masks, NodeMasks):
+        return NodeMasks(masks.present[rows])
+    return EdgeMasks(
+        [m[rows] for m in masks.attention], [m[rows] for m in masks.mlp], masks.logits[rows]
+    )
 
 
 def complement_masks(masks: NodeMasks | EdgeMasks) -> NodeMasks | EdgeMasks:

@@ -94,8 +94,13 @@ def add_model_task(parser: argparse.ArgumentParser, n: int = 32) -> None:
         action="store_true",
         help="keep only prompts the model gets right (p(answer) > 2 p(wrong))",
     )
+    group.add_argument("--device", help="torch device: cpu, cuda, cuda:<index>, mps (default cpu)")
     group.add_argument(
-        "--device", default="cpu", help="torch device: cpu, cuda, cuda:<index>, mps (default cpu)"
+        "--device-map",
+        type=device_map,
+        help="instead of --device, a Hugging Face device map for from_pretrained: auto, "
+        'balanced, sequential, a device, or JSON such as \'{"": "cuda:1"}\' (hub models, '
+        "toy-seq, smollm2-135m); the whole model must land on one device",
     )
     group.add_argument(
         "--prepend-bos",
@@ -106,7 +111,8 @@ def add_model_task(parser: argparse.ArgumentParser, n: int = 32) -> None:
     group.add_argument(
         "--max-memory",
         type=float,
-        help="memory budget in GiB: refuse the run up front if its estimate is larger",
+        help="memory budget in GiB: caches and masked passes run over chunks of prompts and "
+        "circuits that fit it; refused up front if even one prompt at a time does not",
     )
     group.add_argument(
         "--dtype",
@@ -114,6 +120,25 @@ def add_model_task(parser: argparse.ArgumentParser, n: int = 32) -> None:
         help="weights and activations: float32 (default), float64, bfloat16 or float16 "
         "(metrics are accumulated in float32 at least)",
     )
+
+
+def device_map(text: str) -> str | dict:
+    """argparse type: a device map, a name or JSON (checked now, see models.device_map_key)."""
+    import json
+
+    from circuitgraph.models import ModelLoadError, device_map_key
+
+    value = text
+    if text.lstrip().startswith("{"):
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise argparse.ArgumentTypeError(f"not JSON: {text!r} ({error})") from None
+    try:
+        device_map_key(value)
+    except ModelLoadError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return value
 
 
 def add_output(parser: argparse.ArgumentParser) -> None:
@@ -171,9 +196,9 @@ def check_task(args: argparse.Namespace) -> None:
         )
 
 
-def check_model(name: str, device: str = "cpu", dtype: str = "float32") -> None:
-    """ModelLoadError now for a model name, device or dtype that cannot load (before any
-    progress output)."""
+def check_model(name: str, device: str | None = "cpu", dtype: str = "float32") -> None:
+    """ModelLoadError now for a model name, device (None: cpu) or dtype that cannot load
+    (before any progress output)."""
     from circuitgraph.environment import resolve_device, resolve_dtype
     from circuitgraph.models import (
         EMBEDDED_MODELS,
@@ -182,7 +207,7 @@ def check_model(name: str, device: str = "cpu", dtype: str = "float32") -> None:
         parse_random_name,
     )
 
-    resolve_device(device)
+    resolve_device("cpu" if device is None else device)
     resolve_dtype(dtype)
     if name in EMBEDDED_MODELS:
         return
@@ -293,9 +318,14 @@ def load(args: argparse.Namespace, clock: Clock) -> Setup:
     if args.quiet:
         quiet_libraries()
     torch.manual_seed(args.seed)
-    log(args, f"loading model {args.model} on {args.device}")
+    placement = getattr(args, "device_map", None)
+    requested = args.device or ("cpu" if placement is None else None)
+    where = requested if placement is None else f"device map {placement}"
+    log(args, f"loading model {args.model} on {where}")
     with clock.stage("load_model"):
-        model = load_model(args.model, device=args.device, dtype=args.dtype)
+        model = load_model(args.model, device=args.device, dtype=args.dtype, device_map=placement)
+    # Whatever placed it, the model is on one device: later loads (e.g. workers) use that.
+    args.device = model_device(model)
     task_file = getattr(args, "task_file", None)
     log(
         args,
@@ -321,7 +351,7 @@ def load(args: argparse.Namespace, clock: Clock) -> Setup:
         raise ValueError(f"no prompt of task {args.task!r} is left after --filter")
     from circuitgraph.memory import check_memory, estimate_memory
 
-    memory = estimate_memory(model, task)
+    memory = estimate_memory(model, task, max_memory=args.max_memory)
     log(args, f"memory: {memory.describe('nodes')}; edges {memory.total('edges') / 2**30:.2f} GiB")
     check_memory(memory, args.max_memory, "score")
     cfg = model.cfg
@@ -332,9 +362,10 @@ def load(args: argparse.Namespace, clock: Clock) -> Setup:
             "n_layers": int(cfg.n_layers),
             "n_heads": int(cfg.n_heads),
             "device": model_device(model),
-            "device_requested": args.device,
+            "device_requested": requested,
             "dtype": args.dtype,
-        },
+        }
+        | ({} if placement is None else {"device_map": placement}),
         "task": {
             "name": task.name,
             "n_requested": args.n,

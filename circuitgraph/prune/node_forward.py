@@ -3,7 +3,8 @@
 Removing a node changes nothing before the stage that reads it (2L: attention of layer L,
 2L + 1: MLP L), so a try starts from the current circuit's cached residual stream there:
 trying a late-layer node costs a few layers. The arithmetic is
-:func:`circuitgraph.patching.node_stage`, shared with the Scorer.
+:func:`circuitgraph.patching.node_stage`, shared with the Scorer, and it runs over the
+Scorer's chunks of variants and prompts (:meth:`~circuitgraph.scorer.Scorer.chunks`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import torch
 from torch import Tensor
 
 from circuitgraph.layout import NodeMasks
+from circuitgraph.memory import slices
 from circuitgraph.patching import at_last, live_senders, node_stage
 from circuitgraph.scorer import complement_masks
 
@@ -26,9 +28,11 @@ class NodeForward:
     """
 
     def __init__(self, scorer, present: Tensor) -> None:
+        self.scorer = scorer
         self.comp, self.layout, self.present = scorer.components, scorer.layout, present
         self.denoising = scorer.direction.value == "denoising"
         n, p = scorer.run_tokens.shape
+        self.n = n
         self.fixed = scorer.fixed.expand(n, p, self.layout.n_senders, self.comp.d_model)
         self.states = [self.comp.embed(scorer.run_tokens)]  # residual before each stage
         self.last = scorer.last  # each prompt's last real position [n], or None
@@ -44,21 +48,34 @@ class NodeForward:
 
     @torch.no_grad()
     def stage(
-        self, stage: int, resid: Tensor, live: Tensor, before_attention: Tensor | None = None
+        self,
+        stage: int,
+        resid: Tensor,
+        live: Tensor,
+        before_attention: Tensor | None = None,
+        rows: slice = slice(None),
     ) -> Tensor:
-        """Apply one stage to resid [V, n, p, d] (an MLP stage of a parallel block also reads
-        ``before_attention``, the residual before stage 2L)."""
-        self.layer_evaluations += resid.shape[0] / 2
-        return node_stage(self.comp, stage, resid, live, self.fixed, before_attention)
+        """Apply one stage to resid [V, c, p, d], the prompts ``rows`` (an MLP stage of a
+        parallel block also reads ``before_attention``, the residual before stage 2L). Call it
+        inside ``scorer.on_prompts(rows)`` when ``rows`` are not every prompt."""
+        self.layer_evaluations += resid.shape[0] * resid.shape[1] / self.n / 2
+        return node_stage(self.comp, stage, resid, live, self.fixed[rows], before_attention)
 
     def base_state(self, stage: int) -> Tensor:
-        """The current circuit's residual before ``stage`` [n, p, d], extending the cache."""
+        """The current circuit's residual before ``stage`` [n, p, d], extending the cache
+        (over the scorer's chunks of prompts)."""
         if len(self.states) <= stage:
             live = self.live(self.present[None])
+            chunk = self.scorer.chunks(1).prompts
             while len(self.states) <= stage:
                 k = len(self.states) - 1
-                before = self.states[k - 1][None] if k % 2 else None
-                self.states.append(self.stage(k, self.states[k][None], live, before)[0])
+                state = torch.empty_like(self.states[k])
+                for rows in slices(self.n, chunk):
+                    before = self.states[k - 1][None, rows] if k % 2 else None
+                    with self.scorer.on_prompts(rows):
+                        resid = self.states[k][None, rows]
+                        state[rows] = self.stage(k, resid, live, before, rows)[0]
+                self.states.append(state)
         return self.states[stage]
 
     def invalidate(self, stage: int) -> None:
@@ -67,29 +84,54 @@ class NodeForward:
 
     def final(self, present: Tensor, starts: list[int]) -> Tensor:
         """Final residuals [V, n, d] of circuits present [V, P, S] that equal the current circuit
-        before their stage ``starts[v]``; each variant joins the batch at its start stage."""
+        before their stage ``starts[v]``; each variant joins the batch at its start stage.
+        Runs over the scorer's chunks of variants and prompts, concatenated."""
+        self.base_state(max(starts))  # every prompt's states, before any chunk runs
+        chunks = self.scorer.chunks(len(starts))
+        parts = []
+        for variants in slices(len(starts), chunks.variants):
+            chunk_present, chunk_starts = present[variants], starts[variants]
+            parts.append(
+                torch.cat(
+                    [
+                        self._final(chunk_present, chunk_starts, prompts)
+                        for prompts in slices(self.n, chunks.prompts)
+                    ],
+                    dim=1,
+                )
+            )
+        return torch.cat(parts)
+
+    def _final(self, present: Tensor, starts: list[int], prompts: slice) -> Tensor:
+        """:meth:`final` of the prompts ``prompts`` [V, c, d]."""
         live, rows, resid, before = self.live(present), [], None, None
-        for stage in range(min(starts), self.n_stages):
-            joining = [v for v, s in enumerate(starts) if s == stage]
-            if joining:
-                base = self.base_state(stage)
-                new = base[None].expand(len(joining), *base.shape)
-                resid = new if resid is None else torch.cat([resid, new])
-                if stage % 2:  # joining at an MLP: the residual before attention is the base's
-                    pre = self.base_state(stage - 1)[None].expand(len(joining), *base.shape)
-                    before = pre if before is None else torch.cat([before, pre])
-                rows += joining
-                active = live[rows]
-            if stage % 2 == 0:
-                before = resid
-            resid = self.stage(stage, resid, active, before)
+        with self.scorer.on_prompts(prompts) as (_, _, last):
+            for stage in range(min(starts), self.n_stages):
+                joining = [v for v, s in enumerate(starts) if s == stage]
+                if joining:
+                    base = self.base_state(stage)[prompts]
+                    new = base[None].expand(len(joining), *base.shape)
+                    resid = new if resid is None else torch.cat([resid, new])
+                    if stage % 2:  # joining at an MLP: the residual before attention is the base's
+                        pre = self.base_state(stage - 1)[prompts]
+                        pre = pre[None].expand(len(joining), *base.shape)
+                        before = pre if before is None else torch.cat([before, pre])
+                    rows += joining
+                    active = live[rows]
+                if stage % 2 == 0:
+                    before = resid
+                resid = self.stage(stage, resid, active, before, prompts)
         inverse = torch.empty(len(rows), dtype=torch.long, device=resid.device)
         inverse[rows] = torch.arange(len(rows), device=resid.device)
-        return at_last(resid, self.last, 1)[inverse]
+        return at_last(resid, last, 1)[inverse]
 
 
 def calibrate(forward: NodeForward, batch_size: int) -> float:
-    """Fixed cost of a batch in units of one variant's cost (time = a + b V; returns a / b)."""
+    """Fixed cost of a batch in units of one variant's cost (time = a + b V; returns a / b).
+
+    Runs ``batch_size`` variants over every prompt: callers keep it within the chunks."""
+    if batch_size < 2:
+        return 0.0
     state, times = forward.base_state(0), {}
     for V in (1, batch_size) * 3:
         live = forward.live(forward.present[None].expand(V, -1, -1))

@@ -62,7 +62,10 @@ class Search:
 
     def __init__(self, scorer, present, floor: float, max_drop: float | None, batch_size: int):
         self.scorer, self.present = scorer, present
-        self.floor, self.max_drop, self.batch_size = floor, max_drop, batch_size
+        self.floor, self.max_drop = floor, max_drop
+        # Tries in one batch: at most what fits the memory budget over every prompt (the
+        # decisions are the same for every batch size).
+        self.batch_size = min(batch_size, scorer.chunks(batch_size).variants)
         self.score = float(scorer.score_masks(NodeMasks(present[None]))[0])
         self.removed: list[dict[str, Any]] = []
         self.kept: list[dict[str, Any]] = []  # refused removals: the score without the node
@@ -72,7 +75,7 @@ class Search:
         self.accept_rate: dict[tuple[str, bool], float] = {}
         self.miss = 0.5  # running rate of wrong predictions
         self.forward = NodeForward(scorer, present) if batch_size > 1 else None
-        self.overhead = calibrate(self.forward, batch_size) if self.forward else 0.0
+        self.overhead = calibrate(self.forward, self.batch_size) if self.forward else 0.0
 
     def layer_evaluations(self) -> float:
         """Work done in units of one layer for one circuit (a full forward is n_layers)."""

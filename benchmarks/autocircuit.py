@@ -20,7 +20,8 @@ and point ``--autocircuit-python`` (or ``$AUTOCIRCUIT_PYTHON``) at its python if
 elsewhere.
 
 Cases (digits task, n=8 prompts, tau 0.01 and 0.001): toy-seq (3 layers); random GPT-2-style
-models (``random:gpt2-tiny``: 4 heads, d_model 64) with 2, 3 and 4 layers; and the 4-layer
+models (``random:gpt2-tiny,init=200``: 4 heads, d_model 64, weights of standard deviation
+0.2) with 2, 3 and 4 layers; and the 4-layer
 one attention-only. circuitgraph has no attention-only models, so that case takes the same
 4-layer weights with every MLP's output projection zeroed (the MLPs then add exactly 0) and
 prunes from the full graph without MLP nodes (``start=``); auto-circuit gets a true
@@ -32,13 +33,13 @@ both graphs have an edge from every sender to every later receiver (an MLP reads
 layer's heads), which the worker checks by requiring the visit order to cover auto-circuit's
 edge set exactly.
 
-Caveats. The random models barely react to ablation (KL of the circuit holding nothing but
-``embed`` is about 1e-4), so at tau 0.01 and 0.001 both sides remove every edge: those rows
-time a full pass over the graph, and their equality check is weak. Smaller taus make them keep
-edges, but the two implementations' KL effects differ by about 1e-7 (float32 arithmetic in a
-different order), so at tau 1e-5 or below a decision can legitimately flip and fail the run;
-the second table shows, per row, the largest effect difference and how close the nearest
-effect came to tau.
+Caveats. Random models at transformers' default initialisation (standard deviation 0.02)
+barely react to ablation (the KL of the circuit holding nothing but ``embed`` is about 1e-4),
+so both sides would remove every edge; at 0.2 that KL is about 0.9 and circuits are kept.
+The two implementations' KL effects differ by about 1e-7 (float32 arithmetic in a different
+order), so at tau 1e-5 or below a decision can legitimately flip and fail the run; the
+second table shows, per row, the largest effect difference and how close the nearest effect
+came to tau.
 
 Usage: python benchmarks/autocircuit.py [--repeats 3] [--cases toy-seq,gpt2-4l]
            [--taus 0.01 0.001] [--autocircuit-python PATH]
@@ -76,15 +77,17 @@ class Case:
 
 CASES = [
     Case("toy-seq", "toy-seq (3 layers)", "toy-seq"),
-    Case("gpt2-2l", "random GPT-2, 2 layers", "random:gpt2-tiny,n_layers=2"),
-    Case("gpt2-3l", "random GPT-2, 3 layers", "random:gpt2-tiny,n_layers=3"),
-    Case("gpt2-4l", "random GPT-2, 4 layers", "random:gpt2-tiny,n_layers=4"),
+    # Weights of standard deviation 0.2 (init=200): at transformers' default 0.02 a tiny random
+    # model is close to its embeddings alone and every edge goes at these taus.
+    Case("gpt2-2l", "random GPT-2, 2 layers", "random:gpt2-tiny,n_layers=2,init=200"),
+    Case("gpt2-3l", "random GPT-2, 3 layers", "random:gpt2-tiny,n_layers=3,init=200"),
+    Case("gpt2-4l", "random GPT-2, 4 layers", "random:gpt2-tiny,n_layers=4,init=200"),
     # seed=0 is the default seed, so these are the same weights as gpt2-4l under another
     # cache key of load_model (its MLPs get zeroed in place).
     Case(
         "gpt2-4l-attn",
         "random GPT-2, 4 layers, attention-only",
-        "random:gpt2-tiny,n_layers=4,seed=0",
+        "random:gpt2-tiny,n_layers=4,init=200,seed=0",
         attn_only=True,
     ),
 ]

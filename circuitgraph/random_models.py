@@ -31,6 +31,10 @@ class RandomPreset:
     n_key_value_heads: int | None = None
     vocab_size: int | None = None  # None: the toy tokenizer's vocabulary
     n_ctx: int = 128
+    # Standard deviation of the random weights, in thousandths (transformers' default 0.02).
+    # Larger values make heads and MLPs matter more (at 0.02 a tiny model is close to its
+    # embeddings alone), which gives pruning benchmarks circuits worth finding.
+    init: int = 20
 
 
 def _tiny(architecture: str, kv: int | None = 2) -> RandomPreset:
@@ -91,7 +95,7 @@ def parse_random_name(name: str) -> tuple[RandomPreset, int]:
 
 def _check_preset(name: str, preset: RandomPreset) -> None:
     """ModelLoadError for shapes that cannot make a model (zero sizes, uneven head splits)."""
-    for key in ("n_layers", "n_heads", "d_model", "d_mlp", "n_ctx", "n_key_value_heads"):
+    for key in ("n_layers", "n_heads", "d_model", "d_mlp", "n_ctx", "n_key_value_heads", "init"):
         value = getattr(preset, key)
         if value is not None and value < 1:
             raise ModelLoadError(f"{key}={value} in {name!r}: must be at least 1")
@@ -126,6 +130,7 @@ def build_hf_model(preset: RandomPreset, vocab: int, special_ids: dict) -> torch
             n_inner=preset.d_mlp,
             vocab_size=vocab,
             n_positions=preset.n_ctx,
+            initializer_range=preset.init / 1000,
             **special_ids,
         )
         return transformers.GPT2LMHeadModel(config)
@@ -139,6 +144,7 @@ def build_hf_model(preset: RandomPreset, vocab: int, special_ids: dict) -> torch
             max_position_embeddings=preset.n_ctx,
             rotary_pct=0.25,
             use_parallel_residual=True,
+            initializer_range=preset.init / 1000,
             **special_ids,
         )
         return transformers.GPTNeoXForCausalLM(config)
@@ -161,6 +167,7 @@ def build_hf_model(preset: RandomPreset, vocab: int, special_ids: dict) -> torch
         vocab_size=vocab,
         max_position_embeddings=preset.n_ctx,
         tie_word_embeddings=True,
+        initializer_range=preset.init / 1000,
         **special_ids,
     )
     return model_class(config)

@@ -24,13 +24,12 @@ import time
 from collections import Counter
 from collections.abc import Iterable
 
-from tqdm.auto import tqdm
-
 from circuitgraph.graph import Circuit, full_circuit
 from circuitgraph.layout import EdgeMasks
 from circuitgraph.masks import check_same_model, edge_masks
 from circuitgraph.memory import check_memory
 from circuitgraph.prune.incremental import IncrementalEvaluator
+from circuitgraph.prune.progress import EdgeProgress
 from circuitgraph.prune.schedule import Edge, Guard, Step, acdc_schedule, edge_schedule
 
 METHODS = ("fast", "reference")
@@ -188,9 +187,8 @@ class _Record:
             self._remove(edges)
 
 
-def _bar(steps: list[Step], progress: bool, what: str):
-    total = sum(len(step.senders) for step in steps)
-    return tqdm(total=total, desc=what, unit="edge", disable=not progress, leave=False)
+def _bar(scorer, steps: list[Step], progress: bool, what: str) -> EdgeProgress:
+    return EdgeProgress(steps, scorer.layout.n_layers, what, disable=not progress)
 
 
 def _prune_reference(
@@ -213,21 +211,22 @@ def _prune_reference(
 
     running = score(record.present)
     better = scorer.higher_is_better()
-    with _bar(steps, progress, "edges (reference)") as bar:
+    with _bar(scorer, steps, progress, "edges (reference)") as bar:
         for step in steps:
             if not record.allows(step.guard):
                 record.skip(step, range(len(step.senders)))  # nothing reads the receiver
-                bar.update(len(step.senders))
+                bar.update(step, len(step.senders), tested=False)
                 continue
             for candidate in range(len(step.senders)):
-                bar.update()
                 if not record.allows(step.guard_of(candidate)):
                     record.skip(step, [candidate])
+                    bar.update(step, tested=False)
                     continue
                 new = score(record.present - set(step.edges_of(candidate)))
                 effect = worsening(running, new, better)
                 removed = effect < tau
                 record.log(step, candidate, effect, removed)
+                bar.update(step)
                 if removed:
                     running = new
     return running, {"forward_passes": passes}
@@ -257,10 +256,14 @@ def _prune_fast(
 ) -> tuple[float, dict]:
     """Incremental evaluation with speculative batches; same decisions as the reference.
 
-    Speculation: after a removal, assume the next edges go too (variant i removes the next
-    i + 1 edges); after a kept edge, assume the next ones stay (variant i removes only edge
-    i). The first decision that breaks the assumption ends the batch. Batches start at two
-    candidates and double, up to ``window``, while the assumption holds.
+    Speculation: a batch tests a window of the receiver's next candidate edges, variant i
+    removing candidate i on top of the guessed decisions for the candidates before it. The
+    guess for a candidate is its latest measured effect against tau (every variant measures
+    one, valid or not: removing the edge from a circuit that differs by a guess or two), and
+    without one, the last decision taken (a removal is usually followed by more). The first
+    decision that differs from its guess ends the batch: the later variants were built on a
+    wrong guess. Batches start at two candidates and double, up to ``window``, while the
+    guesses hold, and take the whole window where the guesses rest on measured effects.
     """
     masks = edge_masks(
         circuit, scorer.layout, scorer.task.seq_len, scorer.device, scorer.components.dtype
@@ -268,23 +271,26 @@ def _prune_fast(
     evaluator = IncrementalEvaluator(scorer, masks)
     better = scorer.higher_is_better()
     batches, size = 0, min(2, window)
-    cumulative = True
-    with _bar(steps, progress, "edges (fast)") as bar:
+    last_removed = True
+    with _bar(scorer, steps, progress, "edges (fast)") as bar:
         for step in steps:
             if not record.allows(step.guard):
                 everything = list(range(len(step.senders)))
                 if record.skip(step, everything):  # nothing reads the receiver: score stays
                     evaluator.adopt_unread(_variants(evaluator.masks, step, [everything]))
-                bar.update(len(step.senders))
+                bar.update(step, len(step.senders), tested=False)
                 continue
+            estimates: dict[int, float] = {}  # candidate -> latest effect measured
             index = 0
             while index < len(step.senders):
                 if not record.allows(step.guard_of(index)):
                     if record.skip(step, [index]):
                         evaluator.adopt_unread(_variants(evaluator.masks, step, [[index]]))
-                    bar.update()
+                    bar.update(step, tested=False)
                     index += 1
                     continue
+                if index in estimates:
+                    size = window
                 candidates = [index]  # a window of consecutive candidates that are tested
                 while (
                     len(candidates) < size
@@ -292,27 +298,39 @@ def _prune_fast(
                     and record.allows(step.guard_of(candidates[-1] + 1))
                 ):
                     candidates.append(candidates[-1] + 1)
+                guesses = [
+                    estimates[c] < tau if c in estimates else last_removed for c in candidates
+                ]
                 removals = [
-                    candidates[: i + 1] if cumulative else [c] for i, c in enumerate(candidates)
+                    [c for c, guess in zip(candidates[:i], guesses, strict=False) if guess] + [c]
+                    for i, c in enumerate(candidates)
                 ]
                 variants = _variants(evaluator.masks, step, removals)
                 scores, state = evaluator.evaluate(step.receiver, variants)
                 batches += 1
-                running, commit, removed = evaluator.score, None, cumulative
+                base = evaluator.score  # each variant's effect against its own base
+                for candidate, guess, score in zip(
+                    candidates, guesses, scores.tolist(), strict=True
+                ):
+                    estimates[candidate] = worsening(base, score, better)
+                    if guess:
+                        base = score
+                running, commit, held = evaluator.score, None, True
                 for i, candidate in enumerate(candidates):
                     new = float(scores[i])
                     effect = worsening(running, new, better)
                     removed = effect < tau
                     record.log(step, candidate, effect, removed)
-                    bar.update()
+                    bar.update(step)
                     index = candidate + 1
                     if removed:
                         running, commit = new, i
-                    if removed != cumulative:  # the speculation broke: later variants invalid
+                    if removed != guesses[i]:  # a wrong guess: later variants are invalid
+                        held = False
                         break
                 if commit is not None:
                     evaluator.commit(state, commit, running)
-                size = min(2 * size, window) if removed == cumulative else min(2, window)
-                cumulative = removed
+                size = min(2 * size, window) if held else min(2, window)
+                last_removed = removed
     evaluations = {"batches": batches, "component_evaluations": evaluator.component_evaluations}
     return evaluator.score, evaluations

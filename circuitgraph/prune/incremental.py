@@ -7,10 +7,18 @@ that still have a live path to the logits are recomputed, one head at a time whe
 and only at the last position when that is all the metric can see of them (see
 ``_what_matters``). A variant whose logits read nothing that changed keeps the current score
 without being unembedded. Several candidate circuits (variants) are evaluated in one batch.
+
+Every receiver's input in the current circuit is cached (in float64, so thousands of commits
+do not drift), and a variant's input is the cached one plus the change of its few changed
+mask entries and changed senders: O(changed senders) per input, not O(all senders).
+With resample ablation, the positions before the first token where any clean and corrupted
+prompt differ hold the same activations in both runs, so no circuit changes them there:
+outputs are recomputed only from that position on (:func:`unchanged_positions`).
 The arithmetic is that of :func:`circuitgraph.patching.edge_forward` restricted to what
 changes, so decisions match the reference implementation.
 
-Shapes: V variants, n prompts, p positions, P mask positions (1 or p), S senders, d d_model.
+Shapes: V variants, n prompts, p positions, q positions recomputed (the last q), P mask
+positions (1 or p), S senders, d d_model, k receiver slots.
 """
 
 from __future__ import annotations
@@ -50,6 +58,39 @@ def effective(masks: EdgeMasks, reach: Tensor, denoising: bool) -> EdgeMasks:
     return result.complement() if denoising else result
 
 
+def unchanged_positions(scorer) -> int:
+    """Leading positions no circuit can change: with resample ablation the fixed values are
+    the other run's own activations, so before the first position where any clean and
+    corrupted prompt differ both runs hold the same values (causal attention). 0 otherwise."""
+    if scorer.ablation.value != "resample":
+        return 0
+    clean, corrupted = scorer.task.clean_tokens, scorer.task.corrupted_tokens  # [n, p]
+    differs = (clean != corrupted).any(dim=0)  # [p]
+    return int(differs.int().argmax()) if differs.any() else clean.shape[1]
+
+
+class _Changes:
+    """The senders whose outputs differ in some variant, as recorded while evaluating:
+    blocks of (sender indices, diff [V, n, q, k, d] = new output - cached delta - fixed at
+    the last q positions; earlier positions are unchanged)."""
+
+    def __init__(self) -> None:
+        self.blocks: list[tuple[list[int], Tensor]] = []
+
+    @property
+    def senders(self) -> list[int]:
+        return [s for indices, _ in self.blocks for s in indices]
+
+    def __bool__(self) -> bool:
+        return bool(self.blocks)
+
+    def pick(self, variant: int) -> _Changes:
+        """The changes of one variant (V = 1)."""
+        one = _Changes()
+        one.blocks = [(indices, diff[variant : variant + 1]) for indices, diff in self.blocks]
+        return one
+
+
 class IncrementalEvaluator:
     """Holds the current circuit's masks and activations; scores variants of it quickly."""
 
@@ -61,6 +102,9 @@ class IncrementalEvaluator:
         self.denoising = scorer.direction is Direction.DENOISING
         n, p = scorer.run_tokens.shape
         self.n, self.p = n, p
+        # Positions from which outputs can change (earlier ones hold the same values in both
+        # runs); the last position always counts.
+        self.changing = p - min(unchanged_positions(scorer), p - 1)
         self.fixed = scorer.fixed.expand(n, p, self.layout.n_senders, self.comp.d_model)
         self.fixed_prefix, self.bias_prefix = fixed_prefix_sums(self.comp, self.fixed, n)
         self.masks = masks
@@ -70,36 +114,77 @@ class IncrementalEvaluator:
             final, delta = edge_forward(
                 self.comp, scorer.run_tokens, self.fixed, self.engine_masks, last=self.last
             )
-        self.final, self.delta = final[0], delta[0]  # [n, d], [n, p, S, d]
+        self.delta = delta[0]  # [n, p, S, d] live - fixed of the current circuit
+        self.accumulate = torch.float32 if self.fixed.device.type == "mps" else torch.float64
+        self.final = final[0].to(self.accumulate)  # [n, d]
+        self.inputs = self._current_inputs()
         self.score = float(scorer.metric_from_final(final)[0])
         self.component_evaluations = 0  # heads and MLPs recomputed, for benchmarks
 
-    def _mix(
-        self,
-        mask: Tensor,
-        n_senders: int,
-        bias: Tensor,
-        changed: list[int],
-        diff: Tensor | None,
-        last_only: bool = False,
+    def _current_inputs(self) -> list[Tensor]:
+        """Every receiver's input in the current circuit: per layer, the attention slots then
+        the MLP, [n, p, 3H + 1, d] (accumulation dtype)."""
+        layout, engine, p = self.layout, self.engine_masks, self.p
+        inputs = []
+        for layer in range(layout.n_layers):
+            start = layout.senders_before_attention(layer)
+            before_mlp = layout.senders_before_mlp(layer)
+            attention = expand_positions(engine.attention[layer], p)[0]  # [p, start, 3H]
+            mlp = expand_positions(engine.mlp[layer], p)[0]  # [p, before_mlp]
+            attention_in = torch.einsum("npsd,psr->nprd", self.delta[:, :, :start], attention)
+            attention_base = self.fixed_prefix[:, :, start] + self.bias_prefix[layer]  # [n, p, d]
+            mlp_in = torch.einsum("npsd,ps->npd", self.delta[:, :, :before_mlp], mlp)
+            mlp_base = (
+                self.fixed_prefix[:, :, before_mlp] + self.bias_prefix[layout.mlp_bias_index(layer)]
+            )
+            layer_inputs = torch.cat(
+                [attention_in + attention_base[:, :, None], (mlp_in + mlp_base)[:, :, None]], dim=2
+            )
+            inputs.append(layer_inputs.to(self.accumulate))
+        return inputs
+
+    def _correct(
+        self, cached: Tensor, new: Tensor, old: Tensor, changes: _Changes, q: int
     ) -> Tensor:
-        """Receiver inputs [V, n, p, (R), d] for mask [V, P, n_senders, (R)] (p = 1 with
-        ``last_only``: the last position alone)."""
-        mask = expand_positions(mask, self.p)
-        base = self.fixed_prefix[:, :, n_senders] + bias  # [n, p, d]
-        cached = self.delta[:, :, :n_senders]  # [n, p, s, d]
-        if last_only:
-            mask, base, cached = mask[:, -1:], base[:, -1:], cached[:, -1:]
-            diff = None if diff is None else diff[:, :, -1:]
-        grouped = mask.dim() == 4
-        pattern = "npsd,vpsr->vnprd" if grouped else "npsd,vps->vnpd"
-        inputs = torch.einsum(pattern, cached, mask)
-        inside = [i for i, s in enumerate(changed) if s < n_senders]
-        if inside:
-            index = [changed[i] for i in inside]
-            correction = "vnpsd,vpsr->vnprd" if grouped else "vnpsd,vps->vnpd"
-            inputs = inputs + torch.einsum(correction, diff[:, :, :, inside], mask[:, :, index])
-        return inputs + (base[None, :, :, None] if grouped else base[None])
+        """Inputs [V, n, q, k, d] (accumulation dtype) of k receiver slots at the last q
+        positions, in every variant.
+
+        cached [n, p, k, d]: their inputs in the current circuit; new [V, P, s, k] and old
+        [1, P, s, k]: their masks in the variants and now. A variant's input is the cached one
+        plus (new - old) * delta over the senders whose mask entries differ, plus new * diff
+        over the senders whose output changed. The change is summed in the model's dtype
+        (it is small), then added to the cached input in the accumulation dtype.
+        """
+        new = expand_positions(new, self.p)[:, -q:]
+        old = expand_positions(old, self.p)[:, -q:]
+        V, k = new.shape[0], new.shape[3]
+        change = torch.zeros(V, self.n, q, k, self.comp.d_model, device=new.device, dtype=new.dtype)
+        moved = new - old  # [V, q, s, k]
+        rows = (moved != 0).any(dim=3).any(dim=1).any(dim=0).nonzero().flatten()
+        if len(rows):
+            delta = self.delta[:, -q:, rows]  # [n, q, rows, d]
+            change += torch.einsum("npsd,vpsk->vnpkd", delta, moved[:, :, rows])
+        for indices, diff in changes.blocks:
+            if indices[-1] >= new.shape[2]:  # blocks come in sender order: the rest are later
+                break
+            m = min(q, diff.shape[2])
+            change[:, :, -m:] += torch.einsum(
+                "vnpsd,vpsk->vnpkd", diff[:, :, -m:], new[:, -m:, indices]
+            )
+        return cached[None, :, -q:] + change
+
+    def _inputs(
+        self, cached: Tensor, new: Tensor, old: Tensor, changes: _Changes, q: int
+    ) -> Tensor:
+        """:meth:`_correct` in the model's dtype, at all p positions: the positions before the
+        last q are the cached ones (nothing changes there)."""
+        V = new.shape[0]
+        prefix = cached[None, :, : self.p - q].to(self.comp.dtype)
+        prefix = prefix.expand(V, *prefix.shape[1:])
+        if q == 0:
+            return prefix
+        inputs = self._correct(cached, new, old, changes, q).to(self.comp.dtype)
+        return inputs if q == self.p else torch.cat([prefix, inputs], dim=2)
 
     def _what_matters(self, engine: EdgeMasks) -> tuple[Tensor, Tensor]:
         """Which senders' outputs can reach the metric: (anywhere, before the last position),
@@ -137,11 +222,10 @@ class IncrementalEvaluator:
         """Scores [V] of ``variants`` (which differ from the current masks only at edges into
         ``receiver``), plus what :meth:`commit` needs to adopt one of them."""
         layout, comp = self.layout, self.comp
-        V, H, d = variants.n_variants, layout.n_heads, comp.d_model
+        V, H, d, n = variants.n_variants, layout.n_heads, comp.d_model, self.n
         reach = reachable(variants, layout)
         engine = effective(variants, reach, self.denoising)
-        changed: list[int] = []  # senders whose output differs in some variant
-        diff: Tensor | None = None  # [V, n, p, len(changed), d] new - cached delta
+        changes = _Changes()
         # Denoising can turn edges on, so there every output may matter everywhere.
         if self.denoising:
             matters = needs_all = torch.ones(
@@ -152,122 +236,168 @@ class IncrementalEvaluator:
             if self.last is not None:  # prompts of several lengths: the metric reads several
                 needs_all = matters  # positions, so what matters is needed at all of them
 
-        def record(indices: list[int], out: Tensor, last_only: bool) -> None:
-            """out [V, n, p or 1, k, d]: the senders' new outputs (last position only: the
-            earlier positions of their cached outputs are never read again)."""
-            nonlocal diff
+        def record(indices: list[int], out: Tensor) -> None:
+            """out [V, n, q, k, d]: the senders' new outputs at the last q positions (the
+            earlier positions either cannot change or are never read again)."""
             q = out.shape[2]
-            step = out - self.fixed[None, :, -q:, indices] - self.delta[None, :, -q:, indices]
-            if last_only:
-                padded = out.new_zeros(V, self.n, self.p, len(indices), d)
-                padded[:, :, -1:] = step
-                step = padded
-            changed.extend(indices)
-            diff = step if diff is None else torch.cat([diff, step], dim=3)
+            fixed, delta = self.fixed[None, :, -q:, indices], self.delta[None, :, -q:, indices]
+            changes.blocks.append((indices, out - fixed - delta))
 
-        def affected(new: Tensor, old: Tensor) -> Tensor:
-            """Receiver slots whose inputs change, bool [R], for masks [V or 1, P, s, R]:
-            a mask entry differs, or a live edge comes from a sender whose output changed."""
-            slots = (new != old).flatten(0, 2).any(dim=0)
-            reads = [s for s in changed if s < new.shape[2]]
-            if reads:
-                slots |= (new[:, :, reads] != 0).flatten(0, 2).any(dim=0)
-            return slots
+        def changed_positions(new: Tensor, old: Tensor) -> list[int]:
+            """Per receiver slot of masks [V or 1, P, s, k], how many trailing positions of
+            its input change (0: none): all that can change where a mask entry differs, and
+            those of each changed sender it reads along a live edge."""
+            q = (new != old).flatten(0, 2).any(dim=0).long() * self.changing  # [k]
+            for indices, diff in changes.blocks:
+                if indices[-1] >= new.shape[2]:  # blocks come in sender order
+                    break
+                reads = (new[:, :, indices] != 0).flatten(0, 2).any(dim=0)
+                q = torch.maximum(q, reads.long() * diff.shape[2])
+            return q.tolist()
 
-        def recompute_heads(layer: int, heads: list[int], mask: Tensor, last_only: bool) -> None:
+        def needed(sender: int) -> int:
+            """How many trailing positions of ``sender``'s output the metric can see."""
+            return self.changing if needs_all[sender] else 1
+
+        def recompute_heads(layer: int, heads: list[int], mask: Tensor, q: int, kv_q: int) -> None:
+            """Heads' outputs at the last q positions, their key/value inputs changing at the
+            last kv_q positions."""
             start, k = layout.senders_before_attention(layer), len(heads)
-            bias = self.bias_prefix[layer]
-            q_in = self._mix(mask[..., heads], start, bias, changed, diff, last_only)
-            kv_columns = [H + h for h in heads] + [2 * H + h for h in heads]
-            kv_in = self._mix(mask[..., kv_columns], start, bias, changed, diff)
-            q = q_in.shape[2]
+            cached, old = self.inputs[layer], self.engine_masks.attention[layer]
+            q_in = self._correct(cached[:, :, heads], mask[..., heads], old[..., heads], changes, q)
+            kv = [H + h for h in heads] + [2 * H + h for h in heads]
+            kv_in = self._inputs(cached[:, :, kv], mask[..., kv], old[..., kv], changes, kv_q)
             z = comp.attention(
                 layer,
-                q_in.reshape(V * self.n, q, k, d),
-                kv_in[:, :, :, :k].reshape(V * self.n, self.p, k, d),
-                kv_in[:, :, :, k:].reshape(V * self.n, self.p, k, d),
+                q_in.to(comp.dtype).reshape(V * n, q, k, d),
+                kv_in[:, :, :, :k].reshape(V * n, self.p, k, d),
+                kv_in[:, :, :, k:].reshape(V * n, self.p, k, d),
                 heads=heads,
             )
-            out = comp.head_outputs(layer, z, heads).reshape(V, self.n, q, k, d)
-            record([start + h for h in heads], out, last_only)
+            out = comp.head_outputs(layer, z, heads).reshape(V, n, q, k, d)
+            record([start + h for h in heads], out)
             self.component_evaluations += k * V
 
+        # Each changed output is recomputed at the positions where it changes (its inputs'
+        # changed positions; causal attention carries a key/value change only forwards) and
+        # the metric can see it.
         first = layout.n_layers if receiver.kind == "logits" else receiver.layer
         for layer in range(first, layout.n_layers):
             start = layout.senders_before_attention(layer)
             if not (receiver.kind == "mlp" and layer == receiver.layer):
                 new, old = engine.attention[layer], self.engine_masks.attention[layer]
-                slots = affected(new, old).view(3, H).any(dim=0)
-                heads = [h for h in slots.nonzero().flatten().tolist() if matters[start + h]]
-                everywhere = [h for h in heads if needs_all[start + h]]
-                last = [h for h in heads if not needs_all[start + h]]
-                for group, last_only in ((everywhere, False), (last, True)):
-                    if group:
-                        recompute_heads(layer, group, new, last_only)
+                slot_q = changed_positions(new, old)  # [3H]: q slots, k slots, v slots
+                groups: dict[int, list[int]] = {}
+                for h in range(H):
+                    kv_q = max(slot_q[H + h], slot_q[2 * H + h])
+                    q = min(max(slot_q[h], kv_q), needed(start + h))
+                    if q and matters[start + h]:
+                        groups.setdefault(q, []).append(h)
+                for q, heads in sorted(groups.items(), reverse=True):
+                    kv_q = max(max(slot_q[H + h], slot_q[2 * H + h]) for h in heads)
+                    recompute_heads(layer, heads, new, q, kv_q)
             if receiver.kind != "logits":
-                new, old = engine.mlp[layer], self.engine_masks.mlp[layer]
+                new, old = engine.mlp[layer][..., None], self.engine_masks.mlp[layer][..., None]
                 index = layout.mlp_index(layer)
-                if matters[index] and affected(new[..., None], old[..., None]).any():
-                    last_only = not bool(needs_all[index])
-                    bias = self.bias_prefix[layout.mlp_bias_index(layer)]
-                    before_mlp = layout.senders_before_mlp(layer)
-                    mlp_in = self._mix(new, before_mlp, bias, changed, diff, last_only)
-                    q = mlp_in.shape[2]
-                    out = comp.mlp(layer, mlp_in.reshape(V * self.n, q, d))
-                    record([index], out.reshape(V, self.n, q, 1, d), last_only)
+                q = min(changed_positions(new, old)[0], needed(index))
+                if q and matters[index]:
+                    cached = self.inputs[layer][:, :, 3 * H :]  # [n, p, 1, d]
+                    mlp_in = self._correct(cached, new, old, changes, q).to(comp.dtype)
+                    out = comp.mlp(layer, mlp_in.reshape(V * n, q, d))
+                    record([index], out.reshape(V, n, q, 1, d))
                     self.component_evaluations += V
-        final = self._final(engine.logits, changed, diff)
+        final = self._final(engine.logits, changes)
         # A variant whose final residual reads no changed sender and whose logits edges are
         # unchanged scores what the current circuit scores: skip its unembedding.
         current = self.engine_masks.logits.expand_as(engine.logits)
         moved = (engine.logits != current).flatten(1).any(dim=1)
-        if changed:
-            moved |= (engine.logits[:, :, changed] != 0).flatten(1).any(dim=1)
+        if changes:
+            moved |= (engine.logits[:, :, changes.senders] != 0).flatten(1).any(dim=1)
         scores = torch.full((V,), self.score, device=final.device, dtype=torch.float64)
         final[~moved] = self.final
         if moved.any():
-            scores[moved] = self.scorer.metric_from_final(final[moved]).double()
-        return scores, {
-            "masks": variants,
-            "engine": engine,
-            "changed": changed,
-            "diff": diff,
-            "final": final,
-        }
+            final_moved = final[moved].to(comp.dtype)
+            scores[moved] = self.scorer.metric_from_final(final_moved).double()
+        return scores, {"masks": variants, "engine": engine, "changes": changes, "final": final}
 
-    def _final(self, logits_mask: Tensor, changed: list[int], diff: Tensor | None) -> Tensor:
-        """Final residual at the last position [V, n, d]."""
-        mask = expand_positions(logits_mask, self.p)[:, -1]  # [V, S]
-        S = mask.shape[1]
-        base = at_last(self.fixed_prefix[:, :, S], self.last, 0) + self.bias_prefix[-1]  # [n, d]
-        final = base[None] + torch.einsum("nsd,vs->vnd", at_last(self.delta, self.last, 0), mask)
-        if changed:
-            last_diff = at_last(diff, self.last, 1)  # [V, n, changed, d]
-            final = final + torch.einsum("vnsd,vs->vnd", last_diff, mask[:, changed])
+    def _final(self, logits_mask: Tensor, changes: _Changes) -> Tensor:
+        """Final residual at the last position [V, n, d] (accumulation dtype): the current
+        one plus the changes of the logits' mask entries and of the changed senders."""
+        new = expand_positions(logits_mask, self.p)[:, -1]  # [V, S]
+        old = expand_positions(self.engine_masks.logits, self.p)[:, -1]  # [1, S]
+        V = new.shape[0]
+        final = self.final[None].expand(V, *self.final.shape).clone()
+        moved = new - old
+        rows = (moved != 0).any(dim=0).nonzero().flatten()
+        if len(rows):
+            last_delta = at_last(self.delta[:, :, rows], self.last, 0)  # [n, rows, d]
+            final += torch.einsum("nsd,vs->vnd", last_delta, moved[:, rows])
+        for indices, diff in changes.blocks:
+            final += torch.einsum("vnsd,vs->vnd", self._diff_at_last(diff), new[:, indices])
         return final
+
+    def _diff_at_last(self, diff: Tensor) -> Tensor:
+        """diff [V, n, q, k, d] of the last q positions -> at each prompt's last real
+        position [V, n, k, d] (zero where that position lies before them: unchanged)."""
+        if self.last is None:
+            return diff[:, :, -1]
+        q = diff.shape[2]
+        index = self.last - (self.p - q)  # [n] position within the last q
+        inside = (index >= 0).to(diff.dtype)[None, :, None, None]
+        picked = (
+            index.clamp(min=0).view(1, -1, 1, 1, 1).expand(diff.shape[0], -1, 1, *diff.shape[3:])
+        )
+        return diff.gather(2, picked).squeeze(2) * inside
+
+    def _update_inputs(self, engine: EdgeMasks, changes: _Changes) -> None:
+        """Bring the cached receiver inputs to the circuit of ``engine`` (one variant) whose
+        senders moved by ``changes`` (of that variant); only slots whose input changes are
+        touched. Runs before ``delta`` takes the changes."""
+        H, senders = self.layout.n_heads, changes.senders
+        for layer in range(self.layout.n_layers):
+            cached = self.inputs[layer]
+            pairs = (
+                (engine.attention[layer], self.engine_masks.attention[layer], 0),
+                (engine.mlp[layer][..., None], self.engine_masks.mlp[layer][..., None], 3 * H),
+            )
+            for new, old, offset in pairs:
+                touched = (new != old).flatten(0, 2).any(dim=0)  # [k]
+                reads = [s for s in senders if s < new.shape[2]]
+                if reads:
+                    touched |= (new[:, :, reads] != 0).flatten(0, 2).any(dim=0)
+                slots = touched.nonzero().flatten()
+                if not len(slots):
+                    continue
+                columns = (slots + offset).tolist()
+                updated = self._correct(
+                    cached[:, :, columns], new[..., slots], old[..., slots], changes, self.p
+                )
+                cached[:, :, columns] = updated[0]
 
     def adopt_unread(self, masks: EdgeMasks) -> None:
         """Adopt ``masks`` (one variant) without recomputing anything: only valid when the
         changed edges lead into receivers that nothing reads (ACDC's untested removals while
         noising), so no output that reaches the metric changes and the score stays."""
-        self.masks = masks
-        self.engine_masks = effective(masks, reachable(masks, self.layout), self.denoising)
+        engine = effective(masks, reachable(masks, self.layout), self.denoising)
+        self._update_inputs(engine, _Changes())
+        self.masks, self.engine_masks = masks, engine
 
     def commit(self, state: dict, variant: int, score: float) -> None:
         """Adopt variant ``variant`` of an :meth:`evaluate` call as the current circuit."""
         pick = slice(variant, variant + 1)
-        for name in ("masks", "engine"):
-            source = state[name]
-            setattr(
-                self,
-                "masks" if name == "masks" else "engine_masks",
-                EdgeMasks(
-                    [m[pick].clone() for m in source.attention],
-                    [m[pick].clone() for m in source.mlp],
-                    source.logits[pick].clone(),
-                ),
+
+        def one(source: EdgeMasks) -> EdgeMasks:
+            return EdgeMasks(
+                [m[pick].clone() for m in source.attention],
+                [m[pick].clone() for m in source.mlp],
+                source.logits[pick].clone(),
             )
-        if state["changed"]:
-            self.delta[:, :, state["changed"]] += state["diff"][variant]
+
+        engine, changes = one(state["engine"]), state["changes"].pick(variant)
+        self._update_inputs(engine, changes)
+        self.masks, self.engine_masks = one(state["masks"]), engine
+        for indices, diff in changes.blocks:
+            q = diff.shape[2]
+            self.delta[:, -q:, indices] += diff[0]
         self.final = state["final"][variant]
         self.score = score

@@ -117,7 +117,8 @@ class IncrementalEvaluator:
         self.delta = delta[0]  # [n, p, S, d] live - fixed of the current circuit
         self.accumulate = torch.float32 if self.fixed.device.type == "mps" else torch.float64
         self.final = final[0].to(self.accumulate)  # [n, d]
-        self.inputs = self._current_inputs()
+        self.inputs = self._current_inputs()  # the master copy, accumulation dtype
+        self.inputs_read = [x.to(self.comp.dtype) for x in self.inputs]  # what variants read
         self.score = float(scorer.metric_from_final(final)[0])
         self.component_evaluations = 0  # heads and MLPs recomputed, for benchmarks
 
@@ -146,14 +147,15 @@ class IncrementalEvaluator:
     def _correct(
         self, cached: Tensor, new: Tensor, old: Tensor, changes: _Changes, q: int
     ) -> Tensor:
-        """Inputs [V, n, q, k, d] (accumulation dtype) of k receiver slots at the last q
+        """Inputs [V, n, q, k, d] (``cached``'s dtype) of k receiver slots at the last q
         positions, in every variant.
 
         cached [n, p, k, d]: their inputs in the current circuit; new [V, P, s, k] and old
         [1, P, s, k]: their masks in the variants and now. A variant's input is the cached one
         plus (new - old) * delta over the senders whose mask entries differ, plus new * diff
         over the senders whose output changed. The change is summed in the model's dtype
-        (it is small), then added to the cached input in the accumulation dtype.
+        (it is small): variants read the cached inputs in the model's dtype, commits update
+        the float64 master copy.
         """
         new = expand_positions(new, self.p)[:, -q:]
         old = expand_positions(old, self.p)[:, -q:]
@@ -176,14 +178,14 @@ class IncrementalEvaluator:
     def _inputs(
         self, cached: Tensor, new: Tensor, old: Tensor, changes: _Changes, q: int
     ) -> Tensor:
-        """:meth:`_correct` in the model's dtype, at all p positions: the positions before the
-        last q are the cached ones (nothing changes there)."""
+        """:meth:`_correct` at all p positions: the positions before the last q are the
+        cached ones (nothing changes there)."""
         V = new.shape[0]
-        prefix = cached[None, :, : self.p - q].to(self.comp.dtype)
+        prefix = cached[None, :, : self.p - q]
         prefix = prefix.expand(V, *prefix.shape[1:])
         if q == 0:
             return prefix
-        inputs = self._correct(cached, new, old, changes, q).to(self.comp.dtype)
+        inputs = self._correct(cached, new, old, changes, q)
         return inputs if q == self.p else torch.cat([prefix, inputs], dim=2)
 
     def _what_matters(self, engine: EdgeMasks) -> tuple[Tensor, Tensor]:
@@ -263,13 +265,13 @@ class IncrementalEvaluator:
             """Heads' outputs at the last q positions, their key/value inputs changing at the
             last kv_q positions."""
             start, k = layout.senders_before_attention(layer), len(heads)
-            cached, old = self.inputs[layer], self.engine_masks.attention[layer]
+            cached, old = self.inputs_read[layer], self.engine_masks.attention[layer]
             q_in = self._correct(cached[:, :, heads], mask[..., heads], old[..., heads], changes, q)
             kv = [H + h for h in heads] + [2 * H + h for h in heads]
             kv_in = self._inputs(cached[:, :, kv], mask[..., kv], old[..., kv], changes, kv_q)
             z = comp.attention(
                 layer,
-                q_in.to(comp.dtype).reshape(V * n, q, k, d),
+                q_in.reshape(V * n, q, k, d),
                 kv_in[:, :, :, :k].reshape(V * n, self.p, k, d),
                 kv_in[:, :, :, k:].reshape(V * n, self.p, k, d),
                 heads=heads,
@@ -301,8 +303,8 @@ class IncrementalEvaluator:
                 index = layout.mlp_index(layer)
                 q = min(changed_positions(new, old)[0], needed(index))
                 if q and matters[index]:
-                    cached = self.inputs[layer][:, :, 3 * H :]  # [n, p, 1, d]
-                    mlp_in = self._correct(cached, new, old, changes, q).to(comp.dtype)
+                    cached = self.inputs_read[layer][:, :, 3 * H :]  # [n, p, 1, d]
+                    mlp_in = self._correct(cached, new, old, changes, q)
                     out = comp.mlp(layer, mlp_in.reshape(V * n, q, d))
                     record([index], out.reshape(V, n, q, 1, d))
                     self.component_evaluations += V
@@ -373,6 +375,7 @@ class IncrementalEvaluator:
                     cached[:, :, columns], new[..., slots], old[..., slots], changes, self.p
                 )
                 cached[:, :, columns] = updated[0]
+                self.inputs_read[layer][:, :, columns] = updated[0].to(self.comp.dtype)
 
     def adopt_unread(self, masks: EdgeMasks) -> None:
         """Adopt ``masks`` (one variant) without recomputing anything: only valid when the

@@ -37,6 +37,11 @@ def test_random_presets_are_seeded():
     assert not torch.equal(a.W_Q, b.W_Q)
     three = cg.load_model("random:llama-tiny,n_layers=3")
     assert three.cfg.n_layers == 3 and three.cfg.n_key_value_heads == 2
+    # init: the weights' standard deviation in thousandths; 20 is transformers' default
+    default, same = cg.load_model("random:gpt2-tiny"), cg.load_model("random:gpt2-tiny,init=20")
+    assert torch.equal(default.W_Q, same.W_Q)
+    wide = cg.load_model("random:gpt2-tiny,init=200")
+    assert 5 < float(wide.W_Q.std() / default.W_Q.std()) < 20
 
 
 @pytest.mark.parametrize(
@@ -45,6 +50,7 @@ def test_random_presets_are_seeded():
         ("random:gpt2-tiny,n_heads=0", "n_heads=0 .* must be at least 1"),
         ("random:gpt2-tiny,n_layers=0", "n_layers=0 .* must be at least 1"),
         ("random:llama-tiny,n_ctx=0", "n_ctx=0 .* must be at least 1"),
+        ("random:llama-tiny,init=0", "init=0 .* must be at least 1"),
         ("random:gpt2-tiny,n_heads=3", "d_model=64 .* not a multiple of n_heads=3"),
         ("random:llama-tiny,n_key_value_heads=3", "not a multiple of n_key_value_heads=3"),
         ("random:gpt5", "unknown random preset 'gpt5'"),

@@ -214,3 +214,45 @@ def test_acdc_order_tests_a_gqa_group_input_as_one_direct_edge():
     assert all(len(values) == 1 for values in effects.values())  # one test for the group
     direct = [(u, v) for u, v, _ in rows if v.count(".") == 1 and u == "a1.g1.k"]
     assert direct == [("a1.g1.k", "a1.2"), ("a1.g1.k", "a1.3")]
+
+
+REACTIVE = ("random:gpt2-tiny,init=200", "random:llama-tiny,n_layers=3,init=200")
+
+
+@pytest.mark.parametrize("name", REACTIVE)
+@pytest.mark.parametrize("ablation", ["resample", "mean"])
+@pytest.mark.parametrize("tau", [1e-2, 1e-3])
+def test_full_graph_fast_equals_reference_on_models_that_react(name, ablation, tau):
+    """Models whose heads and MLPs matter keep some edges and drop others, so the guided
+    speculation and the changed-position bookkeeping get both kinds of decision."""
+    model = cg.load_model(name)
+    scorer = _scorer(model, "kl", n=6, ablation=ablation)
+    reference = prune_edges(scorer, tau, method="reference", progress=False)
+    fast = prune_edges(scorer, tau, progress=False)
+    decisions = _decisions(fast)
+    assert decisions == _decisions(reference)
+    assert 0 < sum(removed for *_, removed in decisions) < len(decisions)
+    assert fast.metadata["evaluations"]["batches"] < len(decisions)
+
+
+def test_unchanged_positions_are_those_before_the_first_difference(toy):
+    from circuitgraph.prune.incremental import unchanged_positions
+
+    resample = _scorer(toy, "kl", n=8, ablation="resample")
+    differs = (resample.task.clean_tokens != resample.task.corrupted_tokens).any(dim=0)
+    first = int(differs.int().argmax())
+    assert first > 0 and unchanged_positions(resample) == first
+    assert unchanged_positions(_scorer(toy, "kl", n=8, ablation="mean")) == 0
+
+
+@SETTINGS
+@given(data=st.data(), tau_exponent=st.floats(-4, -1), denoising=st.booleans())
+def test_fast_equals_reference_with_resample_ablation(tiny, data, tau_exponent, denoising):
+    direction = "denoising" if denoising else "noising"
+    scorer = _scorer(tiny, "kl", ablation="resample", direction=direction)
+    positions = data.draw(st.sampled_from([None, range(scorer.task.seq_len)]))
+    start = _random_start(data, tiny, True, positions, max_edges=60)
+    tau = 10**tau_exponent
+    reference = prune_edges(scorer, tau, start=start, method="reference", progress=False)
+    fast = prune_edges(scorer, tau, start=start, progress=False)
+    assert _decisions(fast) == _decisions(reference)

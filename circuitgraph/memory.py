@@ -202,11 +202,14 @@ def estimate_memory(
     )  # fmt: skip
     node_pruning = states + node_cost.bytes(estimate.chunks(variants, "nodes"), n)
     scoring = edge_cost.bytes(estimate.chunks(1, "edges"), n)
-    # Edge pruning, an upper bound: the evaluator's per-sender state, the changed outputs of a
-    # batch of variants (at most every sender), one layer's attention inputs.
+    # Edge pruning, an upper bound: the evaluator's per-sender state, its cache of every
+    # receiver's input (a float64 master copy and one in the model's dtype, [n, p, 3H + 1, d]
+    # per layer), the changed outputs of a batch of variants (at most every sender), one
+    # layer's attention inputs.
     logits = variants * n * vocab * 4  # a batch's float32 logits
     attention_inputs = variants * n * p * 3 * layout.n_heads * d * item
-    edge_pruning = cache + variants * cache + attention_inputs + logits
+    receiver_inputs = layout.n_layers * n * p * (3 * H + 1) * d * (8 + item)
+    edge_pruning = cache + receiver_inputs + variants * cache + attention_inputs + logits
     return MemoryEstimate(
         weights, caches, node_pruning, edge_pruning, scoring, n, variants, budget,
         node_cost, edge_cost, states,

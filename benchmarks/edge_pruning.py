@@ -46,7 +46,7 @@ from circuitgraph.masks import edge_masks
 from circuitgraph.memory import GIB, peak_rss_bytes
 from circuitgraph.patching import run_edge_masks
 from circuitgraph.prune.edges import prune_edges, worsening
-from circuitgraph.prune.incremental import effective, reachable
+from circuitgraph.prune.live import effective, reachable
 from circuitgraph.prune.schedule import Step, edge_schedule, set_edge
 
 HEADER = (

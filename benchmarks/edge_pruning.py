@@ -157,6 +157,8 @@ def sampled_case(scorer, start: cg.Circuit, tau: float, args) -> dict:
     for _ in range(args.repeats):  # interleaved: fast, reference sample, fast, ...
         fast = prune_edges(scorer, tau, start=start, progress=False)
         fast_seconds.append(fast.metadata["seconds"])
+        if args.edges == 0:  # the fast path alone
+            return {"fast": fast, "fast_seconds": min(fast_seconds), "reference_seconds": None}
         times, compared, agree = replay_reference(scorer, start, fast, sample, args.edges)
         best = {key: min(seconds, best.get(key, seconds)) for key, seconds in times.items()}
     reference, low, high = extrapolate(best, steps, tested_per_layer(fast, steps))
@@ -224,23 +226,34 @@ def run_case(case: str, args) -> dict:
     if args.save:
         args.save.mkdir(parents=True, exist_ok=True)
         fast.to_json(args.save / f"case_{case}.json")
-    low, high = result["interval"]
     fast_seconds, reference_seconds = result["fast_seconds"], result["reference_seconds"]
-    return {
+    low, high = result.get("interval", (None, None))
+    base = {
         "name": name,
         "tested": len(fast.metadata["tested"]),
         "fast": fast_seconds,
+        "kept": len(fast.sender_receiver_edges()),
+        "score": fast.metadata["score"],
+        "peak_rss_gib": peak_rss_bytes() / GIB,
+    }
+    if reference_seconds is None:
+        return {**base, "reference": None}
+    return {
+        **base,
         "reference": reference_seconds,
         "speedup": reference_seconds / fast_seconds,
         "speedup_interval": (low / fast_seconds, high / fast_seconds),
-        "kept": len(fast.sender_receiver_edges()),
-        "score": fast.metadata["score"],
         "checked": result["checked"],
-        "peak_rss_gib": peak_rss_bytes() / GIB,
     }
 
 
 def row(result: dict, extrapolated: bool) -> str:
+    if result["reference"] is None:  # --edges 0: the fast path alone
+        return (
+            f"| {result['name']} | {result['tested']:,} | {result['fast']:,.1f} s | not sampled "
+            f"| - | {result['kept']} | {result['score']:.4f} | - "
+            f"| {result['peak_rss_gib']:.2f} GiB |"
+        )
     low, high = result["speedup_interval"]
     reference = f"{result['reference']:,.1f} s" + (" (extrapolated)" if extrapolated else "")
     interval = f" ({low:,.1f}-{high:,.1f})" if extrapolated else ""
@@ -257,7 +270,9 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=8, help="prompts per task")
     parser.add_argument("--repeats", type=int, default=2, help="fast runs and reference replays")
     parser.add_argument("--per-layer", type=int, default=1, help="sampled receivers per layer")
-    parser.add_argument("--edges", type=int, default=8, help="edges replayed per receiver")
+    parser.add_argument(
+        "--edges", type=int, default=8, help="edges replayed per receiver (0: fast path only)"
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--save", type=Path, help="folder for the fast circuits (JSON)")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one case, print JSON

@@ -181,6 +181,7 @@ class ComponentModel:
         k_in: Tensor | None,
         v_in: Tensor | None,
         heads: list[int] | None = None,
+        kv_slots: list[int] | None = None,
     ) -> Tensor:
         """Per-head attention from per-head residual inputs; returns z [batch, pos, H, d_head].
 
@@ -188,8 +189,10 @@ class ComponentModel:
         key/value input per query head) or R = n_kv_heads (one per key/value group).
         A shared input for every head may be passed as q_in [batch, pos, d_model] (k_in and
         v_in are then ignored). With ``heads`` only those query heads are computed (H and R
-        are then len(heads): one key/value input per listed head). q_in may hold only the last
-        positions of the prompt (z then has those positions).
+        are then len(heads): one key/value input per listed head, or, with ``kv_slots``, the
+        key/value input slot each listed head reads, when heads of one group share one: its
+        keys and values are then computed once). q_in may hold only the last positions of the
+        prompt (z then has those positions).
         """
         ln = self.ln1[layer]
         if q_in.dim() == 3:  # one shared input (node-level circuits): normalise once
@@ -205,16 +208,36 @@ class ComponentModel:
             else torch.tensor(heads, device=device)
         )
         H, R = q_in.shape[2], k_in.shape[2]
-        if len(query_heads) != H or R not in (H, self.n_kv_heads) or (heads and R != H):
+        shared = kv_slots is not None
+        if shared and (
+            heads is None or len(kv_slots) != H or sorted(set(kv_slots)) != list(range(R))
+        ):
+            raise ValueError(f"kv_slots {kv_slots} do not map {H} listed heads to {R} slots")
+        if (
+            len(query_heads) != H
+            or R not in (H, self.n_kv_heads)
+            and not shared
+            or (heads and R != H and not shared)
+        ):
             raise ValueError(f"attention inputs have {H} query and {R} key/value slots")
         W_Q, b_Q = self.W_Q[layer][query_heads], self.b_Q[layer][query_heads]
         q = torch.einsum("bphd,hde->bphe", ln(q_in), W_Q) + b_Q
         # Key/value slot r uses the key/value head that query head r (or group r) reads.
-        kv_index = query_heads // self.group_size if R == H else torch.arange(R, device=device)
+        if shared:
+            first_reader = [kv_slots.index(r) for r in range(R)]
+            kv_index = query_heads[first_reader] // self.group_size
+        elif R == H:
+            kv_index = query_heads // self.group_size
+        else:
+            kv_index = torch.arange(R, device=device)
         W_K, W_V = self.W_K[layer][kv_index], self.W_V[layer][kv_index]  # [R, d_model, d_head]
         k = torch.einsum("bprd,rde->bpre", ln(k_in), W_K) + self.b_K[layer][kv_index]
         v = torch.einsum("bprd,rde->bpre", ln(v_in), W_V) + self.b_V[layer][kv_index]
-        return self._attend(layer, *self._norm_qk(layer, q, k), v)
+        q, k = self._norm_qk(layer, q, k)
+        if shared:  # one key/value per listed head, [batch, pos, H, d_head]
+            slots = torch.tensor(kv_slots, device=device)
+            k, v = k[:, :, slots], v[:, :, slots]
+        return self._attend(layer, q, k, v)
 
     def _norm_qk(self, layer: int, q: Tensor, k: Tensor) -> tuple[Tensor, Tensor]:
         """Apply the layer's query/key norms (over d_head) where the model has them."""

@@ -212,3 +212,25 @@ def test_bad_inputs_are_clear_errors(toy, tiny):
         scorer.score(cg.full_circuit(tiny.cfg))
     with pytest.raises(ValueError, match="built for model"):
         cg.Scorer(tiny, task)
+
+
+def test_heads_sharing_a_key_value_slot_equal_heads_with_their_own_copy():
+    """ComponentModel.attention(kv_slots=...) computes a shared key/value input once; the
+    result equals passing each head its own copy of it (grouped-query attention)."""
+    from circuitgraph.components import ComponentModel
+
+    model = cg.load_model("random:llama-tiny,init=200")  # 4 heads, 2 key/value groups
+    comp = ComponentModel(model)
+    generator = torch.Generator().manual_seed(0)
+    batch, pos, d = 3, 5, comp.d_model
+    heads = [0, 1, 3]
+    q_in = torch.randn(batch, pos, len(heads), d, generator=generator)
+    shared = torch.randn(batch, pos, 2, d, generator=generator)  # group 0, group 1
+    kv_slots = [0, 0, 1]
+    with torch.no_grad():
+        together = comp.attention(0, q_in, shared, shared * 0.5, heads=heads, kv_slots=kv_slots)
+        copies = shared[:, :, kv_slots]
+        apart = comp.attention(0, q_in, copies, copies * 0.5, heads=heads)
+    torch.testing.assert_close(together, apart, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="kv_slots"):
+        comp.attention(0, q_in, shared, shared, heads=heads, kv_slots=[0, 0])

@@ -127,27 +127,26 @@ class IncrementalEvaluator:
         cached [n, p, k, d]: their inputs in the current circuit; new [V, P, s, k] and old
         [1, P, s, k]: their masks in the variants and now. A variant's input is the cached one
         plus (new - old) * delta over the senders whose mask entries differ, plus new * diff
-        over the senders whose output changed. The change is summed in the model's dtype
-        (it is small): variants read the cached inputs in the model's dtype, commits update
-        the float64 master copy.
+        over the senders whose output changed, in ``cached``'s dtype: variants read the cached
+        inputs in the model's dtype, commits update the float64 master copy.
         """
         new = expand_positions(new, self.p)[:, -q:]
         old = expand_positions(old, self.p)[:, -q:]
-        V, k = new.shape[0], new.shape[3]
-        change = torch.zeros(V, self.n, q, k, self.comp.d_model, device=new.device, dtype=new.dtype)
+        V = new.shape[0]
+        inputs = cached[None, :, -q:].expand(V, *cached.shape[:1], q, *cached.shape[2:]).clone()
         moved = new - old  # [V, q, s, k]
         rows = (moved != 0).any(dim=3).any(dim=1).any(dim=0).nonzero().flatten()
         if len(rows):
             delta = self.delta[:, -q:, rows]  # [n, q, rows, d]
-            change += torch.einsum("npsd,vpsk->vnpkd", delta, moved[:, :, rows])
+            inputs += torch.einsum("npsd,vpsk->vnpkd", delta, moved[:, :, rows])
         for indices, diff in changes.blocks:
             if indices[-1] >= new.shape[2]:  # blocks come in sender order: the rest are later
                 break
             m = min(q, diff.shape[2])
-            change[:, :, -m:] += torch.einsum(
+            inputs[:, :, -m:] += torch.einsum(
                 "vnpsd,vpsk->vnpkd", diff[:, :, -m:], new[:, -m:, indices]
             )
-        return cached[None, :, -q:] + change
+        return inputs
 
     def _inputs(
         self, cached: Tensor, new: Tensor, old: Tensor, changes: _Changes, q: int
@@ -235,20 +234,42 @@ class IncrementalEvaluator:
             """How many trailing positions of ``sender``'s output the metric can see."""
             return self.changing if needs_all[sender] else 1
 
+        def same_kv(mask: Tensor, old: Tensor, a: int, b: int) -> bool:
+            """Whether heads a and b read the same key and value inputs: same group, and the
+            same edges into them now and in every variant."""
+            if a // comp.group_size != b // comp.group_size:
+                return False
+            return all(
+                torch.equal(m[..., offset + a], m[..., offset + b])
+                for m in (mask, old)
+                for offset in (H, 2 * H)
+            )
+
         def recompute_heads(layer: int, heads: list[int], mask: Tensor, q: int, kv_q: int) -> None:
             """Heads' outputs at the last q positions, their key/value inputs changing at the
             last kv_q positions."""
             start, k = layout.senders_before_attention(layer), len(heads)
             cached, old = self.inputs_read[layer], self.engine_masks.attention[layer]
             q_in = self._correct(cached[:, :, heads], mask[..., heads], old[..., heads], changes, q)
-            kv = [H + h for h in heads] + [2 * H + h for h in heads]
+            # Heads of one key/value group whose key and value inputs have the same edges
+            # (a group's input nodes under grouped-query attention) share one computation.
+            shared, kv_slots = [], []
+            for h in heads:
+                same = next((i for i, r in enumerate(shared) if same_kv(mask, old, r, h)), None)
+                if same is None:
+                    shared.append(h)
+                    same = len(shared) - 1
+                kv_slots.append(same)
+            u = len(shared)
+            kv = [H + h for h in shared] + [2 * H + h for h in shared]
             kv_in = self._inputs(cached[:, :, kv], mask[..., kv], old[..., kv], changes, kv_q)
             z = comp.attention(
                 layer,
                 q_in.reshape(V * n, q, k, d),
-                kv_in[:, :, :, :k].reshape(V * n, self.p, k, d),
-                kv_in[:, :, :, k:].reshape(V * n, self.p, k, d),
+                kv_in[:, :, :, :u].reshape(V * n, self.p, u, d),
+                kv_in[:, :, :, u:].reshape(V * n, self.p, u, d),
                 heads=heads,
+                kv_slots=kv_slots if u < k else None,
             )
             out = comp.head_outputs(layer, z, heads).reshape(V, n, q, k, d)
             record([start + h for h in heads], out)

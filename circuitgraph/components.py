@@ -209,16 +209,12 @@ class ComponentModel:
         )
         H, R = q_in.shape[2], k_in.shape[2]
         shared = kv_slots is not None
-        if shared and (
-            heads is None or len(kv_slots) != H or sorted(set(kv_slots)) != list(range(R))
-        ):
-            raise ValueError(f"kv_slots {kv_slots} do not map {H} listed heads to {R} slots")
-        if (
-            len(query_heads) != H
-            or R not in (H, self.n_kv_heads)
-            and not shared
-            or (heads and R != H and not shared)
-        ):
+        if shared:
+            if heads is None or len(kv_slots) != H or sorted(set(kv_slots)) != list(range(R)):
+                raise ValueError(f"kv_slots {kv_slots} do not map {H} listed heads to {R} slots")
+        elif R not in (H, self.n_kv_heads) or (heads and R != H):
+            raise ValueError(f"attention inputs have {H} query and {R} key/value slots")
+        if len(query_heads) != H:
             raise ValueError(f"attention inputs have {H} query and {R} key/value slots")
         W_Q, b_Q = self.W_Q[layer][query_heads], self.b_Q[layer][query_heads]
         q = torch.einsum("bphd,hde->bphe", ln(q_in), W_Q) + b_Q

@@ -308,16 +308,15 @@ def _prune_fast(
                 variants = _variants(evaluator.masks, step, removals)
                 scores, state = evaluator.evaluate(step.receiver, variants)
                 batches += 1
+                values = scores.tolist()
                 base = evaluator.score  # each variant's effect against its own base
-                for candidate, guess, score in zip(
-                    candidates, guesses, scores.tolist(), strict=True
-                ):
+                for candidate, guess, score in zip(candidates, guesses, values, strict=True):
                     estimates[candidate] = worsening(base, score, better)
                     if guess:
                         base = score
                 running, commit, held = evaluator.score, None, True
                 for i, candidate in enumerate(candidates):
-                    new = float(scores[i])
+                    new = values[i]
                     effect = worsening(running, new, better)
                     removed = effect < tau
                     record.log(step, candidate, effect, removed)

@@ -161,6 +161,18 @@ class IncrementalEvaluator:
         inputs = self._correct(cached, new, old, changes, q)
         return inputs if q == self.p else torch.cat([prefix, inputs], dim=2)
 
+    def _changed_positions(self, new: Tensor, old: Tensor, changes: _Changes) -> Tensor:
+        """Per receiver slot of masks [V or 1, P, s, k], how many trailing positions of its
+        input change, [k] (0: none): all that can change where a mask entry differs, and
+        those of each changed sender it reads along a live edge."""
+        q = (new != old).flatten(0, 2).any(dim=0).long() * self.changing  # [k]
+        for indices, diff in changes.blocks:
+            if indices[-1] >= new.shape[2]:  # blocks come in sender order
+                break
+            reads = (new[:, :, indices] != 0).flatten(0, 2).any(dim=0)
+            q = torch.maximum(q, reads.long() * diff.shape[2])
+        return q
+
     def _what_matters(self, engine: EdgeMasks) -> tuple[Tensor, Tensor]:
         """Which senders' outputs can reach the metric: (anywhere, before the last position),
         bool [S] each, over every variant.
@@ -218,18 +230,6 @@ class IncrementalEvaluator:
             fixed, delta = self.fixed[None, :, -q:, indices], self.delta[None, :, -q:, indices]
             changes.blocks.append((indices, out - fixed - delta))
 
-        def changed_positions(new: Tensor, old: Tensor) -> list[int]:
-            """Per receiver slot of masks [V or 1, P, s, k], how many trailing positions of
-            its input change (0: none): all that can change where a mask entry differs, and
-            those of each changed sender it reads along a live edge."""
-            q = (new != old).flatten(0, 2).any(dim=0).long() * self.changing  # [k]
-            for indices, diff in changes.blocks:
-                if indices[-1] >= new.shape[2]:  # blocks come in sender order
-                    break
-                reads = (new[:, :, indices] != 0).flatten(0, 2).any(dim=0)
-                q = torch.maximum(q, reads.long() * diff.shape[2])
-            return q.tolist()
-
         def needed(sender: int) -> int:
             """How many trailing positions of ``sender``'s output the metric can see."""
             return self.changing if needs_all[sender] else 1
@@ -283,20 +283,19 @@ class IncrementalEvaluator:
             start = layout.senders_before_attention(layer)
             if not (receiver.kind == "mlp" and layer == receiver.layer):
                 new, old = engine.attention[layer], self.engine_masks.attention[layer]
-                slot_q = changed_positions(new, old)  # [3H]: q slots, k slots, v slots
+                slot_q = self._changed_positions(new, old, changes).tolist()  # q, k, v slots
+                kv_q = [max(slot_q[H + h], slot_q[2 * H + h]) for h in range(H)]
                 groups: dict[int, list[int]] = {}
                 for h in range(H):
-                    kv_q = max(slot_q[H + h], slot_q[2 * H + h])
-                    q = min(max(slot_q[h], kv_q), needed(start + h))
+                    q = min(max(slot_q[h], kv_q[h]), needed(start + h))
                     if q and matters[start + h]:
                         groups.setdefault(q, []).append(h)
                 for q, heads in sorted(groups.items(), reverse=True):
-                    kv_q = max(max(slot_q[H + h], slot_q[2 * H + h]) for h in heads)
-                    recompute_heads(layer, heads, new, q, kv_q)
+                    recompute_heads(layer, heads, new, q, max(kv_q[h] for h in heads))
             if receiver.kind != "logits":
                 new, old = engine.mlp[layer][..., None], self.engine_masks.mlp[layer][..., None]
                 index = layout.mlp_index(layer)
-                q = min(changed_positions(new, old)[0], needed(index))
+                q = min(int(self._changed_positions(new, old, changes)[0]), needed(index))
                 if q and matters[index]:
                     cached = self.inputs_read[layer][:, :, 3 * H :]  # [n, p, 1, d]
                     mlp_in = self._correct(cached, new, old, changes, q)
@@ -350,7 +349,7 @@ class IncrementalEvaluator:
         """Bring the cached receiver inputs to the circuit of ``engine`` (one variant) whose
         senders moved by ``changes`` (of that variant); only slots whose input changes are
         touched. Runs before ``delta`` takes the changes."""
-        H, senders = self.layout.n_heads, changes.senders
+        H = self.layout.n_heads
         for layer in range(self.layout.n_layers):
             cached = self.inputs[layer]
             pairs = (
@@ -358,11 +357,7 @@ class IncrementalEvaluator:
                 (engine.mlp[layer][..., None], self.engine_masks.mlp[layer][..., None], 3 * H),
             )
             for new, old, offset in pairs:
-                touched = (new != old).flatten(0, 2).any(dim=0)  # [k]
-                reads = [s for s in senders if s < new.shape[2]]
-                if reads:
-                    touched |= (new[:, :, reads] != 0).flatten(0, 2).any(dim=0)
-                slots = touched.nonzero().flatten()
+                slots = self._changed_positions(new, old, changes).nonzero().flatten()
                 if not len(slots):
                     continue
                 columns = (slots + offset).tolist()

@@ -64,7 +64,7 @@ class EdgeProgress:
         self.n_layers, self.clock = n_layers, clock
         self.left: Counter[int] = Counter()
         for step in steps:
-            self.left[self._layer(step)] += len(step.senders)
+            self.left[step.receiver.layer] += len(step.senders)
         self.measured_edges: Counter[int] = Counter()
         self.measured_seconds: dict[int, float] = {}
         self.bar = tqdm(
@@ -78,15 +78,11 @@ class EdgeProgress:
         )
         self.since = clock()
 
-    @staticmethod
-    def _layer(step: Step) -> int:
-        return step.receiver.layer
-
     def update(self, step: Step, count: int = 1, tested: bool = True) -> None:
         """``count`` edges of ``step`` are decided; ``tested``: the time since the last
         update was spent testing them (untested removals cost nothing)."""
         now = self.clock()
-        layer = self._layer(step)
+        layer = step.receiver.layer
         self.left[layer] -= count
         if tested:
             self.measured_edges[layer] += count

@@ -182,6 +182,7 @@ class ComponentModel:
         v_in: Tensor | None,
         heads: list[int] | None = None,
         kv_slots: list[int] | None = None,
+        kv_prefix: tuple[Tensor, Tensor] | None = None,
     ) -> Tensor:
         """Per-head attention from per-head residual inputs; returns z [batch, pos, H, d_head].
 
@@ -192,7 +193,9 @@ class ComponentModel:
         are then len(heads): one key/value input per listed head, or, with ``kv_slots``, the
         key/value input slot each listed head reads, when heads of one group share one: its
         keys and values are then computed once). q_in may hold only the last positions of the
-        prompt (z then has those positions).
+        prompt (z then has those positions). ``kv_prefix``: the keys and values of the
+        leading positions, [batch, pre, R, d_head] each, from :meth:`key_values` (k_in and
+        v_in then hold only the positions after them).
         """
         ln = self.ln1[layer]
         if q_in.dim() == 3:  # one shared input (node-level circuits): normalise once
@@ -201,39 +204,57 @@ class ComponentModel:
             k = torch.einsum("bpd,gde->bpge", normed, self.W_K[layer]) + self.b_K[layer]
             v = torch.einsum("bpd,gde->bpge", normed, self.W_V[layer]) + self.b_V[layer]
             return self._attend(layer, *self._norm_qk(layer, q, k), v)
-        device = q_in.device
-        query_heads = (
-            torch.arange(self.n_heads, device=device)
-            if heads is None
-            else torch.tensor(heads, device=device)
-        )
-        H, R = q_in.shape[2], k_in.shape[2]
-        shared = kv_slots is not None
-        if shared:
-            if heads is None or len(kv_slots) != H or sorted(set(kv_slots)) != list(range(R)):
-                raise ValueError(f"kv_slots {kv_slots} do not map {H} listed heads to {R} slots")
-        elif R not in (H, self.n_kv_heads) or (heads and R != H):
-            raise ValueError(f"attention inputs have {H} query and {R} key/value slots")
-        if len(query_heads) != H:
-            raise ValueError(f"attention inputs have {H} query and {R} key/value slots")
+        query_heads = self._query_heads(heads, q_in.device)
+        if len(query_heads) != q_in.shape[2]:
+            raise ValueError(f"{len(query_heads)} heads listed for {q_in.shape[2]} query inputs")
         W_Q, b_Q = self.W_Q[layer][query_heads], self.b_Q[layer][query_heads]
         q = torch.einsum("bphd,hde->bphe", ln(q_in), W_Q) + b_Q
-        # Key/value slot r uses the key/value head that query head r (or group r) reads.
-        if shared:
+        q_norm = self.q_norm[layer]
+        q = q if q_norm is None else q_norm(q)
+        k, v = self.key_values(layer, k_in, v_in, heads, kv_slots)
+        if kv_prefix is not None:
+            k, v = torch.cat([kv_prefix[0], k], dim=1), torch.cat([kv_prefix[1], v], dim=1)
+        if kv_slots is not None:  # one key/value per listed head, [batch, pos, H, d_head]
+            slots = torch.tensor(kv_slots, device=q_in.device)
+            k, v = k[:, :, slots], v[:, :, slots]
+        return self._attend(layer, q, k, v)
+
+    def _query_heads(self, heads: list[int] | None, device: torch.device) -> Tensor:
+        if heads is None:
+            return torch.arange(self.n_heads, device=device)
+        return torch.tensor(heads, device=device)
+
+    def key_values(
+        self,
+        layer: int,
+        k_in: Tensor,
+        v_in: Tensor,
+        heads: list[int] | None = None,
+        kv_slots: list[int] | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """Keys and values [batch, pos, R, d_head] each (key norm applied, no rotation) of the
+        key/value inputs [batch, pos, R, d_model] that :meth:`attention` takes for ``heads``
+        and ``kv_slots``."""
+        query_heads = self._query_heads(heads, k_in.device)
+        H, R = len(query_heads), k_in.shape[2]
+        if kv_slots is not None:
+            if heads is None or len(kv_slots) != H or sorted(set(kv_slots)) != list(range(R)):
+                raise ValueError(f"kv_slots {kv_slots} do not map {H} listed heads to {R} slots")
+            # Key/value slot r uses the key/value head of the first listed head that reads it.
             first_reader = [kv_slots.index(r) for r in range(R)]
             kv_index = query_heads[first_reader] // self.group_size
         elif R == H:
             kv_index = query_heads // self.group_size
+        elif heads is None and self.n_kv_heads == R:
+            kv_index = torch.arange(R, device=k_in.device)
         else:
-            kv_index = torch.arange(R, device=device)
+            raise ValueError(f"attention inputs have {H} query and {R} key/value slots")
+        ln = self.ln1[layer]
         W_K, W_V = self.W_K[layer][kv_index], self.W_V[layer][kv_index]  # [R, d_model, d_head]
         k = torch.einsum("bprd,rde->bpre", ln(k_in), W_K) + self.b_K[layer][kv_index]
         v = torch.einsum("bprd,rde->bpre", ln(v_in), W_V) + self.b_V[layer][kv_index]
-        q, k = self._norm_qk(layer, q, k)
-        if shared:  # one key/value per listed head, [batch, pos, H, d_head]
-            slots = torch.tensor(kv_slots, device=device)
-            k, v = k[:, :, slots], v[:, :, slots]
-        return self._attend(layer, q, k, v)
+        k_norm = self.k_norm[layer]
+        return (k if k_norm is None else k_norm(k)), v
 
     def _norm_qk(self, layer: int, q: Tensor, k: Tensor) -> tuple[Tensor, Tensor]:
         """Apply the layer's query/key norms (over d_head) where the model has them."""

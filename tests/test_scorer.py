@@ -234,3 +234,28 @@ def test_heads_sharing_a_key_value_slot_equal_heads_with_their_own_copy():
     torch.testing.assert_close(together, apart, rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="kv_slots"):
         comp.attention(0, q_in, shared, shared, heads=heads, kv_slots=[0, 0])
+
+
+@pytest.mark.parametrize("name", ["random:llama-tiny,init=200", "random:qwen3-tiny,init=200"])
+@pytest.mark.parametrize("kv_slots", [None, [0, 0, 1]])
+@pytest.mark.parametrize("prefix", [1, 4])
+def test_keys_and_values_of_leading_positions_can_be_passed_in(name, kv_slots, prefix):
+    """attention(kv_prefix=key_values(...)) over the leading positions equals computing the
+    keys and values of every position (rotary, key norm, grouped-query slots)."""
+    from circuitgraph.components import ComponentModel
+
+    comp = ComponentModel(cg.load_model(name))
+    generator = torch.Generator().manual_seed(1)
+    batch, pos, d = 3, 6, comp.d_model
+    heads = [0, 1, 3]
+    slots = 2 if kv_slots else len(heads)
+    q_in = torch.randn(batch, 2, len(heads), d, generator=generator)  # the last 2 queries
+    k_in = torch.randn(batch, pos, slots, d, generator=generator)
+    v_in = torch.randn(batch, pos, slots, d, generator=generator)
+    with torch.no_grad():
+        whole = comp.attention(0, q_in, k_in, v_in, heads=heads, kv_slots=kv_slots)
+        before = comp.key_values(0, k_in[:, :prefix], v_in[:, :prefix], heads, kv_slots)
+        split = comp.attention(
+            0, q_in, k_in[:, prefix:], v_in[:, prefix:], heads, kv_slots, kv_prefix=before
+        )
+    torch.testing.assert_close(split, whole, rtol=1e-5, atol=1e-6)

@@ -82,7 +82,8 @@ class IncrementalEvaluator:
         self.fixed = scorer.fixed.expand(n, p, self.layout.n_senders, self.comp.d_model)
         self.fixed_prefix, self.bias_prefix = fixed_prefix_sums(self.comp, self.fixed, n)
         self.masks = masks
-        self.engine_masks = effective(masks, reachable(masks, self.layout), self.denoising)
+        self.reach = reachable(masks, self.layout)  # [1, P, S]
+        self.engine_masks = effective(masks, self.reach, self.denoising)
         self.last = scorer.last  # each prompt's last real position [n], or None (all at -1)
         with torch.no_grad():
             final, delta = edge_forward(
@@ -148,19 +149,6 @@ class IncrementalEvaluator:
             )
         return inputs
 
-    def _inputs(
-        self, cached: Tensor, new: Tensor, old: Tensor, changes: _Changes, q: int
-    ) -> Tensor:
-        """:meth:`_correct` at all p positions: the positions before the last q are the
-        cached ones (nothing changes there)."""
-        V = new.shape[0]
-        prefix = cached[None, :, : self.p - q]
-        prefix = prefix.expand(V, *prefix.shape[1:])
-        if q == 0:
-            return prefix
-        inputs = self._correct(cached, new, old, changes, q)
-        return inputs if q == self.p else torch.cat([prefix, inputs], dim=2)
-
     def _changed_positions(self, new: Tensor, old: Tensor, changes: _Changes) -> Tensor:
         """Per receiver slot of masks [V or 1, P, s, k], how many trailing positions of its
         input change, [k] (0: none): all that can change where a mask entry differs, and
@@ -173,9 +161,10 @@ class IncrementalEvaluator:
             q = torch.maximum(q, reads.long() * diff.shape[2])
         return q
 
-    def _what_matters(self, engine: EdgeMasks) -> tuple[Tensor, Tensor]:
-        """Which senders' outputs can reach the metric: (anywhere, before the last position),
-        bool [S] each, over every variant.
+    def _what_matters(self, engine: EdgeMasks, first: int) -> tuple[Tensor, Tensor]:
+        """Which senders of layer ``first`` on have outputs that can reach the metric:
+        (anywhere, before the last position), bool [S] each, over every variant (the earlier
+        senders are never recomputed: not set).
 
         A sender matters if a live edge leads from it to ``logits`` (directly or through
         senders that matter); the others cannot move the score, so they are not recomputed.
@@ -187,7 +176,7 @@ class IncrementalEvaluator:
         layout, H = self.layout, self.layout.n_heads
         matters = (engine.logits != 0).flatten(0, 1).any(dim=0)  # [S]
         everywhere = torch.zeros_like(matters)
-        for layer in reversed(range(layout.n_layers)):
+        for layer in reversed(range(first, layout.n_layers)):
             start, mlp = layout.senders_before_attention(layer), layout.mlp_index(layer)
             if matters[mlp]:
                 readers = (engine.mlp[layer] != 0).flatten(0, 1).any(dim=0)  # [before_mlp]
@@ -210,8 +199,10 @@ class IncrementalEvaluator:
         ``receiver``), plus what :meth:`commit` needs to adopt one of them."""
         layout, comp = self.layout, self.comp
         V, H, d, n = variants.n_variants, layout.n_heads, comp.d_model, self.n
-        reach = reachable(variants, layout)
-        engine = effective(variants, reach, self.denoising)
+        # Nothing before the receiver's layer changes: reuse what is known there.
+        first = layout.n_layers if receiver.kind == "logits" else receiver.layer
+        reach = reachable(variants, layout, first, self.reach)
+        engine = effective(variants, reach, self.denoising, first, self.engine_masks)
         changes = _Changes()
         # Denoising can turn edges on, so there every output may matter everywhere.
         if self.denoising:
@@ -219,7 +210,7 @@ class IncrementalEvaluator:
                 layout.n_senders, dtype=torch.bool, device=self.fixed.device
             )
         else:
-            matters, needs_all = self._what_matters(engine)
+            matters, needs_all = self._what_matters(engine, first)
             if self.last is not None:  # prompts of several lengths: the metric reads several
                 needs_all = matters  # positions, so what matters is needed at all of them
 
@@ -260,16 +251,27 @@ class IncrementalEvaluator:
                     shared.append(h)
                     same = len(shared) - 1
                 kv_slots.append(same)
-            u = len(shared)
+            u, slots = len(shared), (kv_slots if len(shared) < k else None)
             kv = [H + h for h in shared] + [2 * H + h for h in shared]
-            kv_in = self._inputs(cached[:, :, kv], mask[..., kv], old[..., kv], changes, kv_q)
+            # Keys and values before the last kv_q positions are the current circuit's in
+            # every variant: computed once for the n prompts, not for each variant.
+            kv_q = max(kv_q, 1)
+            kv_in = self._correct(cached[:, :, kv], mask[..., kv], old[..., kv], changes, kv_q)
+            prefix = None
+            if kv_q < self.p:
+                before = cached[:, : self.p - kv_q, kv]  # [n, p - kv_q, 2u, d]
+                keys, values = comp.key_values(
+                    layer, before[:, :, :u], before[:, :, u:], heads, slots
+                )
+                prefix = keys.repeat(V, 1, 1, 1), values.repeat(V, 1, 1, 1)
             z = comp.attention(
                 layer,
                 q_in.reshape(V * n, q, k, d),
-                kv_in[:, :, :, :u].reshape(V * n, self.p, u, d),
-                kv_in[:, :, :, u:].reshape(V * n, self.p, u, d),
+                kv_in[:, :, :, :u].reshape(V * n, kv_q, u, d),
+                kv_in[:, :, :, u:].reshape(V * n, kv_q, u, d),
                 heads=heads,
-                kv_slots=kv_slots if u < k else None,
+                kv_slots=slots,
+                kv_prefix=prefix,
             )
             out = comp.head_outputs(layer, z, heads).reshape(V, n, q, k, d)
             record([start + h for h in heads], out)
@@ -278,7 +280,6 @@ class IncrementalEvaluator:
         # Each changed output is recomputed at the positions where it changes (its inputs'
         # changed positions; causal attention carries a key/value change only forwards) and
         # the metric can see it.
-        first = layout.n_layers if receiver.kind == "logits" else receiver.layer
         for layer in range(first, layout.n_layers):
             start = layout.senders_before_attention(layer)
             if not (receiver.kind == "mlp" and layer == receiver.layer):
@@ -314,7 +315,8 @@ class IncrementalEvaluator:
         if moved.any():
             final_moved = final[moved].to(comp.dtype)
             scores[moved] = self.scorer.metric_from_final(final_moved).double()
-        return scores, {"masks": variants, "engine": engine, "changes": changes, "final": final}
+        state = {"masks": variants, "reach": reach, "engine": engine, "first": first}
+        return scores, {**state, "changes": changes, "final": final}
 
     def _final(self, logits_mask: Tensor, changes: _Changes) -> Tensor:
         """Final residual at the last position [V, n, d] (accumulation dtype): the current
@@ -345,12 +347,13 @@ class IncrementalEvaluator:
         )
         return diff.gather(2, picked).squeeze(2) * inside
 
-    def _update_inputs(self, engine: EdgeMasks, changes: _Changes) -> None:
+    def _update_inputs(self, engine: EdgeMasks, changes: _Changes, first: int = 0) -> None:
         """Bring the cached receiver inputs to the circuit of ``engine`` (one variant) whose
-        senders moved by ``changes`` (of that variant); only slots whose input changes are
-        touched. Runs before ``delta`` takes the changes."""
+        senders moved by ``changes`` (of that variant) and masks changed from layer ``first``
+        on; only slots whose input changes are touched. Runs before ``delta`` takes the
+        changes."""
         H = self.layout.n_heads
-        for layer in range(self.layout.n_layers):
+        for layer in range(first, self.layout.n_layers):
             cached = self.inputs[layer]
             pairs = (
                 (engine.attention[layer], self.engine_masks.attention[layer], 0),
@@ -371,7 +374,8 @@ class IncrementalEvaluator:
         """Adopt ``masks`` (one variant) without recomputing anything: only valid when the
         changed edges lead into receivers that nothing reads (ACDC's untested removals while
         noising), so no output that reaches the metric changes and the score stays."""
-        engine = effective(masks, reachable(masks, self.layout), self.denoising)
+        self.reach = reachable(masks, self.layout)
+        engine = effective(masks, self.reach, self.denoising)
         self._update_inputs(engine, _Changes())
         self.masks, self.engine_masks = masks, engine
 
@@ -387,7 +391,8 @@ class IncrementalEvaluator:
             )
 
         engine, changes = one(state["engine"]), state["changes"].pick(variant)
-        self._update_inputs(engine, changes)
+        self._update_inputs(engine, changes, state["first"])
+        self.reach = state["reach"][pick].clone()
         self.masks, self.engine_masks = one(state["masks"]), engine
         for indices, diff in changes.blocks:
             q = diff.shape[2]

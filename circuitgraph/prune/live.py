@@ -9,13 +9,21 @@ from torch import Tensor
 from circuitgraph.layout import EdgeMasks, Layout
 
 
-def reachable(masks: EdgeMasks, layout: Layout) -> Tensor:
-    """Senders with a path from ``embed`` along live edges: bool [V, P, S]."""
+def reachable(
+    masks: EdgeMasks, layout: Layout, first: int = 0, known: Tensor | None = None
+) -> Tensor:
+    """Senders with a path from ``embed`` along live edges: bool [V, P, S].
+
+    With ``first`` > 0, ``known`` [1 or V, P, S] holds the answer for the senders before
+    layer ``first`` (masks that differ only from that layer on share it)."""
     V, P, S = masks.logits.shape
     H = layout.n_heads
     reach = torch.zeros(V, P, S, dtype=torch.bool, device=masks.logits.device)
     reach[:, :, 0] = True
-    for layer in range(layout.n_layers):
+    if first:
+        before = layout.senders_before_attention(first)
+        reach[:, :, :before] = known[:, :, :before]
+    for layer in range(first, layout.n_layers):
         start = layout.senders_before_attention(layer)
         slots = (masks.attention[layer].bool() & reach[:, :, :start, None]).any(dim=2)  # [V,P,3H]
         reach[:, :, start : start + H] = slots.view(V, P, 3, H).any(dim=2)
@@ -24,13 +32,29 @@ def reachable(masks: EdgeMasks, layout: Layout) -> Tensor:
     return reach
 
 
-def effective(masks: EdgeMasks, reach: Tensor, denoising: bool) -> EdgeMasks:
+def effective(
+    masks: EdgeMasks,
+    reach: Tensor,
+    denoising: bool,
+    first: int = 0,
+    known: EdgeMasks | None = None,
+) -> EdgeMasks:
     """Masks the forward pass reads: edges from unreachable senders are absent; complemented
-    for denoising (where a circuit edge carries the clean value)."""
+    for denoising (where a circuit edge carries the clean value). With ``first`` > 0, the
+    layers before ``first`` are ``known``'s (expanded to V variants, not copied)."""
     live = reach.to(masks.logits.dtype)
     result = EdgeMasks(
-        [m * live[:, :, : m.shape[2], None] for m in masks.attention],
-        [m * live[:, :, : m.shape[2]] for m in masks.mlp],
+        [m * live[:, :, : m.shape[2], None] for m in masks.attention[first:]],
+        [m * live[:, :, : m.shape[2]] for m in masks.mlp[first:]],
         masks.logits * live,
     )
-    return result.complement() if denoising else result
+    if denoising:
+        result = result.complement()
+    if not first:
+        return result
+    V = masks.logits.shape[0]
+    return EdgeMasks(
+        [m.expand(V, *m.shape[1:]) for m in known.attention[:first]] + result.attention,
+        [m.expand(V, *m.shape[1:]) for m in known.mlp[:first]] + result.mlp,
+        result.logits,
+    )

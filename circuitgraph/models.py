@@ -39,6 +39,7 @@ from circuitgraph.environment import (
     resolve_dtype,
     shared_mode,
 )
+from circuitgraph.placement import device_map_key, hf_device_map, pretrained_kwargs, split_message
 from circuitgraph.random_models import (  # noqa: F401 (re-exported)
     RANDOM_PRESETS,
     RandomPreset,
@@ -111,63 +112,13 @@ def load_model(
 
 load_model.cache_clear = lambda: _load_model.cache_clear()  # type: ignore[attr-defined]
 
-DEVICE_MAP_STRATEGIES = ("auto", "balanced", "balanced_low_0", "sequential")
-
-
-def device_map_key(device_map: str | int | dict) -> str | tuple[tuple[str, str], ...]:
-    """``device_map`` checked and made hashable: a strategy name or a canonical device, or a
-    dict as sorted (module, device) pairs. ModelLoadError for a bad value, a device this
-    machine lacks, disk or meta offload, or a dict naming several devices (see load_model)."""
-
-    def device(value: object) -> str:
-        if isinstance(value, bool) or not isinstance(value, int | str | torch.device):
-            raise ModelLoadError(f"device_map value {value!r} is not a device")
-        if isinstance(value, str) and value in ("disk", "meta"):
-            raise ModelLoadError(
-                f"device_map offloads to {value!r}: circuitgraph reads every weight directly, "
-                "so the whole model must be in memory on one device"
-            )
-        return resolve_device(f"cuda:{value}" if isinstance(value, int) else value)
-
-    if isinstance(device_map, str) and device_map in DEVICE_MAP_STRATEGIES:
-        return device_map
-    if isinstance(device_map, int | str | torch.device) and not isinstance(device_map, bool):
-        try:
-            return device(device_map)
-        except ModelLoadError as error:
-            raise ModelLoadError(
-                f"device_map {device_map!r} is neither {', '.join(DEVICE_MAP_STRATEGIES)} nor a "
-                f"usable device ({error}), nor a dict of modules to devices"
-            ) from None
-    if not isinstance(device_map, dict) or not device_map:
-        raise ModelLoadError(
-            f"device_map must be {', '.join(DEVICE_MAP_STRATEGIES)}, a device or a non-empty "
-            f"dict of module names to devices (e.g. {{'': 'cuda:0'}}), got {device_map!r}"
-        )
-    pairs = tuple(sorted((str(module), device(value)) for module, value in device_map.items()))
-    devices = sorted({value for _, value in pairs})
-    if len(devices) > 1:
-        raise ModelLoadError(split_message(repr(device_map), devices))
-    return pairs
-
-
-def split_message(what: str, devices: list[str]) -> str:
-    """Why a model spread over ``devices`` cannot be used, and what to do instead."""
-    return (
-        f"{what} places the model on {', '.join(devices)}: circuitgraph needs the whole model "
-        "on one device (it stacks every layer's attention weights into one tensor next to the "
-        "activation caches). Use one device that holds the weights (device='cuda:0', or "
-        "device_map={'': 'cuda:0'}) and Scorer(max_memory=...) (--max-memory) to run the "
-        "activations in chunks"
-    )
-
 
 @functools.lru_cache(maxsize=32)  # the toy and tiny test models are small; reuse beats reload
 def _load_model(
     name: str, device: str | None, dtype: str = "float32", device_map: object = None
 ) -> torch.nn.Module:
     with quiet_transformers():
-        model = _load_any(name, device, _hf_device_map(device_map))
+        model = _load_any(name, device, hf_device_map(device_map))
     if device_map is not None:  # wherever the map put it, as long as that is one place
         devices = sorted({str(p.device) for p in model.parameters()})
         if len(devices) > 1 or "meta" in devices:
@@ -201,11 +152,6 @@ def default_prepend_bos(name: str, model: torch.nn.Module) -> bool:
     if name in EMBEDDED_MODELS or name.startswith("random:"):
         return False
     return type(getattr(model, "original_model", None)).__name__ in PREPEND_BOS
-
-
-def _hf_device_map(key: object) -> str | dict[str, str] | None:
-    """A :func:`device_map_key` back in the form from_pretrained takes."""
-    return dict(key) if isinstance(key, tuple) else key
 
 
 def _load_any(name: str, device: str | None, device_map: object = None) -> torch.nn.Module:
@@ -260,11 +206,6 @@ def _family_of(model: torch.nn.Module) -> str:
     return "other"
 
 
-def _placement(device_map: object) -> dict[str, object]:
-    """from_pretrained's keyword for a device map (none without one)."""
-    return {} if device_map is None else {"device_map": device_map}
-
-
 def _load_toy(device: str | None, device_map: object = None) -> torch.nn.Module:
     from transformers import GPT2LMHeadModel
 
@@ -274,7 +215,7 @@ def _load_toy(device: str | None, device_map: object = None) -> torch.nn.Module:
             "retrain them with `python -m circuitgraph.toy train`"
         )
     hf_model = GPT2LMHeadModel.from_pretrained(
-        TOY_DIR, dtype=torch.float32, **_placement(device_map)
+        TOY_DIR, dtype=torch.float32, **pretrained_kwargs(device_map)
     )
     return _bridge("toy-seq", hf_model, toy_tokenizer(), device)
 
@@ -311,7 +252,7 @@ def _load_smollm2(device: str | None, device_map: object = None) -> torch.nn.Mod
     shared_mode(converted)  # caches made by older versions were 0700
     tokenizer = AutoTokenizer.from_pretrained(converted)
     hf_model = AutoModelForCausalLM.from_pretrained(
-        converted, dtype=torch.float32, **_placement(device_map)
+        converted, dtype=torch.float32, **pretrained_kwargs(device_map)
     )
     return _bridge(SMOLLM2_HF_NAME, hf_model, tokenizer, device)
 

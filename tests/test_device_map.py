@@ -16,7 +16,7 @@ import pytest
 import torch
 
 import circuitgraph as cg
-from circuitgraph import models
+from circuitgraph import models, placement
 from circuitgraph.cli import main
 from circuitgraph.components import ComponentModel
 
@@ -54,9 +54,9 @@ def test_bad_maps_are_one_clear_error(device_map, message):
 
 
 def test_a_map_over_several_devices_is_refused_before_loading(monkeypatch):
-    monkeypatch.setattr(models, "resolve_device", lambda device: str(device))  # pretend GPUs
+    monkeypatch.setattr(placement, "resolve_device", lambda device: str(device))  # pretend GPUs
     with pytest.raises(cg.ModelLoadError, match="places the model on cuda:0, cuda:1: circuitgraph"):
-        models.device_map_key({"transformer": "cuda:0", "lm_head": 1})
+        placement.device_map_key({"transformer": "cuda:0", "lm_head": 1})
 
 
 def test_device_and_device_map_together_or_a_random_model_are_refused():

@@ -123,10 +123,11 @@ def add_model_task(parser: argparse.ArgumentParser, n: int = 32) -> None:
 
 
 def device_map(text: str) -> str | dict:
-    """argparse type: a device map, a name or JSON (checked now, see models.device_map_key)."""
+    """argparse type: a device map, a name or JSON (checked now, see placement.device_map_key)."""
     import json
 
-    from circuitgraph.models import ModelLoadError, device_map_key
+    from circuitgraph.environment import ModelLoadError
+    from circuitgraph.placement import device_map_key
 
     value = text
     if text.lstrip().startswith("{"):

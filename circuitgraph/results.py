@@ -34,6 +34,7 @@ import pandas as pd
 from circuitgraph.environment import remove_stale
 from circuitgraph.graph import Circuit, full_circuit
 from circuitgraph.nodes import node_sort_key
+from circuitgraph.serialization import json_default
 
 __all__ = [
     "METRIC_COLUMNS",
@@ -277,20 +278,10 @@ def scores_table(
     return table
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, Path):
-        return str(value)
-    if hasattr(value, "item"):  # numpy and torch scalars
-        return value.item()
-    if isinstance(value, set | frozenset | tuple):
-        return sorted(value) if isinstance(value, set | frozenset) else list(value)
-    raise TypeError(f"{type(value).__name__} value {value!r} is not JSON-serialisable")
-
-
 def write_json(path: str | Path, data: Any) -> Path:
     """Write ``data`` as indented JSON (paths, numpy/torch scalars and sets allowed)."""
     path = Path(path)
-    path.write_text(json.dumps(data, indent=2, default=_json_default) + "\n", encoding="utf-8")
+    path.write_text(json.dumps(data, indent=2, default=json_default) + "\n", encoding="utf-8")
     return path
 
 

@@ -25,9 +25,14 @@ def _extras(attrs: Mapping[str, Any], standard: Iterable[str]) -> dict[str, Any]
 
 
 def json_default(value: Any) -> Any:
-    """Write numpy / torch scalars and arrays as plain numbers and lists."""
+    """``json.dumps``'s fallback: numpy / torch scalars and arrays as plain numbers and lists,
+    paths as strings, sets as sorted lists."""
     if hasattr(value, "tolist"):
         return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, set | frozenset):
+        return sorted(value)
     raise TypeError(f"{type(value).__name__} value {value!r} is not JSON-serialisable")
 
 

@@ -256,3 +256,43 @@ def test_fast_equals_reference_with_resample_ablation(tiny, data, tau_exponent, 
     reference = prune_edges(scorer, tau, start=start, method="reference", progress=False)
     fast = prune_edges(scorer, tau, start=start, progress=False)
     assert _decisions(fast) == _decisions(reference)
+
+
+def _sizer(window: int, fixed: float, per_variant: float, wrong_rate: float):
+    from circuitgraph.prune.edges import _BatchSizer
+
+    sizer = _BatchSizer(window)
+    for variants in (1, 3, 5, 8, 2, 6):  # batches of several sizes, timed by the cost model
+        sizer.timed(variants, fixed + per_variant * variants)
+    for _ in range(200):
+        sizer.observe(wrong=False)
+    for _ in range(round(wrong_rate * 100)):  # wrong guesses spread over the last decisions
+        sizer.observe(wrong=True)
+        for _ in range(round(1 / wrong_rate) - 1):
+            sizer.observe(wrong=False)
+    return sizer
+
+
+def test_batch_size_follows_the_cost_of_a_variant_and_the_rate_of_wrong_guesses():
+    """The fitted fixed cost is the timing model's; batches shrink where variants are costly
+    and guesses break, and take the whole window where guesses hold or variants are cheap."""
+    costly = _sizer(16, fixed=0.01, per_variant=0.02, wrong_rate=0.2)
+    assert costly.fixed_cost() == pytest.approx(0.5, rel=1e-6)
+    assert costly.size() <= 3
+    cheap = _sizer(16, fixed=0.05, per_variant=0.001, wrong_rate=0.2)
+    assert cheap.fixed_cost() == pytest.approx(50, rel=1e-6)
+    assert cheap.size() >= 12
+    assert _sizer(16, fixed=0.01, per_variant=0.02, wrong_rate=0.01).size() == 16
+    assert _sizer(4, fixed=0.05, per_variant=0.001, wrong_rate=0.01).size() == 4
+
+
+def test_batch_sizer_falls_back_until_batches_of_several_sizes_are_timed():
+    from circuitgraph.prune.edges import _BatchSizer
+
+    sizer = _BatchSizer(16)
+    assert sizer.fixed_cost() == _BatchSizer.FIXED_COST
+    for _ in range(5):
+        sizer.timed(4, 0.1)
+    assert sizer.fixed_cost() == _BatchSizer.FIXED_COST
+    sizer.timed(8, 0.1)  # a larger batch took no longer: variants cost nothing measurable
+    assert sizer.size() == 16

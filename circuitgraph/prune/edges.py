@@ -88,8 +88,9 @@ def prune_edges(
         ``"acdc"`` (the ACDC reference implementation's order, with its Q/K/V direct edges
         and its untested removals; position-free circuits and noising only). ACDC's result
         depends on the order, so only ``"acdc"`` reproduces published ACDC circuits.
-    window: the most candidate edges the fast method tests in one batch (batches start at 2
-        and double while the speculation holds, so a wrong guess wastes little).
+    window: the most candidate edges the fast method tests in one batch (each batch takes
+        the size with the most expected decisions per second, given this run's timings and
+        rate of wrong guesses: see ``_BatchSizer``).
 
     Every tested edge's effect (how much worse the metric got without it) is stored on kept
     edges as ``effect`` and for all tested edges in ``metadata["tested"]`` (``[sender,
@@ -245,6 +246,61 @@ def _variants(masks: EdgeMasks, step: Step, removals: list[list[int]]) -> EdgeMa
     return variants
 
 
+class _BatchSizer:
+    """How many candidates the next speculative batch tests: the size with the most expected
+    decisions per second.
+
+    Variant i of a batch yields a decision only if the guesses for the i candidates before it
+    hold, so with a rate m of wrong guesses a batch of w yields (1 - (1 - m)^w) / m decisions
+    on average. Its time is a fixed part plus a part per variant, fitted by least squares on
+    the recent batches (recent ones weigh more: the cost changes with the receiver's layer).
+    Where a variant is costly (wide models, large vocabularies) and guesses break (a low tau),
+    the best batch is small; where guesses hold or variants are cheap, it is the whole
+    window. The sizes depend on timings, so batch counts vary from run to run; the decisions
+    never do.
+    """
+
+    DECAY = 0.9  # weight of the past in the running averages
+    FIXED_COST = 2.0  # the fixed part over one variant's until the timings tell
+
+    def __init__(self, window: int) -> None:
+        self.window = window
+        self.wrong_rate = 0.1
+        self.sums = [0.0] * 5  # weight, V, t, V^2, V*t
+
+    def observe(self, wrong: bool) -> None:
+        """One decision whose guess was ``wrong`` or right."""
+        self.wrong_rate = self.DECAY * self.wrong_rate + (1 - self.DECAY) * wrong
+
+    def timed(self, variants: int, seconds: float) -> None:
+        """One batch of ``variants`` variants took ``seconds``."""
+        v = float(variants)
+        sample = (1.0, v, seconds, v * v, v * seconds)
+        self.sums = [self.DECAY * total + x for total, x in zip(self.sums, sample, strict=True)]
+
+    def fixed_cost(self) -> float:
+        """The fixed part of a batch's time in units of one variant's."""
+        weight, v, t, vv, vt = self.sums
+        spread = weight * vv - v * v
+        if spread <= 1e-9 * max(weight * vv, 1e-12):  # every recent batch had one size
+            return self.FIXED_COST
+        per_variant = (weight * vt - v * t) / spread
+        fixed = (t - per_variant * v) / weight
+        if per_variant <= 0:
+            return math.inf  # variants cost nothing measurable
+        return max(fixed, 0.0) / per_variant
+
+    def size(self) -> int:
+        m, fixed = max(self.wrong_rate, 1e-3), self.fixed_cost()
+        if math.isinf(fixed):
+            return self.window
+
+        def decisions_per_cost(w: int) -> float:
+            return (1 - (1 - m) ** w) / m / (fixed + w)
+
+        return max(range(1, self.window + 1), key=decisions_per_cost)
+
+
 def _prune_fast(
     scorer,
     circuit: Circuit,
@@ -262,15 +318,14 @@ def _prune_fast(
     one, valid or not: removing the edge from a circuit that differs by a guess or two), and
     without one, the last decision taken (a removal is usually followed by more). The first
     decision that differs from its guess ends the batch: the later variants were built on a
-    wrong guess. Batches start at two candidates and double, up to ``window``, while the
-    guesses hold, and take the whole window where the guesses rest on measured effects.
+    wrong guess. :class:`_BatchSizer` sizes each batch, up to ``window``.
     """
     masks = edge_masks(
         circuit, scorer.layout, scorer.task.seq_len, scorer.device, scorer.components.dtype
     )
     evaluator = IncrementalEvaluator(scorer, masks)
     better = scorer.higher_is_better()
-    batches, size = 0, min(2, window)
+    batches, sizer = 0, _BatchSizer(window)
     last_removed = True
     with _bar(scorer, steps, progress, "edges (fast)") as bar:
         for step in steps:
@@ -289,8 +344,7 @@ def _prune_fast(
                     bar.update(step, tested=False)
                     index += 1
                     continue
-                if index in estimates:
-                    size = window
+                size = sizer.size()
                 candidates = [index]  # a window of consecutive candidates that are tested
                 while (
                     len(candidates) < size
@@ -305,6 +359,7 @@ def _prune_fast(
                     [c for c, guess in zip(candidates[:i], guesses, strict=False) if guess] + [c]
                     for i, c in enumerate(candidates)
                 ]
+                started = time.perf_counter()
                 variants = _variants(evaluator.masks, step, removals)
                 scores, state = evaluator.evaluate(step.receiver, variants)
                 batches += 1
@@ -314,7 +369,7 @@ def _prune_fast(
                     estimates[candidate] = worsening(base, score, better)
                     if guess:
                         base = score
-                running, commit, held = evaluator.score, None, True
+                running, commit = evaluator.score, None
                 for i, candidate in enumerate(candidates):
                     new = values[i]
                     effect = worsening(running, new, better)
@@ -324,12 +379,12 @@ def _prune_fast(
                     index = candidate + 1
                     if removed:
                         running, commit = new, i
+                    sizer.observe(wrong=removed != guesses[i])
                     if removed != guesses[i]:  # a wrong guess: later variants are invalid
-                        held = False
                         break
                 if commit is not None:
                     evaluator.commit(state, commit, running)
-                size = min(2 * size, window) if held else min(2, window)
+                sizer.timed(len(candidates), time.perf_counter() - started)
                 last_removed = removed
     evaluations = {"batches": batches, "component_evaluations": evaluator.component_evaluations}
     return evaluator.score, evaluations

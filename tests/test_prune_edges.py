@@ -259,9 +259,9 @@ def test_fast_equals_reference_with_resample_ablation(tiny, data, tau_exponent, 
 
 
 def _sizer(window: int, fixed: float, per_variant: float, wrong_rate: float):
-    from circuitgraph.prune.edges import _BatchSizer
+    from circuitgraph.prune.batching import BatchSizer
 
-    sizer = _BatchSizer(window)
+    sizer = BatchSizer(window)
     for variants in (1, 3, 5, 8, 2, 6):  # batches of several sizes, timed by the cost model
         sizer.timed(variants, fixed + per_variant * variants)
     for _ in range(200):
@@ -287,12 +287,12 @@ def test_batch_size_follows_the_cost_of_a_variant_and_the_rate_of_wrong_guesses(
 
 
 def test_batch_sizer_falls_back_until_batches_of_several_sizes_are_timed():
-    from circuitgraph.prune.edges import _BatchSizer
+    from circuitgraph.prune.batching import BatchSizer
 
-    sizer = _BatchSizer(16)
-    assert sizer.fixed_cost() == _BatchSizer.FIXED_COST
+    sizer = BatchSizer(16)
+    assert sizer.fixed_cost() == BatchSizer.FIXED_COST
     for _ in range(5):
         sizer.timed(4, 0.1)
-    assert sizer.fixed_cost() == _BatchSizer.FIXED_COST
+    assert sizer.fixed_cost() == BatchSizer.FIXED_COST
     sizer.timed(8, 0.1)  # a larger batch took no longer: variants cost nothing measurable
     assert sizer.size() == 16

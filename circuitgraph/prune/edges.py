@@ -28,6 +28,7 @@ from circuitgraph.graph import Circuit, full_circuit
 from circuitgraph.layout import EdgeMasks
 from circuitgraph.masks import check_same_model, edge_masks
 from circuitgraph.memory import check_memory
+from circuitgraph.prune.batching import BatchSizer
 from circuitgraph.prune.incremental import IncrementalEvaluator
 from circuitgraph.prune.progress import EdgeProgress
 from circuitgraph.prune.schedule import Edge, Guard, Step, acdc_schedule, edge_schedule
@@ -90,7 +91,7 @@ def prune_edges(
         depends on the order, so only ``"acdc"`` reproduces published ACDC circuits.
     window: the most candidate edges the fast method tests in one batch (each batch takes
         the size with the most expected decisions per second, given this run's timings and
-        rate of wrong guesses: see ``_BatchSizer``).
+        rate of wrong guesses: see ``BatchSizer``).
 
     Every tested edge's effect (how much worse the metric got without it) is stored on kept
     edges as ``effect`` and for all tested edges in ``metadata["tested"]`` (``[sender,
@@ -246,61 +247,6 @@ def _variants(masks: EdgeMasks, step: Step, removals: list[list[int]]) -> EdgeMa
     return variants
 
 
-class _BatchSizer:
-    """How many candidates the next speculative batch tests: the size with the most expected
-    decisions per second.
-
-    Variant i of a batch yields a decision only if the guesses for the i candidates before it
-    hold, so with a rate m of wrong guesses a batch of w yields (1 - (1 - m)^w) / m decisions
-    on average. Its time is a fixed part plus a part per variant, fitted by least squares on
-    the recent batches (recent ones weigh more: the cost changes with the receiver's layer).
-    Where a variant is costly (wide models, large vocabularies) and guesses break (a low tau),
-    the best batch is small; where guesses hold or variants are cheap, it is the whole
-    window. The sizes depend on timings, so batch counts vary from run to run; the decisions
-    never do.
-    """
-
-    DECAY = 0.9  # weight of the past in the running averages
-    FIXED_COST = 2.0  # the fixed part over one variant's until the timings tell
-
-    def __init__(self, window: int) -> None:
-        self.window = window
-        self.wrong_rate = 0.1
-        self.sums = [0.0] * 5  # weight, V, t, V^2, V*t
-
-    def observe(self, wrong: bool) -> None:
-        """One decision whose guess was ``wrong`` or right."""
-        self.wrong_rate = self.DECAY * self.wrong_rate + (1 - self.DECAY) * wrong
-
-    def timed(self, variants: int, seconds: float) -> None:
-        """One batch of ``variants`` variants took ``seconds``."""
-        v = float(variants)
-        sample = (1.0, v, seconds, v * v, v * seconds)
-        self.sums = [self.DECAY * total + x for total, x in zip(self.sums, sample, strict=True)]
-
-    def fixed_cost(self) -> float:
-        """The fixed part of a batch's time in units of one variant's."""
-        weight, v, t, vv, vt = self.sums
-        spread = weight * vv - v * v
-        if spread <= 1e-9 * max(weight * vv, 1e-12):  # every recent batch had one size
-            return self.FIXED_COST
-        per_variant = (weight * vt - v * t) / spread
-        fixed = (t - per_variant * v) / weight
-        if per_variant <= 0:
-            return math.inf  # variants cost nothing measurable
-        return max(fixed, 0.0) / per_variant
-
-    def size(self) -> int:
-        m, fixed = max(self.wrong_rate, 1e-3), self.fixed_cost()
-        if math.isinf(fixed):
-            return self.window
-
-        def decisions_per_cost(w: int) -> float:
-            return (1 - (1 - m) ** w) / m / (fixed + w)
-
-        return max(range(1, self.window + 1), key=decisions_per_cost)
-
-
 def _prune_fast(
     scorer,
     circuit: Circuit,
@@ -318,14 +264,14 @@ def _prune_fast(
     one, valid or not: removing the edge from a circuit that differs by a guess or two), and
     without one, the last decision taken (a removal is usually followed by more). The first
     decision that differs from its guess ends the batch: the later variants were built on a
-    wrong guess. :class:`_BatchSizer` sizes each batch, up to ``window``.
+    wrong guess. :class:`BatchSizer` sizes each batch, up to ``window``.
     """
     masks = edge_masks(
         circuit, scorer.layout, scorer.task.seq_len, scorer.device, scorer.components.dtype
     )
     evaluator = IncrementalEvaluator(scorer, masks)
     better = scorer.higher_is_better()
-    batches, sizer = 0, _BatchSizer(window)
+    batches, sizer = 0, BatchSizer(window)
     last_removed = True
     with _bar(scorer, steps, progress, "edges (fast)") as bar:
         for step in steps:

@@ -236,7 +236,7 @@ def test_full_graph_fast_equals_reference_on_models_that_react(name, ablation, t
 
 
 def test_unchanged_positions_are_those_before_the_first_difference(toy):
-    from circuitgraph.prune.incremental import unchanged_positions
+    from circuitgraph.prune.live import unchanged_positions
 
     resample = _scorer(toy, "kl", n=8, ablation="resample")
     differs = (resample.task.clean_tokens != resample.task.corrupted_tokens).any(dim=0)

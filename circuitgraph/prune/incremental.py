@@ -13,7 +13,7 @@ do not drift), and a variant's input is the cached one plus the change of its fe
 mask entries and changed senders: O(changed senders) per input, not O(all senders).
 With resample ablation, the positions before the first token where any clean and corrupted
 prompt differ hold the same activations in both runs, so no circuit changes them there:
-outputs are recomputed only from that position on (:func:`unchanged_positions`).
+outputs are recomputed only from that position on (see ``live.unchanged_positions``).
 The arithmetic is that of :func:`circuitgraph.patching.edge_forward` restricted to what
 changes, so decisions match the reference implementation.
 
@@ -28,19 +28,8 @@ from torch import Tensor
 
 from circuitgraph.layout import EdgeMasks
 from circuitgraph.patching import at_last, edge_forward, expand_positions, fixed_prefix_sums
-from circuitgraph.prune.live import effective, reachable
+from circuitgraph.prune.live import effective, reachable, unchanged_positions
 from circuitgraph.prune.schedule import Receiver
-
-
-def unchanged_positions(scorer) -> int:
-    """Leading positions no circuit can change: with resample ablation the fixed values are
-    the other run's own activations, so before the first position where any clean and
-    corrupted prompt differ both runs hold the same values (causal attention). 0 otherwise."""
-    if scorer.ablation.value != "resample":
-        return 0
-    clean, corrupted = scorer.task.clean_tokens, scorer.task.corrupted_tokens  # [n, p]
-    differs = (clean != corrupted).any(dim=0)  # [p]
-    return int(differs.int().argmax()) if differs.any() else clean.shape[1]
 
 
 class _Changes:

@@ -1,5 +1,6 @@
 """Which edges a masked forward pass actually reads: those from senders that a path of live
-edges connects to ``embed`` (a node cut off from the input contributes its fixed value)."""
+edges connects to ``embed`` (a node cut off from the input contributes its fixed value); and
+which leading positions no circuit can change."""
 
 from __future__ import annotations
 
@@ -58,3 +59,14 @@ def effective(
         [m.expand(V, *m.shape[1:]) for m in known.mlp[:first]] + result.mlp,
         result.logits,
     )
+
+
+def unchanged_positions(scorer) -> int:
+    """Leading positions no circuit can change: with resample ablation the fixed values are
+    the other run's own activations, so before the first position where any clean and
+    corrupted prompt differ both runs hold the same values (causal attention). 0 otherwise."""
+    if scorer.ablation.value != "resample":
+        return 0
+    clean, corrupted = scorer.task.clean_tokens, scorer.task.corrupted_tokens  # [n, p]
+    differs = (clean != corrupted).any(dim=0)  # [p]
+    return int(differs.int().argmax()) if differs.any() else clean.shape[1]

@@ -90,10 +90,10 @@ class EdgeProgress:
                 now - self.since
             )
         self.since = now
-        estimate = remaining_seconds(
-            self.left, self.measured_edges, self.measured_seconds, self.n_layers
-        )
-        if not self.bar.disable:
+        if not self.bar.disable:  # the estimate is only for the bar (one per decided edge)
+            estimate = remaining_seconds(
+                self.left, self.measured_edges, self.measured_seconds, self.n_layers
+            )
             eta = "?" if estimate is None else tqdm.format_interval(estimate)
             self.bar.set_postfix_str(eta, refresh=False)
         self.bar.update(count)

@@ -262,8 +262,8 @@ def _sizer(window: int, fixed: float, per_variant: float, wrong_rate: float):
     from circuitgraph.prune.batching import BatchSizer
 
     sizer = BatchSizer(window)
-    for variants in (1, 3, 5, 8, 2, 6):  # batches of several sizes, timed by the cost model
-        sizer.timed(variants, fixed + per_variant * variants)
+    for variants in (1, 3, 5, 8, 2, 6):  # batches of several sizes, costed by the model
+        sizer.spent(variants, fixed + per_variant * variants)
     for _ in range(200):
         sizer.observe(wrong=False)
     for _ in range(round(wrong_rate * 100)):  # wrong guesses spread over the last decisions
@@ -286,13 +286,62 @@ def test_batch_size_follows_the_cost_of_a_variant_and_the_rate_of_wrong_guesses(
     assert _sizer(4, fixed=0.05, per_variant=0.001, wrong_rate=0.01).size() == 4
 
 
-def test_batch_sizer_falls_back_until_batches_of_several_sizes_are_timed():
+def test_batch_sizer_falls_back_until_batches_of_several_sizes_are_costed():
     from circuitgraph.prune.batching import BatchSizer
 
     sizer = BatchSizer(16)
     assert sizer.fixed_cost() == BatchSizer.FIXED_COST
     for _ in range(5):
-        sizer.timed(4, 0.1)
+        sizer.spent(4, 0.1)
     assert sizer.fixed_cost() == BatchSizer.FIXED_COST
-    sizer.timed(8, 0.1)  # a larger batch took no longer: variants cost nothing measurable
+    sizer.spent(8, 0.1)  # a larger batch took no longer: variants cost nothing measurable
     assert sizer.size() == 16
+
+
+def test_fast_edge_pruning_never_reads_the_clock_to_decide(tiny, monkeypatch):
+    """Batch sizes come from counted costs, so two runs under clocks that disagree on what a
+    batch costs (one where every variant takes a second, one where every batch does) batch,
+    round and decide alike: the same effects to the last bit. A timed cost model let a
+    decision within float rounding of tau differ between two runs of one command."""
+    import time
+
+    from circuitgraph.prune.incremental import IncrementalEvaluator
+
+    scorer = _scorer(tiny, "kl", ablation="resample")
+    evaluate, now = IncrementalEvaluator.evaluate, [0.0]
+    monkeypatch.setattr(time, "perf_counter", lambda: now[0])
+    runs = []
+    for per_variant, per_batch in ((1.0, 0.0), (0.0, 1.0)):
+
+        def slow(self, receiver, variants, per_variant=per_variant, per_batch=per_batch):
+            now[0] += per_batch + per_variant * variants.n_variants
+            return evaluate(self, receiver, variants)
+
+        monkeypatch.setattr(IncrementalEvaluator, "evaluate", slow)
+        runs.append(prune_edges(scorer, 1e-3, progress=False).metadata)
+    assert runs[0]["tested"] == runs[1]["tested"]
+    assert runs[0]["evaluations"] == runs[1]["evaluations"]
+
+
+def test_counted_cost_grows_with_the_variants_of_a_batch(tiny):
+    from circuitgraph.masks import edge_masks
+    from circuitgraph.prune.batching import CostModel
+    from circuitgraph.prune.edges import _variants
+    from circuitgraph.prune.incremental import IncrementalEvaluator
+    from circuitgraph.prune.schedule import edge_schedule
+
+    scorer = _scorer(tiny, "kl", ablation="resample")
+    full = cg.full_circuit(tiny.cfg, qkv=True)
+    dtype = scorer.components.dtype
+    masks = edge_masks(full, scorer.layout, scorer.task.seq_len, scorer.device, dtype)
+    step = next(s for s in edge_schedule(full, scorer.layout) if s.receiver.kind == "mlp")
+    spent = []
+    for removals in ([[0]], [[0], [1], [0, 1], [1, 2]]):
+        evaluator = IncrementalEvaluator(scorer, masks)
+        evaluator.evaluate(step.receiver, _variants(masks, step, removals))
+        spent.append((evaluator.calls, evaluator.macs))
+    (calls_one, macs_one), (calls_four, macs_four) = spent
+    assert calls_one == calls_four > 0  # the same components, recomputed for more variants
+    assert macs_four > 3 * macs_one
+    cost = CostModel(batch=1.0, call=0.5, macs_per_second=100.0, weights_per_second=10.0)
+    assert cost.seconds(4, 300.0, 50.0) == pytest.approx(1.0 + 2.0 + 3.0 + 5.0)

@@ -3,6 +3,49 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+
+# Fitted by benchmarks/batch_costs.py on 1,830 batches (1 CPU thread, 5 models from toy-seq to
+# SmolLM2-135M): measured / predicted time has a median of 0.85 to 1.18 per model. Reading the
+# weights (about 19 GB/s) does not speed up with threads; the arithmetic does.
+CPU_BATCH, CPU_CALL, CPU_MACS, CPU_WEIGHTS = 4.4e-4, 1.9e-4, 3.6e10, 4.7e9
+# Not fitted (no accelerator here): Python and launches cost what they cost on a CPU, the
+# arithmetic and memory are about a thousand and a hundred times faster.
+ACCELERATOR_MACS, ACCELERATOR_WEIGHTS = 3.6e13, 4.7e11
+
+
+@dataclass(frozen=True)
+class CostModel:
+    """A batch's cost in estimated seconds, from what it computed (counted by the evaluator):
+    a fixed part per batch (masks, reachability, bookkeeping), one per call (a head group,
+    MLP, input correction or unembedding: a few dozen torch operations) and the
+    multiply-adds. Counted, not timed: with a clock, batch sizes would follow the machine's
+    load, and with them the float rounding of the batched arithmetic, so a decision within
+    rounding of tau could differ between two runs of the same command.
+
+    Only the ratios of the constants matter (see ``CPU_BATCH``).
+    """
+
+    batch: float  # seconds per batch
+    call: float  # seconds per call
+    macs_per_second: float
+    weights_per_second: float  # read from memory
+
+    @classmethod
+    def for_device(cls, device_type: str, threads: int = 1) -> CostModel:
+        """The constants for a torch device type (cpu running ``threads`` threads, or an
+        accelerator)."""
+        if device_type != "cpu":
+            return cls(CPU_BATCH, CPU_CALL, ACCELERATOR_MACS, ACCELERATOR_WEIGHTS)
+        return cls(CPU_BATCH, CPU_CALL, CPU_MACS * threads, CPU_WEIGHTS)
+
+    def seconds(self, calls: int, macs: float, weights: float) -> float:
+        return (
+            self.batch
+            + self.call * calls
+            + macs / self.macs_per_second
+            + weights / self.weights_per_second
+        )
 
 
 class BatchSizer:
@@ -12,11 +55,12 @@ class BatchSizer:
     Variant i of a batch yields a decision only if the guesses for the i candidates before it
     hold, so with a rate m of wrong guesses a batch of w yields (1 - (1 - m)^w) / m decisions
     on average. Its time is a fixed part plus a part per variant, fitted by least squares on
-    the recent batches (recent ones weigh more: the cost changes with the receiver's layer).
+    the recent batches (recent ones weigh more: the cost changes with the receiver's layer),
+    in the units of :class:`CostModel`.
     Where a variant is costly (wide models, large vocabularies) and guesses break (a low tau),
     the best batch is small; where guesses hold or variants are cheap, it is the whole
-    window. The sizes depend on timings, so batch counts vary from run to run; the decisions
-    never do.
+    window. The sizes depend only on the run's own decisions and counted costs, so two runs
+    of the same command batch, round and decide alike.
     """
 
     DECAY = 0.9  # weight of the past in the running averages
@@ -31,10 +75,10 @@ class BatchSizer:
         """One decision whose guess was ``wrong`` or right."""
         self.wrong_rate = self.DECAY * self.wrong_rate + (1 - self.DECAY) * wrong
 
-    def timed(self, variants: int, seconds: float) -> None:
-        """One batch of ``variants`` variants took ``seconds``."""
+    def spent(self, variants: int, cost: float) -> None:
+        """One batch of ``variants`` variants cost ``cost``."""
         v = float(variants)
-        sample = (1.0, v, seconds, v * v, v * seconds)
+        sample = (1.0, v, cost, v * v, v * cost)
         self.sums = [self.DECAY * total + x for total, x in zip(self.sums, sample, strict=True)]
 
     def fixed_cost(self) -> float:

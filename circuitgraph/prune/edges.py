@@ -24,11 +24,13 @@ import time
 from collections import Counter
 from collections.abc import Iterable
 
+import torch
+
 from circuitgraph.graph import Circuit, full_circuit
 from circuitgraph.layout import EdgeMasks
 from circuitgraph.masks import check_same_model, edge_masks
 from circuitgraph.memory import check_memory
-from circuitgraph.prune.batching import BatchSizer
+from circuitgraph.prune.batching import BatchSizer, CostModel
 from circuitgraph.prune.incremental import IncrementalEvaluator
 from circuitgraph.prune.progress import EdgeProgress
 from circuitgraph.prune.schedule import Edge, Guard, Step, acdc_schedule, edge_schedule
@@ -272,6 +274,7 @@ def _prune_fast(
     evaluator = IncrementalEvaluator(scorer, masks)
     better = scorer.higher_is_better()
     batches, sizer = 0, BatchSizer(window)
+    cost = CostModel.for_device(scorer.device.type, torch.get_num_threads())
     last_removed = True
     with _bar(scorer, steps, progress, "edges (fast)") as bar:
         for step in steps:
@@ -305,7 +308,7 @@ def _prune_fast(
                     [c for c, guess in zip(candidates[:i], guesses, strict=False) if guess] + [c]
                     for i, c in enumerate(candidates)
                 ]
-                started = time.perf_counter()
+                counted = evaluator.calls, evaluator.macs, evaluator.weights
                 variants = _variants(evaluator.masks, step, removals)
                 scores, state = evaluator.evaluate(step.receiver, variants)
                 batches += 1
@@ -330,7 +333,9 @@ def _prune_fast(
                         break
                 if commit is not None:
                     evaluator.commit(state, commit, running)
-                sizer.timed(len(candidates), time.perf_counter() - started)
+                now = evaluator.calls, evaluator.macs, evaluator.weights
+                spent = cost.seconds(*(b - a for a, b in zip(counted, now, strict=True)))
+                sizer.spent(len(candidates), spent)
                 last_removed = removed
     evaluations = {"batches": batches, "component_evaluations": evaluator.component_evaluations}
     return evaluator.score, evaluations

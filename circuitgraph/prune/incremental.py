@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 from circuitgraph.layout import EdgeMasks
+from circuitgraph.metrics import Metric
 from circuitgraph.patching import at_last, edge_forward, expand_positions, fixed_prefix_sums
 from circuitgraph.prune.live import effective, reachable, unchanged_positions
 from circuitgraph.prune.schedule import Receiver
@@ -85,6 +86,14 @@ class IncrementalEvaluator:
         self.inputs_read = [x.to(self.comp.dtype) for x in self.inputs]  # what variants read
         self.score = float(scorer.metric_from_final(final)[0])
         self.component_evaluations = 0  # heads and MLPs recomputed, for benchmarks
+        # What the batches computed, counted rather than timed so that batch sizes (and the
+        # float rounding that comes with them) never depend on the clock: calls of a head
+        # group, MLP, input correction or unembedding, their multiply-adds and the weights
+        # they read (a product with few rows costs the reading of its weights).
+        self.calls, self.macs, self.weights = 0, 0.0, 0.0
+        self.d_mlp = int(getattr(scorer.model.cfg, "d_mlp", None) or 4 * self.comp.d_model)
+        full_vocabulary = scorer.metric in (Metric.KL, Metric.ACCURACY)
+        self.logits_read = self.comp.W_U.shape[1] if full_vocabulary else 2  # per prompt
 
     def _current_inputs(self) -> list[Tensor]:
         """Every receiver's input in the current circuit: per layer, the attention slots then
@@ -126,6 +135,8 @@ class IncrementalEvaluator:
         inputs = cached[None, :, -q:].expand(V, *cached.shape[:1], q, *cached.shape[2:]).clone()
         moved = new - old  # [V, q, s, k]
         rows = (moved != 0).any(dim=3).any(dim=1).any(dim=0).nonzero().flatten()
+        read = sum(len(indices) for indices, _ in changes.blocks)
+        self._spend(inputs.numel() * (1 + len(rows) + read), 0)
         if len(rows):
             delta = self.delta[:, -q:, rows]  # [n, q, rows, d]
             inputs += torch.einsum("npsd,vpsk->vnpkd", delta, moved[:, :, rows])
@@ -137,6 +148,13 @@ class IncrementalEvaluator:
                 "vnpsd,vpsk->vnpkd", diff[:, :, -m:], new[:, -m:, indices]
             )
         return inputs
+
+    def _spend(self, macs: float, weights: float) -> None:
+        """Count one call of ``macs`` multiply-adds reading ``weights`` weights (see
+        ``calls``)."""
+        self.calls += 1
+        self.macs += macs
+        self.weights += weights
 
     def _changed_positions(self, new: Tensor, old: Tensor, changes: _Changes) -> Tensor:
         """Per receiver slot of masks [V or 1, P, s, k], how many trailing positions of its
@@ -264,6 +282,12 @@ class IncrementalEvaluator:
             )
             out = comp.head_outputs(layer, z, heads).reshape(V, n, q, k, d)
             record([start + h for h in heads], out)
+            # multiply-adds: the query, key and value projections (the shared prefix once),
+            # scores and mixing over p keys, the output projection
+            projected = V * n * (q * k + 2 * kv_q * u) + n * 2 * u * (self.p - kv_q)
+            attended, output = 2 * V * n * q * k * self.p, V * n * q * k * d
+            weights = (k + 2 * u) * d * comp.d_head + k * comp.d_head * d
+            self._spend(comp.d_head * (d * projected + attended + output), weights)
             self.component_evaluations += k * V
 
         # Each changed output is recomputed at the positions where it changes (its inputs'
@@ -290,6 +314,7 @@ class IncrementalEvaluator:
                     cached = self.inputs_read[layer][:, :, 3 * H :]  # [n, p, 1, d]
                     mlp_in = self._correct(cached, new, old, changes, q)
                     out = comp.mlp(layer, mlp_in.reshape(V * n, q, d))
+                    self._spend(3 * V * n * q * d * self.d_mlp, 3 * d * self.d_mlp)
                     record([index], out.reshape(V, n, q, 1, d))
                     self.component_evaluations += V
         final = self._final(engine.logits, changes)
@@ -303,6 +328,7 @@ class IncrementalEvaluator:
         final[~moved] = self.final
         if moved.any():
             final_moved = final[moved].to(comp.dtype)
+            self._spend(final_moved.shape[0] * n * self.logits_read * d, self.logits_read * d)
             scores[moved] = self.scorer.metric_from_final(final_moved).double()
         state = {"masks": variants, "reach": reach, "engine": engine, "first": first}
         return scores, {**state, "changes": changes, "final": final}

@@ -64,7 +64,7 @@ class BatchSizer:
     """
 
     DECAY = 0.9  # weight of the past in the running averages
-    FIXED_COST = 2.0  # the fixed part over one variant's until the timings tell
+    FIXED_COST = 2.0  # the fixed part over one variant's until the costs tell
 
     def __init__(self, window: int) -> None:
         self.window = window

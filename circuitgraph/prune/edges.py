@@ -92,8 +92,8 @@ def prune_edges(
         and its untested removals; position-free circuits and noising only). ACDC's result
         depends on the order, so only ``"acdc"`` reproduces published ACDC circuits.
     window: the most candidate edges the fast method tests in one batch (each batch takes
-        the size with the most expected decisions per second, given this run's timings and
-        rate of wrong guesses: see ``BatchSizer``).
+        the size with the most expected decisions per second, given the evaluator's counted
+        costs and this run's rate of wrong guesses: see ``BatchSizer``).
 
     Every tested edge's effect (how much worse the metric got without it) is stored on kept
     edges as ``effect`` and for all tested edges in ``metadata["tested"]`` (``[sender,

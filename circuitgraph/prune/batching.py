@@ -18,10 +18,12 @@ ACCELERATOR_MACS, ACCELERATOR_WEIGHTS = 3.6e13, 4.7e11
 class CostModel:
     """A batch's cost in estimated seconds, from what it computed (counted by the evaluator):
     a fixed part per batch (masks, reachability, bookkeeping), one per call (a head group,
-    MLP, input correction or unembedding: a few dozen torch operations) and the
-    multiply-adds. Counted, not timed: with a clock, batch sizes would follow the machine's
-    load, and with them the float rounding of the batched arithmetic, so a decision within
-    rounding of tau could differ between two runs of the same command.
+    MLP, input correction or unembedding: a few dozen torch operations), the multiply-adds
+    and the weights read (a product of few rows costs the reading of its weights). Counted,
+    not timed: with a clock, batch sizes would follow the machine's load, and with them the
+    float rounding of the batched arithmetic, so a decision within rounding of tau could
+    differ between two runs of the same command. (The CPU's thread count scales the
+    arithmetic rate, so runs with other thread counts may batch differently.)
 
     Only the ratios of the constants matter (see ``CPU_BATCH``).
     """

@@ -23,7 +23,7 @@ import torch
 
 import circuitgraph as cg
 import circuitgraph.prune.edges as edges_module
-from circuitgraph.prune.batching import BatchSizer, CostModel
+from circuitgraph.prune.batching import BatchSizer, CostModel, Work
 
 CASES = {
     "toy-seq": ("toy-seq", None, (0.01, 0.001)),
@@ -56,9 +56,9 @@ def batches_of(model_name: str, node_threshold: float | None, tau: float) -> lis
             super().spent(variants, cost)
 
     class Counting(CostModel):
-        def seconds(self, calls: int, macs: float, weights: float) -> float:
-            counted.append((calls, macs, weights))
-            return super().seconds(calls, macs, weights)
+        def seconds(self, work: Work) -> float:
+            counted.append((work.calls, work.macs, work.weights))
+            return super().seconds(work)
 
     original = edges_module.BatchSizer, edges_module.CostModel
     edges_module.BatchSizer, edges_module.CostModel = Recording, Counting
@@ -85,7 +85,7 @@ def fit(samples: list[tuple]) -> CostModel:
 
 
 def median_ratio(samples: list[tuple], model: CostModel) -> float:
-    return statistics.median(sample[-1] / model.seconds(*sample[:-1]) for sample in samples)
+    return statistics.median(t / model.seconds(Work(c, m, w)) for c, m, w, t in samples)
 
 
 def describe(model: CostModel) -> str:

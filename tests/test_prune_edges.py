@@ -274,7 +274,7 @@ def _sizer(window: int, fixed: float, per_variant: float, wrong_rate: float):
 
 
 def test_batch_size_follows_the_cost_of_a_variant_and_the_rate_of_wrong_guesses():
-    """The fitted fixed cost is the timing model's; batches shrink where variants are costly
+    """The fitted fixed cost is the cost model's; batches shrink where variants are costly
     and guesses break, and take the whole window where guesses hold or variants are cheap."""
     costly = _sizer(16, fixed=0.01, per_variant=0.02, wrong_rate=0.2)
     assert costly.fixed_cost() == pytest.approx(0.5, rel=1e-6)
@@ -325,7 +325,7 @@ def test_fast_edge_pruning_never_reads_the_clock_to_decide(tiny, monkeypatch):
 
 def test_counted_cost_grows_with_the_variants_of_a_batch(tiny):
     from circuitgraph.masks import edge_masks
-    from circuitgraph.prune.batching import CostModel
+    from circuitgraph.prune.batching import CostModel, Work
     from circuitgraph.prune.edges import _variants
     from circuitgraph.prune.incremental import IncrementalEvaluator
     from circuitgraph.prune.schedule import edge_schedule
@@ -339,9 +339,9 @@ def test_counted_cost_grows_with_the_variants_of_a_batch(tiny):
     for removals in ([[0]], [[0], [1], [0, 1], [1, 2]]):
         evaluator = IncrementalEvaluator(scorer, masks)
         evaluator.evaluate(step.receiver, _variants(masks, step, removals))
-        spent.append((evaluator.calls, evaluator.macs))
+        spent.append((evaluator.work.calls, evaluator.work.macs))
     (calls_one, macs_one), (calls_four, macs_four) = spent
     assert calls_one == calls_four > 0  # the same components, recomputed for more variants
     assert macs_four > 3 * macs_one
     cost = CostModel(batch=1.0, call=0.5, macs_per_second=100.0, weights_per_second=10.0)
-    assert cost.seconds(4, 300.0, 50.0) == pytest.approx(1.0 + 2.0 + 3.0 + 5.0)
+    assert cost.seconds(Work(4, 300.0, 50.0)) == pytest.approx(1.0 + 2.0 + 3.0 + 5.0)

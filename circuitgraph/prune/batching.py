@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 # Fitted by benchmarks/batch_costs.py on 1,830 batches (1 CPU thread, 5 models from toy-seq to
 # SmolLM2-135M): measured / predicted time has a median of 0.85 to 1.18 per model. Reading the
@@ -12,6 +12,32 @@ CPU_BATCH, CPU_CALL, CPU_MACS, CPU_WEIGHTS = 4.4e-4, 1.9e-4, 3.6e10, 4.7e9
 # Not fitted (no accelerator here): Python and launches cost what they cost on a CPU, the
 # arithmetic and memory are about a thousand and a hundred times faster.
 ACCELERATOR_MACS, ACCELERATOR_WEIGHTS = 3.6e13, 4.7e11
+
+
+@dataclass
+class Work:
+    """What the fast path's evaluator computed (see :class:`CostModel`): calls of a head
+    group, MLP, input correction or unembedding, their multiply-adds and the weights they
+    read (a product with few rows costs the reading of its weights)."""
+
+    calls: int = 0
+    macs: float = 0.0
+    weights: float = 0.0
+
+    def spend(self, macs: float, weights: float) -> None:
+        """One call of ``macs`` multiply-adds reading ``weights`` weights."""
+        self.calls += 1
+        self.macs += macs
+        self.weights += weights
+
+    def since(self, earlier: Work) -> Work:
+        """The work done after ``earlier`` (a copy taken then) up to now."""
+        return Work(
+            self.calls - earlier.calls, self.macs - earlier.macs, self.weights - earlier.weights
+        )
+
+    def copy(self) -> Work:
+        return replace(self)
 
 
 @dataclass(frozen=True)
@@ -41,12 +67,12 @@ class CostModel:
             return cls(CPU_BATCH, CPU_CALL, ACCELERATOR_MACS, ACCELERATOR_WEIGHTS)
         return cls(CPU_BATCH, CPU_CALL, CPU_MACS * threads, CPU_WEIGHTS)
 
-    def seconds(self, calls: int, macs: float, weights: float) -> float:
+    def seconds(self, work: Work) -> float:
         return (
             self.batch
-            + self.call * calls
-            + macs / self.macs_per_second
-            + weights / self.weights_per_second
+            + self.call * work.calls
+            + work.macs / self.macs_per_second
+            + work.weights / self.weights_per_second
         )
 
 

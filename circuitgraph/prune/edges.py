@@ -308,7 +308,7 @@ def _prune_fast(
                     [c for c, guess in zip(candidates[:i], guesses, strict=False) if guess] + [c]
                     for i, c in enumerate(candidates)
                 ]
-                counted = evaluator.calls, evaluator.macs, evaluator.weights
+                before = evaluator.work.copy()
                 variants = _variants(evaluator.masks, step, removals)
                 scores, state = evaluator.evaluate(step.receiver, variants)
                 batches += 1
@@ -333,9 +333,7 @@ def _prune_fast(
                         break
                 if commit is not None:
                     evaluator.commit(state, commit, running)
-                now = evaluator.calls, evaluator.macs, evaluator.weights
-                spent = cost.seconds(*(b - a for a, b in zip(counted, now, strict=True)))
-                sizer.spent(len(candidates), spent)
+                sizer.spent(len(candidates), cost.seconds(evaluator.work.since(before)))
                 last_removed = removed
     evaluations = {"batches": batches, "component_evaluations": evaluator.component_evaluations}
     return evaluator.score, evaluations

@@ -29,6 +29,7 @@ from torch import Tensor
 from circuitgraph.layout import EdgeMasks
 from circuitgraph.metrics import Metric
 from circuitgraph.patching import at_last, edge_forward, expand_positions, fixed_prefix_sums
+from circuitgraph.prune.batching import Work
 from circuitgraph.prune.live import effective, reachable, unchanged_positions
 from circuitgraph.prune.schedule import Receiver
 
@@ -87,10 +88,8 @@ class IncrementalEvaluator:
         self.score = float(scorer.metric_from_final(final)[0])
         self.component_evaluations = 0  # heads and MLPs recomputed, for benchmarks
         # What the batches computed, counted rather than timed so that batch sizes (and the
-        # float rounding that comes with them) never depend on the clock: calls of a head
-        # group, MLP, input correction or unembedding, their multiply-adds and the weights
-        # they read (a product with few rows costs the reading of its weights).
-        self.calls, self.macs, self.weights = 0, 0.0, 0.0
+        # float rounding that comes with them) never depend on the clock.
+        self.work = Work()
         self.d_mlp = int(getattr(scorer.model.cfg, "d_mlp", None) or 4 * self.comp.d_model)
         full_vocabulary = scorer.metric in (Metric.KL, Metric.ACCURACY)
         self.logits_read = self.comp.W_U.shape[1] if full_vocabulary else 2  # per prompt
@@ -136,7 +135,7 @@ class IncrementalEvaluator:
         moved = new - old  # [V, q, s, k]
         rows = (moved != 0).any(dim=3).any(dim=1).any(dim=0).nonzero().flatten()
         read = sum(len(indices) for indices, _ in changes.blocks)
-        self._spend(inputs.numel() * (1 + len(rows) + read), 0)
+        self.work.spend(inputs.numel() * (1 + len(rows) + read), 0)
         if len(rows):
             delta = self.delta[:, -q:, rows]  # [n, q, rows, d]
             inputs += torch.einsum("npsd,vpsk->vnpkd", delta, moved[:, :, rows])
@@ -148,13 +147,6 @@ class IncrementalEvaluator:
                 "vnpsd,vpsk->vnpkd", diff[:, :, -m:], new[:, -m:, indices]
             )
         return inputs
-
-    def _spend(self, macs: float, weights: float) -> None:
-        """Count one call of ``macs`` multiply-adds reading ``weights`` weights (see
-        ``calls``)."""
-        self.calls += 1
-        self.macs += macs
-        self.weights += weights
 
     def _changed_positions(self, new: Tensor, old: Tensor, changes: _Changes) -> Tensor:
         """Per receiver slot of masks [V or 1, P, s, k], how many trailing positions of its
@@ -287,7 +279,7 @@ class IncrementalEvaluator:
             projected = V * n * (q * k + 2 * kv_q * u) + n * 2 * u * (self.p - kv_q)
             attended, output = 2 * V * n * q * k * self.p, V * n * q * k * d
             weights = (k + 2 * u) * d * comp.d_head + k * comp.d_head * d
-            self._spend(comp.d_head * (d * projected + attended + output), weights)
+            self.work.spend(comp.d_head * (d * projected + attended + output), weights)
             self.component_evaluations += k * V
 
         # Each changed output is recomputed at the positions where it changes (its inputs'
@@ -314,7 +306,7 @@ class IncrementalEvaluator:
                     cached = self.inputs_read[layer][:, :, 3 * H :]  # [n, p, 1, d]
                     mlp_in = self._correct(cached, new, old, changes, q)
                     out = comp.mlp(layer, mlp_in.reshape(V * n, q, d))
-                    self._spend(3 * V * n * q * d * self.d_mlp, 3 * d * self.d_mlp)
+                    self.work.spend(3 * V * n * q * d * self.d_mlp, 3 * d * self.d_mlp)
                     record([index], out.reshape(V, n, q, 1, d))
                     self.component_evaluations += V
         final = self._final(engine.logits, changes)
@@ -328,7 +320,8 @@ class IncrementalEvaluator:
         final[~moved] = self.final
         if moved.any():
             final_moved = final[moved].to(comp.dtype)
-            self._spend(final_moved.shape[0] * n * self.logits_read * d, self.logits_read * d)
+            moved_n = final_moved.shape[0] * n
+            self.work.spend(moved_n * self.logits_read * d, self.logits_read * d)
             scores[moved] = self.scorer.metric_from_final(final_moved).double()
         state = {"masks": variants, "reach": reach, "engine": engine, "first": first}
         return scores, {**state, "changes": changes, "final": final}

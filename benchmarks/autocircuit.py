@@ -62,7 +62,7 @@ from pathlib import Path
 import torch
 
 import circuitgraph as cg
-from circuitgraph.nodes import Node, NodeKind
+from circuitgraph.circuit.nodes import Node, NodeKind
 from circuitgraph.prune.schedule import edge_schedule
 
 WORKER = Path(__file__).with_name("autocircuit_worker.py")

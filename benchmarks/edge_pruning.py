@@ -41,13 +41,13 @@ from pathlib import Path
 import torch
 
 import circuitgraph as cg
-from circuitgraph.layout import EdgeMasks
-from circuitgraph.masks import edge_masks
-from circuitgraph.memory import GIB, peak_rss_bytes
-from circuitgraph.patching import run_edge_masks
 from circuitgraph.prune.edges import prune_edges, worsening
 from circuitgraph.prune.live import effective, reachable
 from circuitgraph.prune.schedule import Step, edge_schedule, set_edge
+from circuitgraph.scoring.layout import EdgeMasks
+from circuitgraph.scoring.masks import edge_masks
+from circuitgraph.scoring.memory import GIB, peak_rss_bytes
+from circuitgraph.scoring.patching import run_edge_masks
 
 HEADER = (
     "| case | edges tested | fast | reference | speed-up (95 % interval) | edges kept "

@@ -23,7 +23,7 @@ import time
 import torch
 
 import circuitgraph as cg
-from circuitgraph.memory import GIB, estimate_memory, peak_rss_bytes
+from circuitgraph.scoring.memory import GIB, estimate_memory, peak_rss_bytes
 
 HEADER = (
     "| model | n | budget | chunks (8 tries) | estimate (nodes) | peak RSS | peak above baseline "

@@ -21,12 +21,17 @@ _API = {
     "cross_task_matrix": "circuitgraph.analysis",
     "logit_lens": "circuitgraph.analysis",
     "ov_scores": "circuitgraph.analysis",
-    "Circuit": "circuitgraph.graph",
-    "full_circuit": "circuitgraph.graph",
+    "Circuit": "circuitgraph.circuit.graph",
+    "full_circuit": "circuitgraph.circuit.graph",
+    "CircuitConfig": "circuitgraph.circuit.nodes",
+    "overlap_table": "circuitgraph.circuit.setops",
+    "shared": "circuitgraph.circuit.setops",
+    "upset_table": "circuitgraph.circuit.setops",
+    "venn": "circuitgraph.figures",
+    "venn_grid": "circuitgraph.figures",
     "ModelLoadError": "circuitgraph.models",
     "list_models": "circuitgraph.models",
     "load_model": "circuitgraph.models",
-    "CircuitConfig": "circuitgraph.nodes",
     "attribute_edges": "circuitgraph.prune.attribution",
     "compare_with_pruned": "circuitgraph.prune.attribution",
     "prune_edges": "circuitgraph.prune.edges",
@@ -36,65 +41,23 @@ _API = {
     "plot_score_vs_size": "circuitgraph.prune.tables",
     "threshold_changes": "circuitgraph.prune.tables",
     "threshold_table": "circuitgraph.prune.tables",
-    "venn": "circuitgraph.render",
-    "venn_grid": "circuitgraph.render",
-    "Scorer": "circuitgraph.scorer",
+    "Scorer": "circuitgraph.scoring.scorer",
     "evaluate": "circuitgraph.evaluation",
     "faithfulness_curve": "circuitgraph.evaluation",
     "held_out_scorer": "circuitgraph.evaluation",
     "stability": "circuitgraph.evaluation",
-    "overlap_table": "circuitgraph.setops",
-    "shared": "circuitgraph.setops",
-    "upset_table": "circuitgraph.setops",
+    "compare_methods": "circuitgraph.evaluation.compare",
     "Task": "circuitgraph.tasks",
     "list_corruptions": "circuitgraph.tasks",
     "list_tasks": "circuitgraph.tasks",
     "list_templates": "circuitgraph.tasks",
-    "make_task": "circuitgraph.tasks",
     "load_task": "circuitgraph.tasks",
+    "make_task": "circuitgraph.tasks",
     "analysis": "circuitgraph.analysis",
 }
 
-__all__ = [
-    "Circuit",
-    "CircuitConfig",
-    "ModelLoadError",
-    "Scorer",
-    "Task",
-    "__version__",
-    "ablate_subcircuit",
-    "analysis",
-    "attention_patterns",
-    "attribute_edges",
-    "compare_with_pruned",
-    "cross_task_matrix",
-    "evaluate",
-    "faithfulness_curve",
-    "full_circuit",
-    "held_out_scorer",
-    "list_corruptions",
-    "list_models",
-    "list_tasks",
-    "list_templates",
-    "load_model",
-    "load_task",
-    "logit_lens",
-    "make_task",
-    "order_frequency",
-    "ov_scores",
-    "overlap_table",
-    "plot_score_vs_size",
-    "prune_edges",
-    "prune_nodes",
-    "shared",
-    "stability",
-    "threshold_changes",
-    "threshold_sweep",
-    "threshold_table",
-    "upset_table",
-    "venn",
-    "venn_grid",
-]
+# Derived from the table; tests/test_api.py checks that the type-checking imports below match it.
+__all__ = ["__version__", *sorted(_API)]
 
 
 def __getattr__(name: str) -> Any:
@@ -113,7 +76,7 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_API))
 
 
-if TYPE_CHECKING:  # the same names for type checkers and IDEs
+if TYPE_CHECKING:  # the same names for type checkers and IDEs (tested against _API)
     from circuitgraph import analysis
     from circuitgraph.analysis import (
         ablate_subcircuit,
@@ -122,15 +85,18 @@ if TYPE_CHECKING:  # the same names for type checkers and IDEs
         logit_lens,
         ov_scores,
     )
+    from circuitgraph.circuit.graph import Circuit, full_circuit
+    from circuitgraph.circuit.nodes import CircuitConfig
+    from circuitgraph.circuit.setops import overlap_table, shared, upset_table
     from circuitgraph.evaluation import (
         evaluate,
         faithfulness_curve,
         held_out_scorer,
         stability,
     )
-    from circuitgraph.graph import Circuit, full_circuit
+    from circuitgraph.evaluation.compare import compare_methods
+    from circuitgraph.figures import venn, venn_grid
     from circuitgraph.models import ModelLoadError, list_models, load_model
-    from circuitgraph.nodes import CircuitConfig
     from circuitgraph.prune.attribution import attribute_edges, compare_with_pruned
     from circuitgraph.prune.edges import prune_edges
     from circuitgraph.prune.nodes import prune_nodes
@@ -141,7 +107,12 @@ if TYPE_CHECKING:  # the same names for type checkers and IDEs
         threshold_changes,
         threshold_table,
     )
-    from circuitgraph.render import venn, venn_grid
-    from circuitgraph.scorer import Scorer
-    from circuitgraph.setops import overlap_table, shared, upset_table
-    from circuitgraph.tasks import Task, list_corruptions, list_tasks, list_templates, make_task
+    from circuitgraph.scoring.scorer import Scorer
+    from circuitgraph.tasks import (
+        Task,
+        list_corruptions,
+        list_tasks,
+        list_templates,
+        load_task,
+        make_task,
+    )

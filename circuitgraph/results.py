@@ -31,10 +31,9 @@ from typing import Any
 
 import pandas as pd
 
-from circuitgraph.environment import remove_stale
-from circuitgraph.graph import Circuit, full_circuit
-from circuitgraph.nodes import node_sort_key
-from circuitgraph.serialization import json_default
+from circuitgraph.circuit.graph import Circuit, full_circuit
+from circuitgraph.circuit.nodes import node_sort_key
+from circuitgraph.files import json_default, remove_stale
 
 __all__ = [
     "METRIC_COLUMNS",

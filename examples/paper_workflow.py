@@ -35,7 +35,7 @@ import pandas as pd
 import circuitgraph as cg
 from circuitgraph.analysis import ablate_subcircuit, plot_cross_task
 from circuitgraph.analysis.cross_task import POOLS
-from circuitgraph.render import new_figure, save_figure
+from circuitgraph.figures import new_figure, save_figure
 from circuitgraph.results import safe_name, versions, write_json
 
 TASKS = ("digits", "number_words", "months")

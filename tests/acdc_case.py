@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 import circuitgraph as cg
-from circuitgraph.models import _bridge, toy_tokenizer
+from circuitgraph.models.loading import _bridge, toy_tokenizer
 from circuitgraph.tasks.task import Task
 
 DATA = Path(__file__).parent / "data" / "acdc_reference"

@@ -14,9 +14,9 @@ import torch
 from test_scorer import _circuit_logits, _hook_ablated_logits
 
 import circuitgraph as cg
-from circuitgraph.layout import NodeMasks
 from circuitgraph.prune.attribution import attribute_edges
 from circuitgraph.prune.node_forward import NodeForward
+from circuitgraph.scoring.layout import NodeMasks
 
 FAMILIES = ("qwen2", "qwen3", "mistral", "phi3", "pythia", "gemma2")
 

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 import circuitgraph as cg
-from circuitgraph.models import model_device
+from circuitgraph.models.loading import model_device
 
 
 def test_load_model_puts_every_parameter_on_the_device():

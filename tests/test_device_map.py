@@ -18,7 +18,7 @@ import torch
 import circuitgraph as cg
 from circuitgraph import models, placement
 from circuitgraph.cli import main
-from circuitgraph.components import ComponentModel
+from circuitgraph.scoring.components import ComponentModel
 
 
 @pytest.mark.parametrize("device_map", ["cpu", {"": "cpu"}, "auto", "sequential"])

@@ -14,7 +14,7 @@ from circuitgraph.evaluation.bootstrap import (
     prompt_groups,
 )
 from circuitgraph.evaluation.evaluate import without_components
-from circuitgraph.metrics import Normalise
+from circuitgraph.scoring.metrics import Normalise
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Tests for node naming (circuitgraph.nodes) and the Circuit DAG (circuitgraph.graph)."""
+"""Tests for node naming and the Circuit DAG (circuitgraph.circuit.nodes, .graph)."""
 
 from __future__ import annotations
 
@@ -12,12 +12,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import circuitgraph as cg
-import circuitgraph.graph
-import circuitgraph.nodes
-import circuitgraph.structure
-from circuitgraph.graph import Circuit, full_circuit
-from circuitgraph.nodes import CircuitConfig, Node, NodeKind, node_sort_key, parse_node
-from circuitgraph.structure import full_structure
+import circuitgraph.circuit.graph
+import circuitgraph.circuit.nodes
+import circuitgraph.circuit.structure
+from circuitgraph.circuit.graph import Circuit, full_circuit
+from circuitgraph.circuit.nodes import CircuitConfig, Node, NodeKind, node_sort_key, parse_node
+from circuitgraph.circuit.structure import full_structure
 
 
 def model_cfg(n_layers: int, n_heads: int, n_kv: int | None = None, name: str = "toy"):
@@ -419,7 +419,11 @@ def test_prune_dangling_is_idempotent_and_leaves_only_paths(circuit):
 
 
 def test_docstring_examples_run():
-    for module in (circuitgraph.nodes, circuitgraph.structure, circuitgraph.graph):
+    for module in (
+        circuitgraph.circuit.nodes,
+        circuitgraph.circuit.structure,
+        circuitgraph.circuit.graph,
+    ):
         result = doctest.testmod(module)
         assert result.failed == 0 and result.attempted > 0
 

@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 
 import circuitgraph as cg
 from circuitgraph.cli import main
-from circuitgraph.layout import NodeMasks
-from circuitgraph.memory import GIB, Chunks, PassCost, check_memory, estimate_memory
+from circuitgraph.scoring.layout import NodeMasks
+from circuitgraph.scoring.memory import GIB, Chunks, PassCost, check_memory, estimate_memory
 
 # Prompts of different lengths (right-padded): each prompt's last position differs.
 CLEAN = [

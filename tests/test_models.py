@@ -13,8 +13,8 @@ import torch
 
 import circuitgraph as cg
 from circuitgraph import models
-from circuitgraph.environment import remove_stale, shared_mode
-from circuitgraph.models import cache_dir, parse_random_name
+from circuitgraph.files import remove_stale, shared_mode
+from circuitgraph.models.loading import cache_dir, parse_random_name
 
 
 def test_toy_model_loads_and_is_cached(toy):
@@ -158,7 +158,7 @@ def test_smollm2_full_circuit_is_exact(smollm2):
 def test_bos_default_per_family():
     """GPT-2 and Pythia hub models start tasks with BOS (TransformerLens's default, used by the
     paper's GPT-2 results); the toy model, SmolLM2, Llama-style models and random weights not."""
-    from circuitgraph.models import default_prepend_bos
+    from circuitgraph.models.loading import default_prepend_bos
 
     gpt2, pythia = cg.load_model("random:gpt2-tiny"), cg.load_model("random:pythia-tiny")
     qwen = cg.load_model("random:qwen2-tiny")

@@ -10,7 +10,8 @@ import pytest
 
 import circuitgraph as cg
 from circuitgraph.cli import main
-from circuitgraph.parallel import Discovery, check_cluster, connect, run_many
+from circuitgraph.parallel import check_cluster, connect, run_many
+from circuitgraph.prune.discovery import Discovery
 
 
 @pytest.fixture(scope="module")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 import circuitgraph as cg
-from circuitgraph.layout import Layout
 from circuitgraph.prune.progress import MIN_MEASURED, EdgeProgress, depth, remaining_seconds
 from circuitgraph.prune.schedule import edge_schedule
+from circuitgraph.scoring.layout import Layout
 
 
 class FakeClock:

@@ -324,11 +324,11 @@ def test_fast_edge_pruning_never_reads_the_clock_to_decide(tiny, monkeypatch):
 
 
 def test_counted_cost_grows_with_the_variants_of_a_batch(tiny):
-    from circuitgraph.masks import edge_masks
     from circuitgraph.prune.batching import CostModel, Work
     from circuitgraph.prune.edges import _variants
     from circuitgraph.prune.incremental import IncrementalEvaluator
     from circuitgraph.prune.schedule import edge_schedule
+    from circuitgraph.scoring.masks import edge_masks
 
     scorer = _scorer(tiny, "kl", ablation="resample")
     full = cg.full_circuit(tiny.cfg, qkv=True)

@@ -12,7 +12,6 @@ from hypothesis import strategies as st
 import circuitgraph as cg
 import circuitgraph.prune.nodes
 import circuitgraph.prune.tables
-from circuitgraph.layout import NodeMasks
 from circuitgraph.prune import (
     ORDERS,
     order_frequency,
@@ -24,6 +23,7 @@ from circuitgraph.prune import (
 )
 from circuitgraph.prune.node_forward import NodeForward
 from circuitgraph.prune.nodes import TOLERANCE, Search, _candidates
+from circuitgraph.scoring.layout import NodeMasks
 
 MODELS = ("toy-seq", "random:gpt2-tiny", "random:llama-tiny")
 SETTINGS = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])

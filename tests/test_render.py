@@ -1,4 +1,4 @@
-"""Tests for Graphviz output and overlap figures (circuitgraph.render)."""
+"""Tests for Graphviz output and overlap figures (circuitgraph.circuit.render)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,13 @@ import xml.etree.ElementTree as ET
 import matplotlib
 import pytest
 
-from circuitgraph.graph import Circuit, full_circuit
-from circuitgraph.render import render, to_dot, venn, venn_grid
+from circuitgraph.circuit.graph import Circuit, full_circuit
+from circuitgraph.circuit.render import render, to_dot
+from circuitgraph.figures import venn, venn_grid
 
-render_module = importlib.import_module("circuitgraph.render")  # the package re-exports render()
+render_module = importlib.import_module(
+    "circuitgraph.circuit.render"
+)  # the package re-exports render()
 SVG = "{http://www.w3.org/2000/svg}"
 TOY = types.SimpleNamespace(n_layers=3, n_heads=3, model_name="toy")
 GQA = types.SimpleNamespace(n_layers=3, n_heads=4, n_key_value_heads=2, model_name="toy-gqa")

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 import circuitgraph as cg
 from circuitgraph import components
-from circuitgraph.metrics import kl_divergence
+from circuitgraph.scoring.metrics import kl_divergence
 from circuitgraph.tasks import Task
 
 SETTINGS = settings(
@@ -217,7 +217,7 @@ def test_bad_inputs_are_clear_errors(toy, tiny):
 def test_heads_sharing_a_key_value_slot_equal_heads_with_their_own_copy():
     """ComponentModel.attention(kv_slots=...) computes a shared key/value input once; the
     result equals passing each head its own copy of it (grouped-query attention)."""
-    from circuitgraph.components import ComponentModel
+    from circuitgraph.scoring.components import ComponentModel
 
     model = cg.load_model("random:llama-tiny,init=200")  # 4 heads, 2 key/value groups
     comp = ComponentModel(model)
@@ -242,7 +242,7 @@ def test_heads_sharing_a_key_value_slot_equal_heads_with_their_own_copy():
 def test_keys_and_values_of_leading_positions_can_be_passed_in(name, kv_slots, prefix):
     """attention(kv_prefix=key_values(...)) over the leading positions equals computing the
     keys and values of every position (rotary, key norm, grouped-query slots)."""
-    from circuitgraph.components import ComponentModel
+    from circuitgraph.scoring.components import ComponentModel
 
     comp = ComponentModel(cg.load_model(name))
     generator = torch.Generator().manual_seed(1)

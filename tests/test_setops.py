@@ -1,4 +1,4 @@
-"""Tests for set operations, shared elements and overlap tables (circuitgraph.setops)."""
+"""Tests for set operations, shared elements and overlap tables (circuitgraph.circuit.setops)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from circuitgraph.graph import Circuit, full_circuit
-from circuitgraph.nodes import CircuitConfig
-from circuitgraph.setops import (
+from circuitgraph.circuit.graph import Circuit, full_circuit
+from circuitgraph.circuit.nodes import CircuitConfig
+from circuitgraph.circuit.setops import (
     complement,
     components,
     overlap_table,
@@ -20,7 +20,7 @@ from circuitgraph.setops import (
     shared,
     upset_table,
 )
-from circuitgraph.structure import full_structure
+from circuitgraph.circuit.structure import full_structure
 
 CONFIGS = [
     CircuitConfig("tiny", 2, 2, qkv=False),

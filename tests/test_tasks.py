@@ -12,7 +12,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from circuitgraph.models import smollm2_gguf_path
+from circuitgraph.models.loading import smollm2_gguf_path
 from circuitgraph.tasks import (
     TASKS,
     RepeatedPromptsWarning,

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from circuitgraph.nodes import NodeKind, head_name, parse_node
+from circuitgraph.circuit.nodes import NodeKind, head_name, parse_node
 
 _HEAD_FORM = "expected a{L}.{H}, e.g. a0.1"
 

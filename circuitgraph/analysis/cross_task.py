@@ -18,9 +18,9 @@ import pandas as pd
 import torch
 
 from circuitgraph.analysis._common import check_same_model_tasks, resolve_heads
-from circuitgraph.graph import Circuit, full_circuit
-from circuitgraph.layout import NodeMasks
-from circuitgraph.nodes import NodeKind, head_name, mlp_name, parse_node
+from circuitgraph.circuit.graph import Circuit, full_circuit
+from circuitgraph.circuit.nodes import NodeKind, head_name, mlp_name, parse_node
+from circuitgraph.scoring.layout import NodeMasks
 
 __all__ = [
     "POOLS",

@@ -25,7 +25,7 @@ from circuitgraph.analysis._common import (
     resolve_positions,
     token_str,
 )
-from circuitgraph.components import ComponentModel
+from circuitgraph.scoring.components import ComponentModel
 
 __all__ = ["lens_logits", "logit_lens", "stage_hooks"]
 

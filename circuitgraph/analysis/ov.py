@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from circuitgraph.analysis._common import HeadRef, resolve_heads, token_str
-from circuitgraph.components import ComponentModel
+from circuitgraph.scoring.components import ComponentModel
 from circuitgraph.tasks import TASKS, TEMPLATES, Family, model_family
 from circuitgraph.tasks.templates import PromptEncoder, Slot
 

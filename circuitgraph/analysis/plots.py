@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from circuitgraph.render import save_figure
+from circuitgraph.figures import save_figure
 
 __all__ = [
     "plot_attention",

@@ -126,8 +126,8 @@ def device_map(text: str) -> str | dict:
     """argparse type: a device map, a name or JSON (checked now, see placement.device_map_key)."""
     import json
 
-    from circuitgraph.environment import ModelLoadError
-    from circuitgraph.placement import device_map_key
+    from circuitgraph.models.environment import ModelLoadError
+    from circuitgraph.models.placement import device_map_key
 
     value = text
     if text.lstrip().startswith("{"):
@@ -200,8 +200,8 @@ def check_task(args: argparse.Namespace) -> None:
 def check_model(name: str, device: str | None = "cpu", dtype: str = "float32") -> None:
     """ModelLoadError now for a model name, device (None: cpu) or dtype that cannot load
     (before any progress output)."""
-    from circuitgraph.environment import resolve_device, resolve_dtype
-    from circuitgraph.models import (
+    from circuitgraph.models.environment import resolve_device, resolve_dtype
+    from circuitgraph.models.loading import (
         EMBEDDED_MODELS,
         ModelLoadError,
         check_hub_access,
@@ -312,7 +312,7 @@ def load(args: argparse.Namespace, clock: Clock) -> Setup:
     """Load ``args.model`` and build ``args.task`` for it, timing both."""
     import torch
 
-    from circuitgraph.models import load_model, model_device
+    from circuitgraph.models.loading import load_model, model_device
     from circuitgraph.tasks import filter_task, load_task, make_task
     from circuitgraph.tasks.custom import file_checksum
 
@@ -350,7 +350,7 @@ def load(args: argparse.Namespace, clock: Clock) -> Setup:
             task = filter_task(task, model)
     if len(task) == 0:
         raise ValueError(f"no prompt of task {args.task!r} is left after --filter")
-    from circuitgraph.memory import check_memory, estimate_memory
+    from circuitgraph.scoring.memory import check_memory, estimate_memory
 
     memory = estimate_memory(model, task, max_memory=args.max_memory)
     log(args, f"memory: {memory.describe('nodes')}; edges {memory.total('edges') / 2**30:.2f} GiB")

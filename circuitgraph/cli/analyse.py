@@ -67,7 +67,6 @@ def run_analyse(args: argparse.Namespace) -> int:
     from circuitgraph import analysis
     from circuitgraph.analysis._common import resolve_heads
     from circuitgraph.cli.compare import load_circuit
-    from circuitgraph.masks import check_same_model
     from circuitgraph.results import (
         atomic_folder,
         result_dir,
@@ -75,6 +74,7 @@ def run_analyse(args: argparse.Namespace) -> int:
         versions,
         write_json,
     )
+    from circuitgraph.scoring.masks import check_same_model
 
     check_task(args)
     if args.task_file is not None:

@@ -50,7 +50,7 @@ def check_circuit_file(path: Path) -> None:
 
 def load_circuit(path: Path):
     """``Circuit.from_json(path)``; its errors name the file."""
-    from circuitgraph.graph import Circuit
+    from circuitgraph.circuit.graph import Circuit
 
     check_circuit_file(path)
     try:
@@ -64,7 +64,7 @@ def load_circuit(path: Path):
 def _heads_and_mlps(circuit: Any) -> Any:
     """A node-level circuit without the Q/K/V split holding the same heads and MLPs, so node
     sets of circuits found with and without the split can be compared."""
-    from circuitgraph.graph import Circuit
+    from circuitgraph.circuit.graph import Circuit
 
     result = Circuit.from_nodes(circuit.config, circuit.heads() + circuit.mlps(), qkv=False)
     result.metadata = circuit.metadata
@@ -100,9 +100,14 @@ def circuit_names(paths: list[Path], circuits: list[Any]) -> list[str]:
 
 
 def run_overlap(args: argparse.Namespace) -> int:
-    from circuitgraph.render import figure_format, venn
+    from circuitgraph.circuit.setops import (
+        check_compatible,
+        components,
+        overlap_table,
+        sorted_elements,
+    )
+    from circuitgraph.figures import figure_format, venn
     from circuitgraph.results import check_writable
-    from circuitgraph.setops import check_compatible, components, overlap_table, sorted_elements
 
     if args.venn is not None and args.on == "both":
         raise ValueError("--venn draws one kind: use --on nodes or --on edges")
@@ -141,7 +146,7 @@ def run_overlap(args: argparse.Namespace) -> int:
 
 
 def run_render(args: argparse.Namespace) -> int:
-    from circuitgraph.render import graphviz_format
+    from circuitgraph.circuit.render import graphviz_format
     from circuitgraph.results import check_writable
 
     check_circuit_file(args.file)

@@ -175,7 +175,7 @@ def _resolve_discover(args: argparse.Namespace) -> None:
 
 
 def make_scorer(args: argparse.Namespace, setup, metric: str):
-    from circuitgraph.scorer import Scorer
+    from circuitgraph.scoring.scorer import Scorer
 
     return Scorer(
         setup.model,
@@ -201,7 +201,7 @@ def node_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 def evaluate_all(scorer, circuits: dict[str, Any]) -> dict[str, dict[str, float]]:
     """``scorer.evaluate`` of the full model, the given circuits and the empty circuit."""
-    from circuitgraph.graph import Circuit, full_circuit
+    from circuitgraph.circuit.graph import Circuit, full_circuit
 
     cfg = scorer.model.cfg
     named = {
@@ -248,7 +248,7 @@ def _report(
 
 def _without_qkv(circuit):
     """The same node-level circuit without the Q/K/V split (metadata kept)."""
-    from circuitgraph.graph import Circuit
+    from circuitgraph.circuit.graph import Circuit
 
     result = Circuit.from_nodes(circuit.config, circuit.heads() + circuit.mlps(), qkv=False)
     result.metadata = dict(circuit.metadata)

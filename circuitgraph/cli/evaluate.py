@@ -66,7 +66,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from circuitgraph.cli.compare import check_circuit_file, load_circuit
     from circuitgraph.evaluation import evaluate
     from circuitgraph.results import atomic_folder, result_dir, versions, write_json
-    from circuitgraph.scorer import Scorer
+    from circuitgraph.scoring.scorer import Scorer
 
     check_circuit_file(args.circuit)
     check_task(args)

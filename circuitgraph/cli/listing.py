@@ -69,7 +69,7 @@ def _sequence_tasks(args: argparse.Namespace, specs: list[Any]) -> None:
 
 
 def _examples(args: argparse.Namespace, specs: list[Any]) -> None:
-    from circuitgraph.models import load_model
+    from circuitgraph.models.loading import load_model
     from circuitgraph.tasks import make_task
 
     if args.quiet:
@@ -90,7 +90,7 @@ def _examples(args: argparse.Namespace, specs: list[Any]) -> None:
 
 
 def run_models(args: argparse.Namespace) -> int:
-    from circuitgraph.models import RANDOM_PRESETS, ModelLoadError, smollm2_gguf_path
+    from circuitgraph.models.loading import RANDOM_PRESETS, ModelLoadError, smollm2_gguf_path
 
     try:
         smollm2_gguf_path()

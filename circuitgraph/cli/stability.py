@@ -50,9 +50,10 @@ def add_parsers(sub: Any) -> None:
 
 def run_stability(args: argparse.Namespace) -> int:
     from circuitgraph.evaluation import held_out_scorer, stability
-    from circuitgraph.parallel import Discovery, check_cluster, connect
+    from circuitgraph.parallel import check_cluster, connect
+    from circuitgraph.prune.discovery import Discovery
     from circuitgraph.results import atomic_folder, result_dir, versions, write_json
-    from circuitgraph.scorer import Scorer
+    from circuitgraph.scoring.scorer import Scorer
     from circuitgraph.tasks import make_task
 
     check_task(args)

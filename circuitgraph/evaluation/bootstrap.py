@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from circuitgraph.metrics import Metric, Normalise
+from circuitgraph.scoring.metrics import Metric, Normalise
 
 METRICS = ("normalised_logit_diff", "logit_diff", "kl", "accuracy")
 

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from circuitgraph.circuit.graph import full_circuit
 from circuitgraph.evaluation.curves import FRACTIONS, faithfulness_curve, pruning_ranking
 from circuitgraph.evaluation.evaluate import evaluate, held_out_scorer
-from circuitgraph.graph import full_circuit
-from circuitgraph.metrics import Metric
+from circuitgraph.scoring.metrics import Metric
 
 __all__ = ["METHODS", "MethodComparison", "compare_methods"]
 
@@ -34,7 +34,7 @@ class MethodComparison:
         """Held-out faithfulness (with CI) against circuit size, and each method's curve."""
         import matplotlib.pyplot as plt
 
-        from circuitgraph.render import save_figure
+        from circuitgraph.figures import save_figure
 
         fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
         t = self.table

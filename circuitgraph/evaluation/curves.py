@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from circuitgraph.graph import Circuit, full_circuit
-from circuitgraph.nodes import head_name, mlp_name
+from circuitgraph.circuit.graph import Circuit, full_circuit
+from circuitgraph.circuit.nodes import head_name, mlp_name
 
 __all__ = [
     "FRACTIONS",
@@ -68,7 +68,7 @@ class FaithfulnessCurve:
         """f against the fraction kept (log x), the random baseline dashed; saves to ``path``."""
         import matplotlib.pyplot as plt
 
-        from circuitgraph.render import save_figure
+        from circuitgraph.figures import save_figure
 
         fig = None
         if ax is None:

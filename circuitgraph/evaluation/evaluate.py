@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from circuitgraph.circuit.graph import Circuit
 from circuitgraph.evaluation.bootstrap import (
     METRICS,
     bootstrap_weights,
@@ -20,8 +21,7 @@ from circuitgraph.evaluation.bootstrap import (
     prompt_groups,
     prompt_values,
 )
-from circuitgraph.graph import Circuit
-from circuitgraph.layout import NodeMasks
+from circuitgraph.scoring.layout import NodeMasks
 
 __all__ = ["Evaluation", "evaluate", "held_out_scorer", "without_components"]
 
@@ -62,7 +62,7 @@ class Evaluation:
 def held_out_scorer(scorer, task):
     """A Scorer like ``scorer`` (same model, metric, ablation, normalisation, direction) on
     ``task``; ValueError if ``task`` was built for another model."""
-    from circuitgraph.scorer import Scorer
+    from circuitgraph.scoring.scorer import Scorer
 
     ours = str(getattr(scorer.model.cfg, "model_name", ""))
     theirs = getattr(task, "model_name", "")

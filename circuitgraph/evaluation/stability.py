@@ -21,11 +21,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from circuitgraph.circuit.graph import Circuit
+from circuitgraph.circuit.setops import check_compatible
 from circuitgraph.evaluation.bootstrap import check_resamples, prompt_groups
 from circuitgraph.evaluation.evaluate import Evaluation, evaluate
-from circuitgraph.graph import Circuit
 from circuitgraph.parallel import run_many
-from circuitgraph.setops import check_compatible
 
 __all__ = ["METHODS", "Stability", "jaccard", "stability"]
 

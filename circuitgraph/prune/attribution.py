@@ -21,12 +21,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from circuitgraph.graph import Circuit, full_circuit
-from circuitgraph.layout import EdgeMasks
-from circuitgraph.masks import check_same_model, edge_masks
-from circuitgraph.patching import edge_forward
+from circuitgraph.circuit.graph import Circuit, full_circuit
+from circuitgraph.circuit.setops import overlap_table
 from circuitgraph.prune.schedule import Edge, edge_schedule
-from circuitgraph.setops import overlap_table
+from circuitgraph.scoring.layout import EdgeMasks
+from circuitgraph.scoring.masks import check_same_model, edge_masks
+from circuitgraph.scoring.patching import edge_forward
 
 METHODS = ("eap", "eap_ig")
 

@@ -26,14 +26,14 @@ from collections.abc import Iterable
 
 import torch
 
-from circuitgraph.graph import Circuit, full_circuit
-from circuitgraph.layout import EdgeMasks
-from circuitgraph.masks import check_same_model, edge_masks
-from circuitgraph.memory import check_memory
+from circuitgraph.circuit.graph import Circuit, full_circuit
 from circuitgraph.prune.batching import BatchSizer, CostModel
 from circuitgraph.prune.incremental import IncrementalEvaluator
 from circuitgraph.prune.progress import EdgeProgress
 from circuitgraph.prune.schedule import Edge, Guard, Step, acdc_schedule, edge_schedule
+from circuitgraph.scoring.layout import EdgeMasks
+from circuitgraph.scoring.masks import check_same_model, edge_masks
+from circuitgraph.scoring.memory import check_memory
 
 METHODS = ("fast", "reference")
 ORDERS = ("canonical", "acdc")

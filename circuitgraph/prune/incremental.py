@@ -14,7 +14,7 @@ mask entries and changed senders: O(changed senders) per input, not O(all sender
 With resample ablation, the positions before the first token where any clean and corrupted
 prompt differ hold the same activations in both runs, so no circuit changes them there:
 outputs are recomputed only from that position on (see ``live.unchanged_positions``).
-The arithmetic is that of :func:`circuitgraph.patching.edge_forward` restricted to what
+The arithmetic is that of :func:`circuitgraph.scoring.patching.edge_forward` restricted to what
 changes, so decisions match the reference implementation.
 
 Shapes: V variants, n prompts, p positions, q positions recomputed (the last q), P mask
@@ -26,12 +26,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from circuitgraph.layout import EdgeMasks
-from circuitgraph.metrics import Metric
-from circuitgraph.patching import at_last, edge_forward, expand_positions, fixed_prefix_sums
 from circuitgraph.prune.batching import Work
 from circuitgraph.prune.live import effective, reachable, unchanged_positions
 from circuitgraph.prune.schedule import Receiver
+from circuitgraph.scoring.layout import EdgeMasks
+from circuitgraph.scoring.metrics import Metric
+from circuitgraph.scoring.patching import at_last, edge_forward, expand_positions, fixed_prefix_sums
 
 
 class _Changes:
@@ -60,7 +60,7 @@ class IncrementalEvaluator:
     """Holds the current circuit's masks and activations; scores variants of it quickly."""
 
     def __init__(self, scorer, masks: EdgeMasks) -> None:
-        from circuitgraph.scorer import Direction
+        from circuitgraph.scoring.scorer import Direction
 
         self.scorer = scorer
         self.comp, self.layout = scorer.components, scorer.layout

@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from circuitgraph.layout import EdgeMasks, Layout
+from circuitgraph.scoring.layout import EdgeMasks, Layout
 
 
 def reachable(

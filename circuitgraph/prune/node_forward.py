@@ -3,8 +3,8 @@
 Removing a node changes nothing before the stage that reads it (2L: attention of layer L,
 2L + 1: MLP L), so a try starts from the current circuit's cached residual stream there:
 trying a late-layer node costs a few layers. The arithmetic is
-:func:`circuitgraph.patching.node_stage`, shared with the Scorer, and it runs over the
-Scorer's chunks of variants and prompts (:meth:`~circuitgraph.scorer.Scorer.chunks`).
+:func:`circuitgraph.scoring.patching.node_stage`, shared with the Scorer, and it runs over the
+Scorer's chunks of variants and prompts (:meth:`~circuitgraph.scoring.scorer.Scorer.chunks`).
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ import time
 import torch
 from torch import Tensor
 
-from circuitgraph.layout import NodeMasks
-from circuitgraph.memory import slices
-from circuitgraph.patching import at_last, live_senders, node_stage
-from circuitgraph.scorer import complement_masks
+from circuitgraph.scoring.layout import NodeMasks
+from circuitgraph.scoring.memory import slices
+from circuitgraph.scoring.patching import at_last, live_senders, node_stage
+from circuitgraph.scoring.scorer import complement_masks
 
 
 class NodeForward:

@@ -19,12 +19,12 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from circuitgraph.graph import Circuit, full_circuit
-from circuitgraph.layout import NodeMasks
-from circuitgraph.memory import check_memory
-from circuitgraph.metrics import Metric, parse_enum
-from circuitgraph.nodes import CircuitConfig
+from circuitgraph.circuit.graph import Circuit, full_circuit
+from circuitgraph.circuit.nodes import CircuitConfig
 from circuitgraph.prune.node_forward import NodeForward, calibrate
+from circuitgraph.scoring.layout import NodeMasks
+from circuitgraph.scoring.memory import check_memory
+from circuitgraph.scoring.metrics import Metric, parse_enum
 
 __all__ = ["ORDERS", "Order", "prune_nodes"]
 

@@ -17,8 +17,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from circuitgraph.layout import QKV, EdgeMasks, Layout
-from circuitgraph.nodes import Node, NodeKind, edge_sort_key, logits_name, mlp_name, node_sort_key
+from circuitgraph.circuit.nodes import (
+    Node,
+    NodeKind,
+    edge_sort_key,
+    logits_name,
+    mlp_name,
+    node_sort_key,
+)
+from circuitgraph.scoring.layout import QKV, EdgeMasks, Layout
 
 Edge = tuple[str, str]
 

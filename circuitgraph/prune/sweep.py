@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from circuitgraph.graph import Circuit
+from circuitgraph.circuit.graph import Circuit
 from circuitgraph.prune.nodes import prune_nodes
 
 
@@ -27,7 +27,8 @@ def threshold_sweep(
                 "a nested sweep prunes each threshold from the last one's circuit, so it runs "
                 "in order: pass nested=False to spread the thresholds over a cluster"
             )
-        from circuitgraph.parallel import Discovery, call, run_many
+        from circuitgraph.parallel import call, run_many
+        from circuitgraph.prune.discovery import Discovery
 
         runs = [(Discovery.like(scorer, threshold=t, prune=kwargs), scorer.task) for t in ordered]
         return dict(zip(ordered, run_many(call, runs, client), strict=True))

@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from circuitgraph.graph import Circuit, full_circuit
-from circuitgraph.nodes import node_sort_key
+from circuitgraph.circuit.graph import Circuit, full_circuit
+from circuitgraph.circuit.nodes import node_sort_key
+from circuitgraph.figures import new_figure, save_figure
 from circuitgraph.prune.nodes import prune_nodes
-from circuitgraph.render import new_figure, save_figure
 
 __all__ = ["order_frequency", "plot_score_vs_size", "threshold_changes", "threshold_table"]
 

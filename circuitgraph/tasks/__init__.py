@@ -6,7 +6,6 @@ True
 
 from circuitgraph.tasks.build import (
     RepeatedPromptsWarning,
-    filter_task,
     list_corruptions,
     list_tasks,
     list_templates,
@@ -15,6 +14,7 @@ from circuitgraph.tasks.build import (
 )
 from circuitgraph.tasks.corruptions import Corruption
 from circuitgraph.tasks.custom import load_task
+from circuitgraph.tasks.filter import filter_task
 from circuitgraph.tasks.sequences import TASKS, Context, Family, TaskSpec
 from circuitgraph.tasks.task import Task
 from circuitgraph.tasks.templates import TEMPLATES, Template

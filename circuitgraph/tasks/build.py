@@ -11,7 +11,6 @@ from typing import Any
 
 import torch
 
-from circuitgraph.metrics import probability_ratio_ok
 from circuitgraph.tasks.corruptions import (
     MIN_MEMBERS,
     Corruption,
@@ -20,6 +19,7 @@ from circuitgraph.tasks.corruptions import (
     parse_corruption,
 )
 from circuitgraph.tasks.custom import add_bos
+from circuitgraph.tasks.filter import filter_task
 from circuitgraph.tasks.sequences import (
     TASKS,
     Context,
@@ -349,35 +349,3 @@ def make_task(
     )
     task = add_bos(task, model, prepend_bos)
     return filter_task(task, model) if filter else task
-
-
-def _device(model: Any) -> torch.device:
-    cfg_device = getattr(getattr(model, "cfg", None), "device", None)
-    if cfg_device is not None:
-        return torch.device(cfg_device)
-    parameters = getattr(model, "parameters", None)
-    if callable(parameters):
-        for p in parameters():
-            return p.device
-    return torch.device("cpu")
-
-
-def filter_task(task: Task, model: Any, batch_size: int = 32) -> Task:
-    """Keep prompts whose top token is the answer and p(answer) > 2 p(wrong) (paper's rule)."""
-    device = _device(model)
-    keep = []
-    with torch.no_grad():
-        for lo in range(0, len(task), batch_size):
-            out = model(task.clean_tokens[lo : lo + batch_size].to(device))
-            last = task.last_positions[lo : lo + batch_size]  # each prompt's last real token
-            logits = getattr(out, "logits", out).float().cpu()[torch.arange(len(last)), last]
-            answers = task.answer_ids[lo : lo + batch_size]
-            wrongs = task.wrong_ids[lo : lo + batch_size]
-            keep.append(probability_ratio_ok(logits, answers, wrongs))
-    mask = torch.cat(keep)
-    if not mask.any():
-        raise ValueError(
-            f"filter kept none of the {len(task)} prompts of task {task.name!r}: the model's "
-            "top token is never the answer with p(answer) > 2 p(wrong)"
-        )
-    return task.subset(mask)

@@ -5,7 +5,7 @@ token) and a wrong answer for the logit difference (by default the corrupted pro
 Answers are given as text, the way :attr:`Task.answers` shows them (``" April"``, ``"7"``), and
 must be one token for the model. A clean prompt and its corrupted prompt must have the same
 token length (activations are patched position by position); different rows may differ in
-length and are right-padded (see :mod:`circuitgraph.patching`).
+length and are right-padded (see :mod:`circuitgraph.scoring.patching`).
 """
 
 from __future__ import annotations

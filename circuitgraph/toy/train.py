@@ -18,7 +18,7 @@ from types import SimpleNamespace
 
 import torch
 
-from circuitgraph.models import TOY_DIR
+from circuitgraph.models.loading import TOY_DIR
 from circuitgraph.tasks import list_tasks, make_task
 from circuitgraph.toy.vocabulary import build_toy_tokenizer, save_toy_tokenizer
 

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from circuitgraph.layout import Layout
+from circuitgraph.scoring.layout import Layout
 
 UNEMBED_CHUNK = 1024  # vocabulary columns per matmul in ComponentModel.unembed
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from circuitgraph.layout import Layout
+from circuitgraph.scoring.layout import Layout
 
 GIB = 1024**3
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from circuitgraph.environment import ModelLoadError, resolve_device
+from circuitgraph.models.environment import ModelLoadError, resolve_device
 
 DEVICE_MAP_STRATEGIES = ("auto", "balanced", "balanced_low_0", "sequential")
 

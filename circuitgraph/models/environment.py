@@ -9,58 +9,16 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-import shutil
 import socket
-import time
 import urllib.parse
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 DEVICES = "cpu, cuda, cuda:<index> or mps"
-STALE_TMP_S = 3600  # a temporary folder without a process id older than this is stale
 
 
 class ModelLoadError(RuntimeError):
     """A model name could not be turned into a model; the message says why and what works."""
-
-
-def shared_mode(path: Path) -> None:
-    """Give ``path`` (ours) the permissions of a folder made with the umask (group-readable)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    with contextlib.suppress(OSError):
-        if path.stat().st_uid == os.getuid():
-            path.chmod(0o777 & ~umask)
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def remove_stale(folder: Path, prefix: str) -> list[Path]:
-    """Remove hidden temporary folders ``<prefix><pid>-*`` left in ``folder`` by processes
-    that no longer run (e.g. killed mid-write); unparsable ones only when over an hour old."""
-    removed = []
-    for path in folder.glob(f"{prefix}*"):
-        pid = path.name[len(prefix) :].partition("-")[0]
-        if pid.isdigit():
-            stale = int(pid) != os.getpid() and not _process_alive(int(pid))
-        else:
-            try:
-                stale = time.time() - path.stat().st_mtime > STALE_TMP_S
-            except OSError:
-                continue
-        if stale and path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path, ignore_errors=True)
-            removed.append(path)
-    return removed
 
 
 def resolve_device(device: Any) -> str:
@@ -72,7 +30,7 @@ def resolve_device(device: Any) -> str:
     'cpu'
     >>> resolve_device("banana")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
-    circuitgraph.environment.ModelLoadError: unknown device 'banana': use cpu, cuda, ...
+    circuitgraph.models.environment.ModelLoadError: unknown device 'banana': use cpu, cuda, ...
     """
     import torch
 

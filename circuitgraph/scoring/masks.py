@@ -1,7 +1,7 @@
-"""Turn a :class:`~circuitgraph.graph.Circuit` into the dense masks the forward pass reads.
+"""Turn a :class:`~circuitgraph.circuit.graph.Circuit` into the dense masks the forward pass reads.
 
 Node attributes (kind, layer, head, group, qkv, pos) are the only thing read, so the naming
-lives in one place (``circuitgraph.graph``). Positions: a positional circuit (config.positions
+lives in one place (``circuit.graph``). Positions: a positional circuit (config.positions
 set) masks each listed position separately; positions it does not list stay as in the model.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import networkx as nx
 import torch
 
-from circuitgraph.layout import QKV, EdgeMasks, Layout, NodeMasks
+from circuitgraph.scoring.layout import QKV, EdgeMasks, Layout, NodeMasks
 
 SENDER_KINDS = ("embed", "head", "mlp")
 

@@ -2,7 +2,7 @@
 
 ``full_structure(config)`` lists the nodes and edges for a ``CircuitConfig`` (cached):
 edges run from a sender output to every later receiver input, plus each head's internal
-edges from its q/k/v inputs (see ``circuitgraph.nodes`` for the naming). The checks turn
+edges from its q/k/v inputs (see ``circuitgraph.circuit.nodes`` for the naming). The checks turn
 names or edges from users and files into one clear ValueError.
 """
 
@@ -15,7 +15,14 @@ from typing import Any
 
 import networkx as nx
 
-from circuitgraph.nodes import QKV, CircuitConfig, Node, NodeKind, logits_name, node_sort_key
+from circuitgraph.circuit.nodes import (
+    QKV,
+    CircuitConfig,
+    Node,
+    NodeKind,
+    logits_name,
+    node_sort_key,
+)
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from circuitgraph.nodes import NODE_ATTRIBUTES, CircuitConfig, edge_sort_key, node_sort_key
-from circuitgraph.structure import check_structure, full_structure
+from circuitgraph.circuit.nodes import NODE_ATTRIBUTES, CircuitConfig, edge_sort_key, node_sort_key
+from circuitgraph.circuit.structure import check_structure, full_structure
 
 SCHEMA_VERSION = 1
 LEVELS = ("node", "edge")
@@ -22,18 +22,6 @@ EDGE_ATTRIBUTES = ("qkv",)
 
 def _extras(attrs: Mapping[str, Any], standard: Iterable[str]) -> dict[str, Any]:
     return {key: value for key, value in attrs.items() if key not in standard}
-
-
-def json_default(value: Any) -> Any:
-    """``json.dumps``'s fallback: numpy / torch scalars and arrays as plain numbers and lists,
-    paths as strings, sets as sorted lists."""
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, set | frozenset):
-        return sorted(value)
-    raise TypeError(f"{type(value).__name__} value {value!r} is not JSON-serialisable")
 
 
 def circuit_to_dict(circuit: Any) -> dict[str, Any]:

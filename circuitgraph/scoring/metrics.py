@@ -80,11 +80,3 @@ def prob_diff(logits: Tensor, ids: Tensor, signs: Tensor) -> Tensor:
 def accuracy(logits: Tensor, answer_ids: Tensor) -> Tensor:
     """Fraction of prompts whose top token is the answer; logits [V, n, vocab] -> [V]."""
     return (logits.argmax(dim=-1) == answer_ids[None]).float().mean(dim=-1)
-
-
-def probability_ratio_ok(logits: Tensor, answer_ids: Tensor, wrong_ids: Tensor) -> Tensor:
-    """The paper's filter: top token is the answer and p(answer) > 2 p(wrong); [n] bool."""
-    probs = torch.softmax(accumulating(logits), dim=-1)  # [n, vocab]
-    rows = torch.arange(len(answer_ids), device=answer_ids.device)
-    top_ok = logits.argmax(dim=-1) == answer_ids
-    return top_ok & (probs[rows, answer_ids] > 2 * probs[rows, wrong_ids])

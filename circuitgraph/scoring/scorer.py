@@ -2,8 +2,8 @@
 
 A Scorer holds one model, one task and the caches that never change while pruning: the
 clean and corrupted runs' sender outputs and the ablation values. Every circuit is then one
-masked forward pass (see :mod:`circuitgraph.patching`); several circuits can be scored in one
-batch with :meth:`Scorer.score_masks`.
+masked forward pass (see :mod:`~circuitgraph.scoring.patching`); several circuits can be scored
+in one batch with :meth:`Scorer.score_masks`.
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from enum import Enum
 import torch
 from torch import Tensor
 
-from circuitgraph.components import ComponentModel
-from circuitgraph.layout import EdgeMasks, Layout, NodeMasks
-from circuitgraph.masks import check_same_model, circuit_masks
-from circuitgraph.memory import Chunks, check_memory, estimate_memory, slices
-from circuitgraph.metrics import (
+from circuitgraph.scoring.components import ComponentModel
+from circuitgraph.scoring.layout import EdgeMasks, Layout, NodeMasks
+from circuitgraph.scoring.masks import check_same_model, circuit_masks
+from circuitgraph.scoring.memory import Chunks, check_memory, estimate_memory, slices
+from circuitgraph.scoring.metrics import (
     Metric,
     Normalise,
     accumulating,
@@ -31,7 +31,7 @@ from circuitgraph.metrics import (
     parse_enum,
     prob_diff,
 )
-from circuitgraph.patching import run_edge_masks, run_node_masks, sender_outputs
+from circuitgraph.scoring.patching import run_edge_masks, run_node_masks, sender_outputs
 
 
 class Ablation(str, Enum):
@@ -65,7 +65,7 @@ class Scorer:
         the baseline is the corrupted run itself).
     max_memory: a budget (GiB, or bytes when >= 1024). The full runs and the masked passes
         run over chunks of prompts and variants small enough for the estimate
-        (``scorer.memory``, see :mod:`circuitgraph.memory`) to fit it, which never changes a
+        (``scorer.memory``, see :mod:`circuitgraph.scoring.memory`) to fit it, which never changes a
         score; ValueError before anything is allocated if even one prompt at a time does not
         fit. prune_nodes and prune_edges check their own share against it as well (edge
         pruning's evaluator is not chunked). None: everything in one chunk.
@@ -172,7 +172,7 @@ class Scorer:
     def chunks(self, n_variants: int, level: str = "nodes") -> Chunks:
         """How many of ``n_variants`` circuits and of the prompts a masked pass at ``level``
         ("nodes" or "edges") runs at once: all of them without ``max_memory``, else the
-        largest chunks whose working tensors fit it (see :mod:`circuitgraph.memory`)."""
+        largest chunks whose working tensors fit it (see :mod:`circuitgraph.scoring.memory`)."""
         return self.memory.chunks(n_variants, level)
 
     @contextmanager

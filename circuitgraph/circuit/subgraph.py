@@ -13,8 +13,8 @@ from typing import Any
 
 import networkx as nx
 
-from circuitgraph.nodes import NODE_ATTRIBUTES, node_sort_key
-from circuitgraph.structure import FullStructure, full_structure
+from circuitgraph.circuit.nodes import NODE_ATTRIBUTES, node_sort_key
+from circuitgraph.circuit.structure import FullStructure, full_structure
 
 Edge = tuple[str, str]
 

@@ -2,8 +2,8 @@
 
 A node-level circuit (from node pruning) is the full graph restricted to its nodes; an
 edge-level circuit keeps only its edges (and their endpoints). Node naming and the full graph
-structure live in ``circuitgraph.nodes``; set operations in ``circuitgraph.setops``; drawing in
-``circuitgraph.render``.
+structure live in ``circuit.nodes``; set operations in ``circuit.setops``; drawing in
+``circuit.render``.
 """
 
 from __future__ import annotations
@@ -16,19 +16,17 @@ from typing import Any
 
 import networkx as nx
 
-from circuitgraph.nodes import CircuitConfig, Node, NodeKind, edge_sort_key, node_sort_key
-from circuitgraph.render import atomic_output
-from circuitgraph.render import render as render_circuit
-from circuitgraph.render import to_dot as circuit_to_dot
-from circuitgraph.serialization import (
+from circuitgraph.circuit.nodes import CircuitConfig, Node, NodeKind, edge_sort_key, node_sort_key
+from circuitgraph.circuit.render import render as render_circuit
+from circuitgraph.circuit.render import to_dot as circuit_to_dot
+from circuitgraph.circuit.serialization import (
     LEVELS,
     SCHEMA_VERSION,
     circuit_from_dict,
     circuit_to_dict,
-    json_default,
     read_json,
 )
-from circuitgraph.setops import (
+from circuitgraph.circuit.setops import (
     check_compatible,
     complement,
     difference,
@@ -38,8 +36,14 @@ from circuitgraph.setops import (
     top_k,
     union,
 )
-from circuitgraph.structure import check_edges, full_structure, internal_edges, resolve_names
-from circuitgraph.subgraph import FullGraphSubgraph
+from circuitgraph.circuit.structure import (
+    check_edges,
+    full_structure,
+    internal_edges,
+    resolve_names,
+)
+from circuitgraph.circuit.subgraph import FullGraphSubgraph
+from circuitgraph.files import atomic_output, json_default
 
 __all__ = ["SCHEMA_VERSION", "Circuit", "CircuitConfig", "Edge", "full_circuit"]
 
@@ -47,7 +51,7 @@ Edge = tuple[str, str]
 
 
 def _operator(function: Any) -> Any:
-    """A binary dunder delegating to a ``circuitgraph.setops`` function."""
+    """A binary dunder delegating to a ``circuit.setops`` function."""
 
     def method(self: Circuit, other: object) -> Circuit:
         if not isinstance(other, Circuit):
@@ -63,12 +67,12 @@ class Circuit(FullGraphSubgraph):
 
     ``config``, ``level`` ("node" or "edge") and ``metadata`` (JSON-serialisable dict: task,
     method, parameters, score, ...) live in ``self.graph`` so networkx copies and views keep
-    them. Node attributes: kind, layer, head, group, qkv, pos (see ``circuitgraph.nodes``); edge
+    them. Node attributes: kind, layer, head, group, qkv, pos (see ``circuit.nodes``); edge
     attributes: ``qkv`` on edges into and out of q/k/v inputs, optional ``effect`` and ``score``.
 
     Set operators ``&``, ``|``, ``-``, ``^`` and ``~`` (complement in the full graph) work on
     node sets when both operands are node-level and on edge sets otherwise; see
-    ``circuitgraph.setops``. ``==`` compares config, node set and edge set (not attributes).
+    ``circuit.setops``. ``==`` compares config, node set and edge set (not attributes).
 
     >>> import types
     >>> cfg = types.SimpleNamespace(n_layers=2, n_heads=2, model_name="toy")
@@ -288,7 +292,7 @@ class Circuit(FullGraphSubgraph):
         return set(self.nodes) <= set(other.nodes) and all(other.has_edge(*e) for e in self.edges)
 
     def complement(self) -> Circuit:
-        """Everything of the full graph not in this circuit (see ``circuitgraph.setops``)."""
+        """Everything of the full graph not in this circuit (see ``circuit.setops``)."""
         return complement(self)
 
     def __eq__(self, other: object) -> bool:
@@ -345,14 +349,14 @@ class Circuit(FullGraphSubgraph):
         return cls.from_dict(read_json(path), source=str(path))
 
     def to_dot(self, edges: bool | None = None) -> str:
-        """Graphviz DOT source, one rank per layer (see ``circuitgraph.render.to_dot``)."""
+        """Graphviz DOT source, one rank per layer (see ``circuitgraph.circuit.render.to_dot``)."""
         self.validate()
         return circuit_to_dot(self, edges=edges)
 
     def render(
         self, path: str | Path, format: str | None = None, edges: bool | None = None
     ) -> Path:
-        """Draw with Graphviz to svg/png/pdf (from the suffix); see ``circuitgraph.render``."""
+        """Draw with Graphviz to svg/png/pdf (from the suffix); see ``circuit.render``."""
         self.validate()
         return render_circuit(self, path, format=format, edges=edges)
 

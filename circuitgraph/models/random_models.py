@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from circuitgraph.environment import ModelLoadError
+from circuitgraph.models.environment import ModelLoadError
 
 # Families buildable as random models, and whether circuitgraph can decompose them.
 ARCHITECTURES = ("gpt2", "llama", "qwen2", "qwen3", "mistral", "phi3", "pythia", "gemma2")

@@ -30,11 +30,11 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from circuitgraph.nodes import CircuitConfig, NodeKind, edge_sort_key, node_sort_key
-from circuitgraph.structure import full_structure
+from circuitgraph.circuit.nodes import CircuitConfig, NodeKind, edge_sort_key, node_sort_key
+from circuitgraph.circuit.structure import full_structure
 
 if TYPE_CHECKING:
-    from circuitgraph.graph import Circuit
+    from circuitgraph.circuit.graph import Circuit
 
 ON = ("nodes", "edges")
 Edge = tuple[str, str]

@@ -20,8 +20,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from circuitgraph.components import ComponentModel
-from circuitgraph.layout import EdgeMasks, NodeMasks
+from circuitgraph.scoring.components import ComponentModel
+from circuitgraph.scoring.layout import EdgeMasks, NodeMasks
 
 
 def expand_positions(mask: Tensor, seq_len: int) -> Tensor:

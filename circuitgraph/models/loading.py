@@ -25,7 +25,8 @@ from pathlib import Path
 
 import torch
 
-from circuitgraph.environment import (
+from circuitgraph.files import remove_stale, shared_mode
+from circuitgraph.models.environment import (
     ModelLoadError,
     hub_host,
     hub_offline,
@@ -34,13 +35,16 @@ from circuitgraph.environment import (
     model_device,
     offline_if,
     quiet_transformers,
-    remove_stale,
     resolve_device,
     resolve_dtype,
-    shared_mode,
 )
-from circuitgraph.placement import device_map_key, hf_device_map, pretrained_kwargs, split_message
-from circuitgraph.random_models import (  # noqa: F401 (re-exported)
+from circuitgraph.models.placement import (
+    device_map_key,
+    hf_device_map,
+    pretrained_kwargs,
+    split_message,
+)
+from circuitgraph.models.random_models import (  # noqa: F401 (re-exported)
     RANDOM_PRESETS,
     RandomPreset,
     build_hf_model,
@@ -49,7 +53,7 @@ from circuitgraph.random_models import (  # noqa: F401 (re-exported)
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_HF_NAME = "HuggingFaceTB/SmolLM2-135M-Instruct"
-DATA_DIR = Path(__file__).parent / "data"
+DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 TOY_DIR = DATA_DIR / "toy-seq"
 EMBEDDED_MODELS = ("toy-seq", "smollm2-135m")
 

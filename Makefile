@@ -45,6 +45,7 @@ test: setup
 lint: setup
 	$(VENV)/bin/ruff check circuitgraph tests benchmarks examples
 	$(VENV)/bin/ruff format --check circuitgraph tests benchmarks examples
+	$(VENV)/bin/pyright
 
 clean:
 	rm -rf $(VENV) results

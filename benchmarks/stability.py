@@ -49,7 +49,7 @@ def main() -> None:
     began = time.perf_counter()
     once = discover(train)
     one = time.perf_counter() - began
-    once_eval = evaluate(once, held, minimality=False)
+    once_eval = evaluate(held, once, minimality=False)
     result = stability(
         train
         if args.method == "bootstrap"

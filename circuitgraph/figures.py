@@ -8,7 +8,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from circuitgraph.circuit.setops import check_compatible, components, set_regions, sorted_elements
 from circuitgraph.files import atomic_output
@@ -38,7 +38,8 @@ def _draw_venn(ax: Axes, sets: dict[str, set[Any]], max_names: int) -> None:
     labels = [f"{name} ({len(s)})" for name, s in sets.items()]
     with warnings.catch_warnings():  # layout notes such as "Circle B has zero area"
         warnings.filterwarnings("ignore", module="matplotlib_venn")
-        diagram = draw(list(sets.values()), set_labels=labels, ax=ax)
+        # (matplotlib-venn takes lists; its annotations ask for tuples of exactly 2 or 3)
+        diagram = draw(list(sets.values()), set_labels=labels, ax=ax)  # pyright: ignore[reportArgumentType]
     for pattern, members in set_regions(sets).items():
         label = diagram.get_label_by_id("".join("1" if p else "0" for p in pattern))
         if label is not None:
@@ -101,12 +102,23 @@ def _draw_sets(
         _draw_upset(fig, spec, sets, max_names, title)
 
 
-def new_figure(width: float, height: float) -> Figure:
-    """A matplotlib Figure on an Agg canvas: no pyplot state, works headless."""
+def new_figure(
+    width: float,
+    height: float,
+    layout: Literal["constrained", "compressed", "tight"] | None = None,
+) -> Figure:
+    """A matplotlib Figure on an Agg canvas: no pyplot state, works headless and in threads.
+
+    Every circuitgraph figure starts here and leaves through :func:`save_figure`; a function
+    that draws into a caller's ``ax`` uses that instead and never touches pyplot.
+
+    >>> new_figure(4, 3, layout="constrained").get_size_inches().tolist()
+    [4.0, 3.0]
+    """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(width, height))
+    fig = Figure(figsize=(width, height), layout=layout)
     FigureCanvasAgg(fig)
     return fig
 

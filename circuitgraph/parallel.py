@@ -61,7 +61,8 @@ def connect(cluster: str, workers: int = 2, threads_per_worker: int = 1) -> Any:
             n_workers=workers,
             threads_per_worker=threads_per_worker,
             processes=True,
-            dashboard_address=None,
+            # None turns the dashboard off (dask documents it; its annotation says str)
+            dashboard_address=None,  # pyright: ignore[reportArgumentType]
         )
         return Client(local)
     try:

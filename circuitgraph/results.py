@@ -33,6 +33,7 @@ import pandas as pd
 
 from circuitgraph.circuit.graph import Circuit, full_circuit
 from circuitgraph.circuit.nodes import node_sort_key
+from circuitgraph.circuit.provenance import read_provenance
 from circuitgraph.files import json_default, remove_stale
 
 __all__ = [
@@ -207,13 +208,13 @@ def _node_rows(circuit: Circuit, start: Circuit | None) -> list[dict[str, Any]]:
     start."""
     config = circuit.config
     reference = start if start is not None else full_circuit(config, qkv=False)
-    candidates = set(reference.heads() + reference.mlps())
-    present = set(circuit.heads() + circuit.mlps())
+    candidates = set(reference.components())
+    present = set(circuit.components())
     removed = {r["node"]: r for r in circuit.metadata.get("removed", [])}
     kept = {r["node"]: r for r in circuit.metadata.get("kept", [])}  # the last try wins
     everything = full_circuit(config, qkv=False)
     rows = []
-    for name in sorted(set(everything.heads() + everything.mlps()) | present, key=node_sort_key):
+    for name in sorted(set(everything.components()) | present, key=node_sort_key):
         row: dict[str, Any] = {"section": "node", "name": name}
         record = removed.get(name) or (kept.get(name) if name in present else None) or {}
         if name in removed or (name in candidates and name not in present):
@@ -291,7 +292,11 @@ def write_run(
     record: Mapping[str, Any],
     svg: bool = True,
 ) -> dict[str, Path]:
-    """Write circuit.json, circuit.dot, circuit.svg (if ``svg``), scores.csv and run.json."""
+    """Write circuit.json, circuit.dot, circuit.svg (if ``svg``), scores.csv and run.json.
+
+    run.json is ``record`` plus the circuit's ``provenance`` (the keys every discovery method
+    records, see :mod:`circuitgraph.circuit.provenance`) and the list of ``files``.
+    """
     folder = Path(folder)
     paths = {
         "circuit": circuit.to_json(folder / "circuit.json"),
@@ -303,5 +308,8 @@ def write_run(
     paths["scores"] = folder / "scores.csv"
     table.to_csv(paths["scores"], index=False)
     files = sorted(p.name for p in paths.values()) + ["run.json"]
-    paths["run"] = write_json(folder / "run.json", {**record, "files": files})
+    provenance = read_provenance(circuit.metadata)
+    paths["run"] = write_json(
+        folder / "run.json", {**record, "provenance": provenance, "files": files}
+    )
     return paths

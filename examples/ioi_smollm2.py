@@ -102,11 +102,11 @@ def one_seed(model, args, seed: int, folder: Path) -> tuple[dict, pd.DataFrame]:
     began = time.perf_counter()
     edges = cg.prune_edges(resample, tau=args.tau, start=nodes, progress=False)
     edge_seconds = time.perf_counter() - began
-    held = cg.evaluate(nodes, cg.held_out_scorer(scorer, test), minimality=False)
+    held = cg.evaluate(cg.held_out_scorer(scorer, test), nodes, minimality=False)
     held_resample = cg.held_out_scorer(resample, test)
-    held_edges = cg.evaluate(edges, held_resample, minimality=False).table
+    held_edges = cg.evaluate(held_resample, edges, minimality=False).table
     # KL from the full model under resample ablation: is the node circuit KL-faithful?
-    kl_nodes = cg.evaluate(nodes, held_resample, minimality=False).table.loc["kl"]
+    kl_nodes = cg.evaluate(held_resample, nodes, minimality=False).table.loc["kl"]
     nodes.to_json(folder / "nodes-0.8.json")
     edges.to_json(folder / f"edges-{args.tau:g}.json")
     edges.render(folder / f"edges-{args.tau:g}.svg")
@@ -144,7 +144,7 @@ def accuracy_table(model, n: int) -> pd.DataFrame:
     rows = []
     for name in ("ioi", "induction"):
         scorer = cg.Scorer(model, cg.make_task(name, model, n=n, seed=0))
-        result = cg.evaluate(cg.full_circuit(model.cfg), scorer, minimality=False)
+        result = cg.evaluate(scorer, cg.full_circuit(model.cfg), minimality=False)
         acc = result.table.loc["accuracy"]
         rows.append({"task": name, "n": n, "top1": acc["value"]} | dict(acc[["ci_low", "ci_high"]]))
     return pd.DataFrame(rows)

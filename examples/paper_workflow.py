@@ -66,7 +66,7 @@ def split_task(model, name: str, n: int, seed: int):
 
 
 def held_row(circuit: cg.Circuit, held) -> dict:
-    result = cg.evaluate(circuit, held, resamples=1000, minimality=False)
+    result = cg.evaluate(held, circuit, resamples=1000, minimality=False)
     return {"held_out": result.score, "ci_low": result.ci[0], "ci_high": result.ci[1]}
 
 

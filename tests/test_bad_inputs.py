@@ -53,6 +53,12 @@ def _setup(folder: Path) -> None:
     run.mkdir(parents=True)
     (run / "run.json").write_text("{}")
     (run / "NOTES.txt").write_text("my notes")
+    header = "clean,corrupted,answer,wrong\n"
+    (folder / "french.csv").write_text(header + "un deux trois,quatre cinq six,sept,huit\n")
+    (folder / "banana.jsonl").write_text(
+        json.dumps({"clean": "1 2 3", "corrupted": "4 5 6", "answer": "banana", "wrong": "7"})
+        + "\n"
+    )
 
 
 # name -> (argv given the setup folder t, regex the error line must match)
@@ -164,6 +170,15 @@ CLI: dict[str, tuple[Callable[[Path], list[str]], str]] = {
     ),
     "unknown task listed": (lambda t: ["tasks", "nope"], "unknown task 'nope'"),
     "unknown option": (lambda t: ["discover", *TOY, "--colour"], "unrecognized arguments"),
+    # rows of issue 27
+    "task file of unknown words": (
+        lambda t: ["discover", "--model", "toy-seq", "--task-file", f"{t}/french.csv", "-q"],
+        "clean of 1 rows hold words the model's tokenizer does not know.*'un deux trois'",
+    ),
+    "task file with an unknown answer": (
+        lambda t: ["discover", "--model", "toy-seq", "--task-file", f"{t}/banana.jsonl", "-q"],
+        "answers of 1 rows .* does not know .*'banana'",
+    ),
     "no command": (lambda t: [], "required: COMMAND"),
 }
 if torch.cuda.is_available():
@@ -212,6 +227,12 @@ def _tiny_short_context():
 def _scorer():
     model = cg.load_model("toy-seq")
     return cg.Scorer(model, cg.make_task("digits", model, n=4))
+
+
+def _toy_prompts(**rows: list[str]) -> cg.Task:
+    """A one-row toy-seq task from prompts, with the given columns replaced."""
+    columns = {"clean": ["1 2 3"], "corrupted": ["4 5 6"], "answers": ["4"], "wrong": ["7"]}
+    return cg.Task.from_prompts(cg.load_model("toy-seq"), **(columns | rows))
 
 
 def _from_json(t: Path, name: str):
@@ -286,6 +307,32 @@ API: dict[str, tuple[Callable[[Path], Callable[[], object]], tuple, str]] = {
         (ValueError,),
         "format 'txt'",
     ),
+    # rows of issue 27: words the tokenizer does not know would be scored as <unk>
+    "answer out of the vocabulary": (
+        lambda t: lambda: _toy_prompts(answers=["banana"]),
+        (ValueError,),
+        r"answers of 1 rows hold words .* \('<unk>'|they become '<unk>'\).*'banana'",
+    ),
+    "prompt out of the vocabulary": (
+        lambda t: lambda: _toy_prompts(clean=["un deux trois"]),
+        (ValueError,),
+        "clean of 1 rows .* does not know .*'un deux trois'",
+    ),
+    "NUL byte in a prompt": (
+        lambda t: lambda: _toy_prompts(corrupted=["4 5\x006"]),
+        (ValueError,),
+        "corrupted of 1 rows .* does not know",
+    ),
+    "ioi with a sequence task's corruption": (
+        lambda t: lambda: cg.make_task("ioi", cg.load_model("toy-seq"), corruption="rand_all"),
+        (ValueError,),
+        r"unknown corruption 'rand_all' for task 'ioi'; known: \('abc',\)",
+    ),
+    "task file of unknown words": (
+        lambda t: lambda: cg.load_task(t / "french.csv", cg.load_model("toy-seq")),
+        (ValueError,),
+        "clean of 1 rows .* does not know",
+    ),
 }
 
 
@@ -298,3 +345,21 @@ def test_api_bad_input(workdir, case):
     message = str(caught.value)
     assert message and "\n" not in message.strip(), message
     assert _snapshot(workdir) == before
+
+
+@pytest.mark.parametrize("where", ["package", "existing"])
+def test_toy_training_never_overwrites(workdir, capsys, where):
+    """Issue 27: `python -m circuitgraph.toy train` wrote into the package without asking."""
+    from circuitgraph.models.loading import TOY_DIR
+    from circuitgraph.toy.__main__ import main as toy_main
+
+    out = TOY_DIR if where == "package" else workdir / "runs"
+    shipped = {p.name: p.read_bytes() for p in TOY_DIR.iterdir() if p.is_file()}
+    before = _snapshot(workdir)
+    with pytest.raises(SystemExit) as exit_:
+        toy_main(["train", "--steps", "2", "--out", str(out)])
+    assert exit_.value.code == 2
+    message = "inside the circuitgraph package" if where == "package" else "pass --overwrite"
+    assert message in capsys.readouterr().err
+    assert _snapshot(workdir) == before
+    assert {p.name: p.read_bytes() for p in TOY_DIR.iterdir() if p.is_file()} == shipped

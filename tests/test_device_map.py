@@ -16,8 +16,9 @@ import pytest
 import torch
 
 import circuitgraph as cg
-from circuitgraph import models, placement
 from circuitgraph.cli import main
+from circuitgraph.models import loading as models
+from circuitgraph.models import placement
 from circuitgraph.scoring.components import ComponentModel
 
 

@@ -14,7 +14,7 @@ from circuitgraph.evaluation.bootstrap import (
     prompt_groups,
 )
 from circuitgraph.evaluation.evaluate import without_components
-from circuitgraph.scoring.metrics import Normalise
+from circuitgraph.options import Normalise
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +62,7 @@ def test_bootstrap_moves_copies_of_a_prompt_together() -> None:
 
 def test_evaluate_matches_the_scorer(digits) -> None:
     scorer, circuit = digits
-    result = evaluate(circuit, scorer, resamples=500)
+    result = evaluate(scorer, circuit, resamples=500)
     expected = scorer.evaluate(circuit)
     assert result.metric == "normalised_logit_diff"
     assert result.score == pytest.approx(scorer.score(circuit), abs=1e-5)
@@ -87,22 +87,22 @@ def test_evaluate_costs_one_forward_pass(digits, monkeypatch) -> None:
     calls = []
     original = scorer.final_residuals
     monkeypatch.setattr(scorer, "final_residuals", lambda m: calls.append(1) or original(m))
-    evaluate(circuit, scorer, resamples=1000, minimality=False)
+    evaluate(scorer, circuit, resamples=1000, minimality=False)
     assert len(calls) == 1  # circuit, complement and empty circuit in one batch
 
 
 def test_full_circuit_and_other_metrics(toy, digits) -> None:
     scorer, _ = digits
     full = cg.full_circuit(toy.cfg)
-    result = evaluate(full, scorer, resamples=200, minimality=False)
+    result = evaluate(scorer, full, resamples=200, minimality=False)
     assert result.score == pytest.approx(1.0, abs=1e-5)
     assert result.ci[1] - result.ci[0] < 1e-5  # the ratio is 1 under every resample
-    kl = evaluate(full, scorer.with_metric("kl"), resamples=200, minimality=False)
+    kl = evaluate(scorer.with_metric("kl"), full, resamples=200, minimality=False)
     assert kl.metric == "kl" and kl.score == pytest.approx(0.0, abs=1e-5)
     task = scorer.task
     both = cg.Scorer(toy, task, normalise="clean_corrupt")
     empty = cg.Circuit.from_nodes(toy.cfg, [])
-    assert evaluate(empty, both, resamples=50, minimality=False).score == pytest.approx(
+    assert evaluate(both, empty, resamples=50, minimality=False).score == pytest.approx(
         both.score(empty), abs=1e-5
     )
 
@@ -111,7 +111,7 @@ def test_edge_circuit(digits) -> None:
     scorer, circuit = digits
     kl = scorer.with_metric("kl")
     edges = cg.prune_edges(kl, tau=0.02, start=circuit, progress=False)
-    result = evaluate(edges, kl, resamples=200)
+    result = evaluate(kl, edges, resamples=200)
     assert result.score == pytest.approx(kl.score(edges), abs=1e-5)
     assert result.completeness == pytest.approx(kl.score(~edges), abs=1e-5)
     assert (result.minimality >= -1e-6).any()
@@ -123,7 +123,7 @@ def test_held_out_scorer(toy, digits) -> None:
     held = held_out_scorer(scorer, test)
     assert held.task is test and held.metric == scorer.metric and held.ablation == scorer.ablation
     assert not set(held.task.clean_prompts) & set(train.clean_prompts)
-    assert evaluate(circuit, held, resamples=100, minimality=False).n_prompts == len(test)
+    assert evaluate(held, circuit, resamples=100, minimality=False).n_prompts == len(test)
     other = cg.load_model("random:gpt2-tiny")
     foreign = cg.make_task("digits", other, n=4)
     with pytest.raises(ValueError, match="built for model .*gpt2-tiny"):
@@ -134,8 +134,30 @@ def test_bad_inputs(digits) -> None:
     scorer, circuit = digits
     for bad in (0, -1, 2.5, True):
         with pytest.raises(ValueError, match="resamples must be an integer >= 1"):
-            evaluate(circuit, scorer, resamples=bad)
-    with pytest.raises(ValueError, match="level must be in"):
-        evaluate(circuit, scorer, level=1.5)
+            evaluate(scorer, circuit, resamples=bad)
+    with pytest.raises(ValueError, match="confidence must be in"):
+        evaluate(scorer, circuit, confidence=1.5)
     with pytest.raises(TypeError, match="must be a Circuit"):
-        evaluate({"a0.0"}, scorer)
+        evaluate(scorer, {"a0.0"})
+
+
+def test_old_argument_order_warns_and_gives_the_same_result(digits) -> None:
+    scorer, circuit = digits
+    new = evaluate(scorer, circuit, resamples=100, minimality=False)
+    with pytest.warns(FutureWarning, match=r"evaluate\(scorer, circuit\)") as caught:
+        old = evaluate(circuit, scorer, resamples=100, minimality=False)
+    assert caught[0].filename == __file__  # points at the caller
+    assert (old.score, old.ci, old.completeness) == (new.score, new.ci, new.completeness)
+    assert old.table.equals(new.table)
+
+
+def test_level_is_the_old_name_of_confidence(digits) -> None:
+    scorer, circuit = digits
+    new = evaluate(scorer, circuit, resamples=100, confidence=0.9, minimality=False)
+    with pytest.warns(DeprecationWarning, match="confidence="):
+        old = evaluate(scorer, circuit, resamples=100, level=0.9, minimality=False)
+    assert old.ci == new.ci and old.confidence == 0.9 and "90% CI" in str(old)
+    with pytest.warns(DeprecationWarning, match="Evaluation.confidence"):
+        assert old.level == 0.9
+    with pytest.raises(TypeError, match="granularity"):
+        evaluate(scorer, circuit, level="node")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
 import json
 import types
 
@@ -416,16 +415,6 @@ def test_prune_dangling_is_idempotent_and_leaves_only_paths(circuit):
     assert all(on_path(pruned, n) for n in pruned)
     assert all(on_path(pruned, u) and on_path(pruned, v) for u, v in pruned.edges)
     assert {n for n in circuit if on_path(circuit, n)} == set(pruned)
-
-
-def test_docstring_examples_run():
-    for module in (
-        circuitgraph.circuit.nodes,
-        circuitgraph.circuit.structure,
-        circuitgraph.circuit.graph,
-    ):
-        result = doctest.testmod(module)
-        assert result.failed == 0 and result.attempted > 0
 
 
 # --- circuits stay valid (issue 15, item 4) ---------------------------------------------

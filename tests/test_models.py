@@ -12,8 +12,8 @@ import pytest
 import torch
 
 import circuitgraph as cg
-from circuitgraph import models
 from circuitgraph.files import remove_stale, shared_mode
+from circuitgraph.models import loading as models
 from circuitgraph.models.loading import cache_dir, parse_random_name
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
-
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
@@ -314,7 +312,8 @@ def test_bad_input(scorers, toy_scorer):
 def test_metadata(toy_scorer):
     circuit = prune_nodes(toy_scorer, 0.8, relative=0.5, progress=False)
     meta = circuit.metadata
-    assert meta["method"] == "prune_nodes" and meta["task"] == "digits"
+    assert meta["method"] == "nodes" and meta["task"] == "digits" and meta["start"] is None
+    assert meta["parameters"]["order"] == "backward" and meta["normalise"] == "full"
     assert meta["parameters"]["threshold"] == 0.8 and meta["parameters"]["relative"] == 0.5
     assert all(set(r) >= {"node", "step", "score"} for r in meta["removed"])
     assert meta["start_size"] == 15 and meta["start_score"] == pytest.approx(1, abs=1e-5)
@@ -345,8 +344,3 @@ def test_order_frequency(toy_scorer):
     assert table["count"].sum() == sum(table.attrs["sizes"])
     again = order_frequency(toy_scorer, n_orders=3, threshold=0.8, seed=1, progress=False)
     assert table.equals(again)
-
-
-@pytest.mark.parametrize("module", [circuitgraph.prune.nodes, circuitgraph.prune.tables])
-def test_doctests(module):
-    assert doctest.testmod(module).failed == 0

@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import circuitgraph as cg
-from circuitgraph import components
+from circuitgraph.scoring import components
 from circuitgraph.scoring.metrics import kl_divergence
 from circuitgraph.tasks import Task
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import types
 
 import networkx as nx
@@ -15,6 +14,8 @@ from circuitgraph.circuit.nodes import CircuitConfig
 from circuitgraph.circuit.setops import (
     complement,
     components,
+    heads_and_mlps,
+    jaccard,
     overlap_table,
     set_regions,
     shared,
@@ -174,11 +175,30 @@ def test_overlap_table_shape_and_values():
     assert (row.size_a, row.size_b, row.intersection, row.union) == (3, 3, 2, 4)
     assert row.jaccard == 0.5
     diag = table[(table.on == "nodes") & (table.a == "c") & (table.b == "c")].iloc[0]
-    assert diag.size_a == 0 and math.isnan(diag.jaccard)
+    assert diag.size_a == 0 and diag.jaccard == 1.0  # two empty circuits are identical
     edges = table[(table.on == "edges") & (table.a == "a") & (table.b == "a")].iloc[0]
     assert edges.size_a == len(a.sender_receiver_edges()) and edges.jaccard == 1.0
     with pytest.raises(ValueError, match="on must be"):
         overlap_table({"a": a}, on="heads")
+
+
+def test_jaccard_is_one_for_two_empty_sets_here_and_in_stability():
+    from circuitgraph.evaluation import jaccard as exported
+    from circuitgraph.evaluation.stability import jaccard as used_by_stability
+
+    assert jaccard(set(), set()) == 1.0 and jaccard({"m0"}, set()) == 0.0
+    assert jaccard({"a0.0", "m0"}, {"m0", "a1.1"}) == pytest.approx(1 / 3)
+    assert used_by_stability is jaccard is exported  # one definition
+    assert used_by_stability(set(), set()) == 1.0
+
+
+def test_heads_and_mlps_drops_the_qkv_split_and_keeps_the_metadata():
+    with_qkv = Circuit.from_nodes(TINY, ["a0.0", "m1"], qkv=True)
+    with_qkv.metadata = {"task": "digits"}
+    plain = heads_and_mlps(with_qkv)
+    assert not plain.config.qkv and plain.components() == ["a0.0", "m1"]
+    assert plain.metadata == with_qkv.metadata and plain.metadata is not with_qkv.metadata
+    assert components(plain) == components(with_qkv) == set(with_qkv.components())
 
 
 def test_components_count_heads_and_mlps_only():

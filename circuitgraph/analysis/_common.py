@@ -10,12 +10,16 @@ from __future__ import annotations
 import operator
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
 from circuitgraph.circuit.nodes import NodeKind, head_name, parse_node
+
+if TYPE_CHECKING:
+    from circuitgraph.models.model_type import Model
+    from circuitgraph.tasks.task import Task
 
 _HEAD_FORM = "expected a{L}.{H}, e.g. a0.1"
 
@@ -33,7 +37,7 @@ class HeadRef:
         return head_name(self.layer, self.head)
 
 
-def model_label(model: Any) -> str:
+def model_label(model: Model) -> str:
     """The name a model was loaded by (for error messages and task checks)."""
     return getattr(model, "circuitgraph_name", None) or str(getattr(model.cfg, "model_name", ""))
 
@@ -63,6 +67,7 @@ def resolve_heads(cfg: Any, heads: str | Iterable[str] | None) -> list[HeadRef]:
             raise ValueError(f"not a head name: {name!r} ({_HEAD_FORM})") from None
         if node.kind is not NodeKind.HEAD or node.pos is not None:
             raise ValueError(f"{name!r} is not an attention head ({_HEAD_FORM})")
+        assert node.layer is not None and node.head is not None  # a head has both
         if not (node.layer < n_layers and node.head < n_heads):
             raise ValueError(
                 f"unknown head {name!r}: model {getattr(cfg, 'model_name', '?')!r} has layers "
@@ -109,7 +114,7 @@ def resolve_positions(positions: int | Iterable[int] | None, seq_len: int) -> li
     return sorted(chosen)
 
 
-def check_task_model(model: Any, task: Any, role: str = "task") -> None:
+def check_task_model(model: Model, task: Task, role: str = "task") -> None:
     """ValueError when ``task`` was tokenised for another model than ``model``."""
     built_for = getattr(task, "model_name", "")
     ours = str(getattr(model.cfg, "model_name", ""))
@@ -131,12 +136,12 @@ def check_same_model_tasks(tasks: Sequence[Any]) -> None:
         raise ValueError(f"tasks come from different models ({listing})")
 
 
-def device_of(model: Any) -> torch.device:
+def device_of(model: Model) -> torch.device:
     """Where the model's weights live."""
     return next(model.parameters()).device
 
 
-def token_str(tokenizer: Any, token_id: int) -> str:
+def token_str(tokenizer: Any, token_id: int | Tensor) -> str:
     """Readable text of one token id (``" April"`` keeps its leading space)."""
     return tokenizer.decode([int(token_id)])
 
@@ -161,7 +166,7 @@ def position_labels(tokenizer: Any, tokens: Tensor, member_positions: Tensor) ->
 
 @torch.no_grad()
 def cached(
-    model: Any, tokens: Tensor, names: Sequence[str], batch_size: int = 32
+    model: Model, tokens: Tensor, names: Sequence[str], batch_size: int = 32
 ) -> dict[str, Tensor]:
     """Run ``tokens`` [n, seq] in batches and return the named hook activations (on CPU)."""
     device = device_of(model)
@@ -179,7 +184,7 @@ def cached(
 
 @torch.no_grad()
 def last_logits(
-    model: Any,
+    model: Model,
     tokens: Tensor,
     hooks: Sequence[tuple[str, Callable[..., Any]]] = (),
 ) -> Tensor:

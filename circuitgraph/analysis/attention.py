@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import torch
@@ -35,6 +35,10 @@ from circuitgraph.analysis._common import (
     resolve_positions,
     token_str,
 )
+
+if TYPE_CHECKING:
+    from circuitgraph.models.model_type import Model
+    from circuitgraph.tasks.task import Task
 
 __all__ = [
     "AttentionPatterns",
@@ -229,8 +233,8 @@ def _induction_mass(P: Tensor, tokens: Tensor) -> Tensor:
 
 @torch.no_grad()
 def attention_patterns(
-    model: Any,
-    task: Any,
+    model: Model,
+    task: Task,
     heads: str | Iterable[str] | None = None,
     corrupted: bool = False,
     batch_size: int = 32,
@@ -253,15 +257,15 @@ def attention_patterns(
 
 
 def mean_attention(
-    model: Any, task: Any, heads: str | Iterable[str] | None = None, prompt: int | None = None
+    model: Model, task: Task, heads: str | Iterable[str] | None = None, prompt: int | None = None
 ) -> pd.DataFrame:
     """Tidy mean attention pattern: one row per head, query and key (see ``mean_table``)."""
     return attention_patterns(model, task, heads).mean_table(prompt)
 
 
 def top_keys(
-    model: Any,
-    task: Any,
+    model: Model,
+    task: Task,
     heads: str | Iterable[str] | None = None,
     prompt: int | None = None,
     queries: int | Iterable[int] | None = None,
@@ -271,7 +275,7 @@ def top_keys(
 
 
 def attention_scores(
-    model: Any, task: Any, heads: str | Iterable[str] | None = None, sort_by: str | None = None
+    model: Model, task: Task, heads: str | Iterable[str] | None = None, sort_by: str | None = None
 ) -> pd.DataFrame:
     """Per-head previous-member / previous-token / induction scores (see ``scores``)."""
     table = attention_patterns(model, task, heads).scores()
@@ -283,7 +287,10 @@ def attention_scores(
 
 
 def attention_offsets(
-    model: Any, task: Any, heads: str | Iterable[str] | None = None, max_offset: int | None = None
+    model: Model,
+    task: Task,
+    heads: str | Iterable[str] | None = None,
+    max_offset: int | None = None,
 ) -> pd.DataFrame:
     """Per head and relative offset: mean attention weight from q to q - offset."""
     return attention_patterns(model, task, heads).offsets(max_offset)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -21,6 +21,9 @@ from circuitgraph.analysis._common import check_same_model_tasks, resolve_heads
 from circuitgraph.circuit.graph import Circuit, full_circuit
 from circuitgraph.circuit.nodes import NodeKind, head_name, mlp_name, parse_node
 from circuitgraph.scoring.layout import NodeMasks
+
+if TYPE_CHECKING:
+    from circuitgraph.scoring.scorer import Scorer
 
 __all__ = [
     "POOLS",
@@ -41,7 +44,7 @@ def _check_scorers(scorers: Iterable[Any]) -> None:
         raise ValueError(f"scorers use different models ({listing})")
 
 
-def _check_circuit(label: str, circuit: Any, scorer: Any) -> None:
+def _check_circuit(label: str, circuit: Circuit, scorer: Scorer) -> None:
     config = circuit.config
     ours = str(scorer.model.cfg.model_name)
     if config.model_name not in ("unknown", ours):
@@ -117,7 +120,7 @@ class SubcircuitAblation:
 def _removable(cfg: Any, nodes: Iterable[str] | Circuit) -> tuple[list[str], list[str]]:
     """Validated (heads, mlps) to remove, from names or a circuit's heads and MLPs."""
     if isinstance(nodes, Circuit):
-        names = nodes.heads() + nodes.mlps()
+        names = nodes.components()
     else:
         names = [nodes] if isinstance(nodes, str) else list(nodes)
     heads, mlps = [], []
@@ -149,6 +152,13 @@ def _without(cfg: Any, removed: set[str]) -> Circuit:
     return Circuit.from_nodes(cfg, [n for n in everything if n not in removed], qkv=False)
 
 
+def _node_present(scorer: Scorer, circuit: Circuit) -> torch.Tensor:
+    """The node mask ``present`` [1, P, S] of a node-level circuit."""
+    masks = scorer.masks(circuit)
+    assert isinstance(masks, NodeMasks)  # a node-level circuit
+    return masks.present
+
+
 POOLS = ("outside", "circuit")
 
 
@@ -168,7 +178,7 @@ def _pools(
             raise ValueError(
                 "pool='circuit' draws from a circuit's other components: pass circuit="
             )
-        names, label = circuit.heads() + circuit.mlps(), "circuit"
+        names, label = circuit.components(), "circuit"
     else:
         pool_heads, pool_mlps = _removable(cfg, pool)
         names, label = pool_heads + pool_mlps, "custom"
@@ -185,7 +195,7 @@ def _pools(
 
 @torch.no_grad()
 def ablate_subcircuit(
-    scorer: Any,
+    scorer: Scorer,
     nodes: Iterable[str] | Circuit,
     n_random: int = 50,
     seed: int = 0,
@@ -216,7 +226,7 @@ def ablate_subcircuit(
     ]
     full_score = scorer.score(full_circuit(cfg, qkv=False))
     circuits = [_without(cfg, removed)] + [_without(cfg, set(s)) for s in random_sets]
-    present = torch.cat([scorer.masks(c).present for c in circuits])  # [V, 1, senders]
+    present = torch.cat([_node_present(scorer, c) for c in circuits])  # [V, 1, senders]
     scores = torch.cat(
         [
             scorer.score_masks(NodeMasks(present[lo : lo + batch_size]))
@@ -242,7 +252,7 @@ def ablate_subcircuit(
 
 
 def subcircuit_controls(
-    scorer: Any,
+    scorer: Scorer,
     nodes: Iterable[str] | Circuit,
     circuit: Circuit,
     n_random: int = 50,

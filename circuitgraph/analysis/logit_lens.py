@@ -11,7 +11,7 @@ top token switches from the last member shown ("4") to the answer ("5").
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import torch
@@ -27,6 +27,10 @@ from circuitgraph.analysis._common import (
 )
 from circuitgraph.scoring.components import ComponentModel
 
+if TYPE_CHECKING:
+    from circuitgraph.models.model_type import Model
+    from circuitgraph.tasks.task import Task
+
 __all__ = ["lens_logits", "logit_lens", "stage_hooks"]
 
 
@@ -37,7 +41,7 @@ def stage_hooks(n_layers: int) -> list[str]:
 
 @torch.no_grad()
 def lens_logits(
-    model: Any,
+    model: Model,
     tokens: Tensor,
     positions: int | Iterable[int] | None = None,
     batch_size: int = 32,
@@ -58,8 +62,8 @@ def lens_logits(
 
 @torch.no_grad()
 def logit_lens(
-    model: Any,
-    task: Any,
+    model: Model,
+    task: Task,
     positions: int | Iterable[int] | None = -1,
     corrupted: bool = False,
     per_prompt: bool = False,

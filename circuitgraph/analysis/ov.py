@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, cast
 
 import pandas as pd
 import torch
@@ -26,6 +26,10 @@ from circuitgraph.analysis._common import HeadRef, resolve_heads, token_str
 from circuitgraph.scoring.components import ComponentModel
 from circuitgraph.tasks import TASKS, TEMPLATES, Family, model_family
 from circuitgraph.tasks.templates import PromptEncoder, Slot
+
+if TYPE_CHECKING:
+    from circuitgraph.models.model_type import Model
+    from circuitgraph.tasks.task import Task
 
 __all__ = ["MemberTokens", "member_tokens", "ov_logits", "ov_predictions", "ov_scores"]
 
@@ -48,8 +52,8 @@ class MemberTokens:
 
 
 def member_tokens(
-    model: Any,
-    task: str | Any | Sequence[str] = "digits",
+    model: Model,
+    task: str | Task | Sequence[str] = "digits",
     template: str | None = None,
     cyclic: bool | None = None,
 ) -> MemberTokens:
@@ -71,6 +75,7 @@ def member_tokens(
         wrap = spec.cyclic if cyclic is None else cyclic
         template = template or spec.default_template(family)
     elif hasattr(task, "clean_tokens"):
+        task = cast("Task", task)  # a Task (or one alike)
         if task.name not in TASKS:
             raise ValueError(f"task {task.name!r} has no registered member list; pass the values")
         spec = TASKS[task.name]
@@ -78,7 +83,7 @@ def member_tokens(
         wrap = spec.cyclic if cyclic is None else cyclic
         template = template or task.template
     else:
-        values = [str(v) for v in task]
+        values = [str(v) for v in cast("Sequence[str]", task)]  # the explicit values
         name, wrap = "custom", bool(cyclic)
         template = template or "list"
     if template not in TEMPLATES:
@@ -134,7 +139,7 @@ def _pessimistic_rank(logits: Tensor, targets: Tensor) -> Tensor:
 
 @torch.no_grad()
 def ov_logits(
-    model: Any, ids: Tensor, heads: str | Iterable[str] | None = None, mlp0: bool = True
+    model: Model, ids: Tensor, heads: str | Iterable[str] | None = None, mlp0: bool = True
 ) -> tuple[list[HeadRef], Tensor]:
     """Logits [heads, m, vocab] of token ids [m] sent through each head's OV circuit."""
     comp = ComponentModel(model)
@@ -149,8 +154,8 @@ def ov_logits(
 
 @torch.no_grad()
 def ov_scores(
-    model: Any,
-    task: str | Any | Sequence[str] = "digits",
+    model: Model,
+    task: str | Task | Sequence[str] = "digits",
     heads: str | Iterable[str] | None = None,
     k: int = 5,
     mlp0: bool = True,
@@ -204,9 +209,9 @@ def ov_scores(
 
 @torch.no_grad()
 def ov_predictions(
-    model: Any,
+    model: Model,
     head: str,
-    task: str | Any | Sequence[str] = "digits",
+    task: str | Task | Sequence[str] = "digits",
     k: int = 5,
     mlp0: bool = True,
     template: str | None = None,

@@ -13,7 +13,7 @@ number words, prompt for prompt) and shows how the top predictions change.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import torch
@@ -31,10 +31,15 @@ from circuitgraph.analysis._common import (
     resolve_positions,
     token_str,
 )
+from circuitgraph.options import Direction, values
+
+if TYPE_CHECKING:
+    from circuitgraph.models.model_type import Model
+    from circuitgraph.tasks.task import Task
 
 __all__ = ["DIRECTIONS", "head_position_patching", "replace_head_activations"]
 
-DIRECTIONS = ("noising", "denoising")
+DIRECTIONS = values(Direction)
 
 
 def _z_hook(layer: int) -> str:
@@ -59,7 +64,7 @@ def _patch_hook(
     return hook
 
 
-def _logit_diff(logits: Tensor, task: Any) -> Tensor:
+def _logit_diff(logits: Tensor, task: Task) -> Tensor:
     """logits [V * n, vocab] -> per-prompt logit difference [V, n] (answer - wrong)."""
     n = len(task)
     answer = task.answer_ids.repeat(logits.shape[0] // n)
@@ -70,7 +75,7 @@ def _logit_diff(logits: Tensor, task: Any) -> Tensor:
 
 @torch.no_grad()
 def _run_variants(
-    model: Any,
+    model: Model,
     base: Tensor,
     source: dict[int, Tensor],
     variants: Sequence[tuple[HeadRef, int]],
@@ -95,8 +100,8 @@ def _run_variants(
 
 @torch.no_grad()
 def head_position_patching(
-    model: Any,
-    task: Any,
+    model: Model,
+    task: Task,
     heads: str | Iterable[str] | None = None,
     positions: int | Iterable[int] | None = None,
     directions: str | Sequence[str] = DIRECTIONS,
@@ -158,7 +163,7 @@ def head_position_patching(
 
 @torch.no_grad()
 def replace_head_activations(
-    model: Any,
+    model: Model,
     heads: str | Iterable[str],
     source_task: Any,
     target_task: Any,

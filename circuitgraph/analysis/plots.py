@@ -1,8 +1,8 @@
 """Figures for the analyses, each drawn from the analysis result and written atomically.
 
-Figures use ``matplotlib.figure.Figure`` directly (the Agg canvas, no pyplot global state),
-so they work headless and in threads. The file format follows the suffix (``.png``, ``.svg``,
-``.pdf``).
+Figures come from :func:`circuitgraph.figures.new_figure` (the Agg canvas, no pyplot global
+state), so they work headless and in threads. The file format follows the suffix (``.png``,
+``.svg``, ``.pdf``).
 """
 
 from __future__ import annotations
@@ -10,13 +10,15 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 
-from circuitgraph.figures import save_figure
+from circuitgraph.figures import new_figure, save_figure
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = [
     "plot_attention",
@@ -30,7 +32,7 @@ __all__ = [
 def _grid(count: int, max_cols: int, size: float) -> tuple[Figure, list[Any]]:
     cols = max(1, min(max_cols, count))
     rows = math.ceil(count / cols)
-    fig = Figure(figsize=(size * cols, size * rows), layout="constrained")
+    fig = new_figure(size * cols, size * rows, layout="constrained")
     axes = fig.subplots(rows, cols, squeeze=False).ravel().tolist()
     for ax in axes[count:]:
         ax.set_visible(False)
@@ -74,10 +76,10 @@ def plot_logit_lens(
     if table.empty:
         raise ValueError("empty logit-lens table")
     chosen = [int(table["position"].max())] if positions is None else list(positions)
-    fig = Figure(figsize=(9, 3.6), layout="constrained")
+    fig = new_figure(9, 3.6, layout="constrained")
     rank_ax, prob_ax = fig.subplots(1, 2)
     for pos in chosen:
-        rows = table[table["position"] == pos].sort_values("stage")
+        rows = cast(pd.DataFrame, table[table["position"] == pos]).sort_values("stage")
         if rows.empty:
             raise ValueError(f"position {pos} is not in the logit-lens table")
         label = f"pos {pos} -> {rows['target'].iloc[0]}"
@@ -103,7 +105,7 @@ def plot_patching(table: pd.DataFrame, path: str | Path, value: str = "normalise
     directions = list(dict.fromkeys(table["direction"]))
     fig, axes = _grid(len(directions), 2, 5.0)
     for ax, direction in zip(axes, directions, strict=True):
-        part = table[table["direction"] == direction]
+        part = cast(pd.DataFrame, table[table["direction"] == direction])
         grid = part.pivot_table(index=["layer", "head_index"], columns="position", values=value)
         heads = [f"a{layer}.{head}" for layer, head in grid.index]
         labels = part.drop_duplicates("position").set_index("position")["token"]
@@ -124,7 +126,7 @@ def plot_cross_task(matrix: pd.DataFrame, path: str | Path) -> Path:
     """The cross-task score matrix as an annotated heat map (rows: circuit, columns: task)."""
     values = matrix.to_numpy(dtype=float)
     size = (1.2 * matrix.shape[1] + 2, 1.0 * matrix.shape[0] + 1.5)
-    fig = Figure(figsize=size, layout="constrained")
+    fig = new_figure(*size, layout="constrained")
     ax = fig.subplots()
     image = ax.imshow(values, cmap="viridis", vmin=min(0.0, np.nanmin(values)), vmax=1.0)
     for (i, j), v in np.ndenumerate(values):
@@ -139,7 +141,7 @@ def plot_cross_task(matrix: pd.DataFrame, path: str | Path) -> Path:
 
 def plot_ov_scores(table: pd.DataFrame, path: str | Path, top: int = 10) -> Path:
     """Copy vs successor score of every head; the ``top`` successor heads are labelled."""
-    fig = Figure(figsize=(5, 4.5), layout="constrained")
+    fig = new_figure(5, 4.5, layout="constrained")
     ax = fig.subplots()
     ax.scatter(table["copy_score"], table["successor_score"], s=12, alpha=0.6)
     best = table.sort_values("successor_score", ascending=False).head(top)

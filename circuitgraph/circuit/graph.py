@@ -12,7 +12,7 @@ import copy as _copy
 import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import networkx as nx
 
@@ -168,7 +168,7 @@ class Circuit(FullGraphSubgraph):
     ) -> Circuit:
         """The full graph of a model (node-level). ``cfg`` is a TransformerLens-style config or
         a CircuitConfig; ``qkv=None`` means True (or the CircuitConfig's own setting)."""
-        config = CircuitConfig.from_model_config(cfg, qkv=qkv, positions=positions)
+        config = CircuitConfig.from_model(cfg, qkv=qkv, positions=positions)
         return cls._assemble(config, "node", full_structure(config).nodes)
 
     @classmethod
@@ -187,13 +187,14 @@ class Circuit(FullGraphSubgraph):
         positional config. A mapping from names to attribute dicts (e.g. node scores) stores
         those attributes.
         """
-        config = CircuitConfig.from_model_config(cfg, qkv=qkv, positions=positions)
+        config = CircuitConfig.from_model(cfg, qkv=qkv, positions=positions)
         attrs = nodes if isinstance(nodes, Mapping) else {}
         resolved = resolve_names(config, list(nodes))
         wanted = {name for names in resolved.values() for name in names}
         for name in list(wanted):
             node = Node.parse(name)
             if node.kind == NodeKind.HEAD and config.qkv:
+                assert node.layer is not None and node.head is not None  # a head has both
                 wanted.update(config.input_name(node.layer, node.head, x, node.pos) for x in "qkv")
         fixed = [n for n, d in full_structure(config).nodes.items() if d["kind"] in _FIXED_KINDS]
         source = nx.DiGraph()
@@ -219,9 +220,10 @@ class Circuit(FullGraphSubgraph):
         With ``internal=True`` each q/k/v input present gets its head-internal edge to its own
         head, and a GQA k/v group node to those heads of its group already in the circuit.
         """
-        config = CircuitConfig.from_model_config(cfg, qkv=qkv, positions=positions)
-        items = (
-            list(edges.items())
+        config = CircuitConfig.from_model(cfg, qkv=qkv, positions=positions)
+        items: list[tuple[Edge, Mapping[str, Any]]] = (
+            # (a Mapping that is also the Iterable of the annotation is the mapping form)
+            list(cast("Mapping[Edge, Mapping[str, Any]]", edges).items())
             if isinstance(edges, Mapping)
             else [((e[0], e[1]), e[2] if len(e) > 2 else {}) for e in edges]
         )
@@ -260,6 +262,11 @@ class Circuit(FullGraphSubgraph):
     def mlps(self) -> list[str]:
         """MLP nodes, sorted by layer (then position)."""
         return self._of_kind(NodeKind.MLP)
+
+    def components(self) -> list[str]:
+        """Heads, then MLPs: what the circuit is made of (not q/k/v inputs, embed, logits).
+        The one definition; ``setops.components(circuit)`` is the same as a set."""
+        return self.heads() + self.mlps()
 
     def sender_receiver_edges(self) -> list[Edge]:
         """Edges from a sender output to a receiver input, excluding head-internal edges."""

@@ -38,7 +38,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import Enum
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 
 NODE_ATTRIBUTES = ("kind", "layer", "head", "group", "qkv", "pos")
 QKV = ("q", "k", "v")
@@ -108,18 +108,21 @@ class Node:
     @property
     def name(self) -> str:
         """The canonical string name."""
+        # Set where the kind needs them: a layer (all but embed and logits), a head (heads and
+        # per-head inputs), a q/k/v (inputs).
+        layer, head, qkv = cast(int, self.layer), cast(int, self.head), cast(str, self.qkv)
         match self.kind:
             case NodeKind.EMBED:
                 return embed_name(self.pos)
             case NodeKind.LOGITS:
                 return logits_name(self.pos)
             case NodeKind.MLP:
-                return mlp_name(self.layer, self.pos)
+                return mlp_name(layer, self.pos)
             case NodeKind.HEAD:
-                return head_name(self.layer, self.head, self.pos)
+                return head_name(layer, head, self.pos)
         if self.group is not None:
-            return group_input_name(self.layer, self.group, self.qkv, self.pos)
-        return input_name(self.layer, self.head, self.qkv, self.pos)
+            return group_input_name(layer, self.group, qkv, self.pos)
+        return input_name(layer, head, qkv, self.pos)
 
     def attrs(self) -> dict[str, Any]:
         """The node attributes stored on the graph (plain JSON-friendly values)."""
@@ -166,6 +169,7 @@ def node_sort_key(name: str) -> tuple[int, ...]:
     """Sort key giving the canonical order: by layer, inputs before heads before the MLP."""
     node = Node.parse(name)
     layer = {NodeKind.EMBED: -1, NodeKind.LOGITS: 1 << 30}.get(node.kind, node.layer)
+    assert layer is not None  # parsed names of every other kind have a layer
     kind_rank = {NodeKind.QKV: 0, NodeKind.HEAD: 1, NodeKind.MLP: 2}.get(node.kind, 0)
     grouped = int(node.group is not None)
     index = node.head if node.head is not None else (node.group or 0)
@@ -210,11 +214,13 @@ class CircuitConfig:
             object.__setattr__(self, "positions", positions)
 
     @classmethod
-    def from_model_config(
+    def from_model(
         cls, cfg: Any, qkv: bool | None = None, positions: Iterable[int] | None = None
     ) -> CircuitConfig:
-        """Build from a TransformerLens-style config (``n_layers``, ``n_heads``, optional
-        ``n_key_value_heads`` and ``model_name``) or return a CircuitConfig with overrides.
+        """The one reader of a model's shape: build from a TransformerLens-style config
+        (``n_layers``, ``n_heads``, optional ``n_key_value_heads``, ``parallel_attn_mlp`` and
+        ``model_name``) or return a CircuitConfig with overrides. The scoring layer's
+        ``Layout``, masks and ``ComponentModel`` read the shape through it.
 
         ``qkv=None`` means True for a model config and "unchanged" for a CircuitConfig.
         """
@@ -232,6 +238,8 @@ class CircuitConfig:
             positions=pos,
             parallel=bool(getattr(cfg, "parallel_attn_mlp", False)),
         )
+
+    from_model_config = from_model  # the name before CircuitConfig.from_model
 
     @property
     def signature(self) -> tuple[str, int, int, int | None, bool]:

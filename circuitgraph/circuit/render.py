@@ -23,8 +23,9 @@ if TYPE_CHECKING:
 
 GRAPHVIZ_FORMATS = ("svg", "png", "pdf")
 NODE_FILL = {"embed": "#d9d9d9", "head": "#9ecae1", "mlp": "#fdae6b", "logits": "#a1d99b"}
-QKV_FILL = {"q": "#deebf7", "k": "#e5f5e0", "v": "#fee0d2"}
-QKV_EDGE = {"q": "#2171b5", "k": "#238b45", "v": "#cb181d"}
+# by a node's or an edge's "qkv" attribute (None: not a q/k/v input)
+QKV_FILL: dict[str | None, str] = {"q": "#deebf7", "k": "#e5f5e0", "v": "#fee0d2"}
+QKV_EDGE: dict[str | None, str] = {"q": "#2171b5", "k": "#238b45", "v": "#cb181d"}
 EDGE_COLOUR = "#636363"
 
 
@@ -123,7 +124,8 @@ def to_dot(circuit: Circuit, edges: bool | None = None) -> str:
         style = {
             "color": QKV_EDGE.get(attrs.get("qkv"), EDGE_COLOUR),
             "penwidth": f"{0.5 + 4.5 * weight / top:.2f}" if weight is not None and top else 1,
-            "tooltip": f"{u} -> {v}" + ("" if weight is None else f" ({float(value):.4g})"),
+            "tooltip": f"{u} -> {v}"
+            + ("" if weight is None or value is None else f" ({float(value):.4g})"),
         }
         if circuit.nodes[u].get("kind") == "qkv":
             style["style"] = "dashed"

@@ -10,13 +10,18 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from circuitgraph.circuit.nodes import NODE_ATTRIBUTES, CircuitConfig, edge_sort_key, node_sort_key
+from circuitgraph.circuit.provenance import upgrade_metadata
 from circuitgraph.circuit.structure import check_structure, full_structure
+from circuitgraph.options import Level, values
+
+if TYPE_CHECKING:
+    from circuitgraph.circuit.graph import Circuit
 
 SCHEMA_VERSION = 1
-LEVELS = ("node", "edge")
+LEVELS = values(Level)
 EDGE_ATTRIBUTES = ("qkv",)
 
 
@@ -24,7 +29,7 @@ def _extras(attrs: Mapping[str, Any], standard: Iterable[str]) -> dict[str, Any]
     return {key: value for key, value in attrs.items() if key not in standard}
 
 
-def circuit_to_dict(circuit: Any) -> dict[str, Any]:
+def circuit_to_dict(circuit: Circuit) -> dict[str, Any]:
     """The JSON-friendly dict of a circuit (see ``Circuit.to_dict``)."""
     node_attrs = {n: _extras(d, NODE_ATTRIBUTES) for n, d in circuit.nodes(data=True)}
     return {
@@ -84,7 +89,8 @@ def circuit_from_dict(cls: type, data: Any) -> Any:
     nodes = data["nodes"]
     edges = [_edge_entry(i, entry) for i, entry in enumerate(data["edges"])]
     check_structure(config, nodes, [(u, v) for u, v, _ in edges])
-    circuit = cls(config=config, level=data["level"], metadata=data["metadata"])
+    metadata = upgrade_metadata(data["metadata"])  # files of older schemas read as today's
+    circuit = cls(config=config, level=data["level"], metadata=metadata)
     node_attrs = data.get("node_attributes", {})
     circuit.add_nodes_from((n, {**node_attrs.get(n, {}), **full.nodes[n]}) for n in nodes)
     circuit.add_edges_from((u, v, {**attrs, **full.succ[u][v]}) for u, v, attrs in edges)

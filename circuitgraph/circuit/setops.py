@@ -32,11 +32,12 @@ import pandas as pd
 
 from circuitgraph.circuit.nodes import CircuitConfig, NodeKind, edge_sort_key, node_sort_key
 from circuitgraph.circuit.structure import full_structure
+from circuitgraph.options import On, values
 
 if TYPE_CHECKING:
     from circuitgraph.circuit.graph import Circuit
 
-ON = ("nodes", "edges")
+ON = values(On, exclude=(On.BOTH,))
 Edge = tuple[str, str]
 
 
@@ -148,13 +149,22 @@ def _checked_scores(reference: Circuit, scores: Mapping[Edge, float]) -> dict[Ed
     nan = [e for e, s in scores.items() if math.isnan(s)]
     if nan:
         raise ValueError(f"NaN scores for edges {nan[:20]}")
-    return {tuple(e): float(s) for e, s in scores.items()}
+    return {(e[0], e[1]): float(s) for e, s in scores.items()}  # as plain tuples
 
 
-def _select(reference: Circuit, kept: dict[Edge, float], selection: dict[str, Any]) -> Circuit:
+def _select(
+    reference: Circuit,
+    scores: Mapping[Edge, float],
+    kept: dict[Edge, float],
+    selection: dict[str, Any],
+) -> Circuit:
+    """The circuit of the ``kept`` edges; its metadata: the scores' own where they have it
+    (attribution's provenance, which names its start), else the reference's, and
+    ``selection``."""
     edges = {e: {**reference.edges[e], "score": s} for e, s in kept.items()}
     circuit = type(reference).from_edges(reference.config, edges)
-    circuit.metadata = {**copy.deepcopy(reference.metadata), "selection": selection}
+    metadata = getattr(scores, "metadata", None) or reference.metadata
+    circuit.metadata = {**copy.deepcopy(metadata), "selection": selection}
     return circuit
 
 
@@ -166,23 +176,41 @@ def top_k(reference: Circuit, scores: Mapping[Edge, float], k: int) -> Circuit:
         raise ValueError(f"k must be >= 0, got {k}")
     items = _checked_scores(reference, scores).items()
     ranked = sorted(items, key=lambda item: (-abs(item[1]), edge_sort_key(item[0])))
-    return _select(reference, dict(ranked[:k]), {"top_k": k})
+    return _select(reference, scores, dict(ranked[:k]), {"top_k": k})
 
 
 def threshold(reference: Circuit, scores: Mapping[Edge, float], tau: float) -> Circuit:
     """Edge-level circuit of the scored edges of ``reference`` with ``|score| >= tau``."""
     kept = {e: s for e, s in _checked_scores(reference, scores).items() if abs(s) >= tau}
-    return _select(reference, kept, {"threshold": tau})
+    return _select(reference, scores, kept, {"threshold": tau})
 
 
 def components(circuit: Circuit, on: str = "nodes") -> set[Any]:
     """What overlap counts: head and MLP names (``on="nodes"``; not q/k/v, embed, logits) or
     sender-to-receiver edges (``on="edges"``; head-internal edges excluded)."""
     if on == "nodes":
-        return set(circuit.heads()) | set(circuit.mlps())
+        return set(circuit.components())
     if on == "edges":
         return set(circuit.sender_receiver_edges())
     raise ValueError(f"on must be one of {ON}, got {on!r}")
+
+
+def jaccard(a: set[Any], b: set[Any]) -> float:
+    """|a & b| / |a | b|, and 1.0 for two empty sets (two empty circuits are identical).
+
+    >>> jaccard({"a0.0", "m0"}, {"m0"}), jaccard(set(), set())
+    (0.5, 1.0)
+    """
+    union_ = a | b
+    return len(a & b) / len(union_) if union_ else 1.0
+
+
+def heads_and_mlps(circuit: Circuit) -> Circuit:
+    """A node-level circuit without the Q/K/V split holding the same heads and MLPs (its own
+    copy of the metadata), so node sets found with and without the split compare."""
+    result = type(circuit).from_nodes(circuit.config, circuit.components(), qkv=False)
+    result.metadata = copy.deepcopy(circuit.metadata)
+    return result
 
 
 def set_regions(sets: Mapping[str, set[Any]]) -> dict[tuple[bool, ...], set[Any]]:
@@ -218,8 +246,8 @@ def overlap_table(named_circuits: Mapping[str, Circuit], on: str = "nodes") -> p
     """Tidy overlap table: one row per unordered pair of circuits, including each circuit with
     itself (its size row), per ``on`` value ("nodes", "edges" or "both").
 
-    Columns: ``on, a, b, size_a, size_b, intersection, union, jaccard`` (jaccard is NaN when
-    both are empty). Counts follow ``components``.
+    Columns: ``on, a, b, size_a, size_b, intersection, union, jaccard`` (see ``jaccard``: 1.0
+    when both are empty). Counts follow ``components``.
     """
     check_compatible(named_circuits.values())
     rows = []
@@ -236,7 +264,7 @@ def overlap_table(named_circuits: Mapping[str, Circuit], on: str = "nodes") -> p
                     "size_b": len(sets[b]),
                     "intersection": inter,
                     "union": union_,
-                    "jaccard": inter / union_ if union_ else float("nan"),
+                    "jaccard": jaccard(sets[a], sets[b]),
                 }
             )
     columns = ["on", "a", "b", "size_a", "size_b", "intersection", "union", "jaccard"]

@@ -47,8 +47,9 @@ def _layer_nodes(config: CircuitConfig, layer: int, pos: int | None) -> list[Nod
     if not config.qkv:
         return [Node(NodeKind.HEAD, layer, head=h, pos=pos) for h in range(config.n_heads)]
     nodes = [Node(NodeKind.QKV, layer, head=h, qkv="q", pos=pos) for h in range(config.n_heads)]
-    if config.gqa:
-        groups = range(config.n_key_value_heads)
+    kv_heads = config.n_key_value_heads
+    if kv_heads is not None:  # config.gqa
+        groups = range(kv_heads)
         return nodes + [
             Node(NodeKind.QKV, layer, group=g, qkv=x, pos=pos) for g in groups for x in "kv"
         ]
@@ -81,9 +82,9 @@ def full_structure(config: CircuitConfig) -> FullStructure:
                 attrs = {"qkv": receiver.qkv} if receiver.qkv else {}
                 for sender in senders:
                     add_edge(sender.name, receiver.name, dict(attrs))
-            for head in heads if config.qkv else ():
+            for h, head in enumerate(heads) if config.qkv else ():
                 for x in QKV:
-                    add_edge(config.input_name(layer, head.head, x, pos), head.name, {"qkv": x})
+                    add_edge(config.input_name(layer, h, x, pos), head.name, {"qkv": x})
             mlp = Node(NodeKind.MLP, layer, pos=pos)
             for sender in senders if config.parallel else senders + heads:
                 add_edge(sender.name, mlp.name, {})
@@ -107,7 +108,7 @@ def resolve_names(config: CircuitConfig, names: Iterable[str]) -> dict[str, list
     resolved: dict[str, list[str]] = {}
     for name in names:
         expand = config.positions and isinstance(name, str) and "@" not in name
-        resolved[name] = [f"{name}@{p}" for p in config.positions] if expand else [name]
+        resolved[name] = [f"{name}@{p}" for p in config.positions or ()] if expand else [name]
     bad = [name for name, found in resolved.items() if any(n not in full.nodes for n in found)]
     if bad:
         raise ValueError(

@@ -74,7 +74,7 @@ class FullGraphSubgraph(nx.DiGraph):
         """Add edges of the full graph, ``(u, v)`` or ``(u, v, attributes)``: all or none."""
         items = [(e[0], e[1], e[2] if len(e) > 2 else {}) for e in ebunch_to_add]
         full = self._checked_edges([(u, v) for u, v, _ in items])
-        new = {n for u, v, _ in items for n in (u, v) if n not in self._node}
+        new = {n for u, v, _ in items for n in (u, v) if n not in self.nodes}
         super().add_nodes_from((n, dict(full.nodes[n])) for n in sorted(new, key=node_sort_key))
         super().add_edges_from((u, v, {**attr, **d, **full.succ[u][v]}) for u, v, d in items)
 

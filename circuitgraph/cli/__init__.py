@@ -6,9 +6,10 @@ logit lens), ``tasks`` and ``models`` (what exists). Errors in the arguments or 
 print one ``circuitgraph: error: ...`` line and exit with code 2; Ctrl-C exits with 130.
 Nothing is left half-written in either case.
 
-Each subcommand lives in a module of this package named in :data:`COMMANDS` that defines
-``add_parsers(sub)``. Those modules import only the standard library and ``_common`` at the
-top and everything heavy (torch, transformers, pandas) inside their ``run_*`` functions, so
+Each subcommand lives in the module of this package named after it (listed in
+:data:`COMMANDS`), which defines ``add_parsers(sub)``. Those modules import only the standard
+library, :mod:`circuitgraph.options` and the private ``_common`` and ``_circuits`` at the top
+and everything heavy (torch, transformers, pandas) inside their ``run_*`` functions, so
 ``--help``, ``--version`` and argument errors answer without loading torch.
 
 >>> main(["models"])  # doctest: +ELLIPSIS
@@ -28,8 +29,19 @@ from circuitgraph.cli._common import PROG, Parser, UsageError, positive_int
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
-# Modules of circuitgraph.cli whose add_parsers(sub) register subcommands, in --help order.
-COMMANDS = ("discover", "sweep", "evaluate", "stability", "compare", "analyse", "listing")
+# The subcommands in --help order; each is registered by add_parsers(sub) of the module of
+# circuitgraph.cli of the same name.
+COMMANDS = (
+    "discover",
+    "sweep",
+    "evaluate",
+    "stability",
+    "overlap",
+    "render",
+    "analyse",
+    "tasks",
+    "models",
+)
 
 EPILOG = """\
 examples:

@@ -12,7 +12,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
+
+if TYPE_CHECKING:
+    from circuitgraph.models.model_type import Model
+    from circuitgraph.tasks.task import Task
 
 PROG = "circuitgraph"
 
@@ -289,7 +293,7 @@ def quiet_libraries() -> None:
     hf_logging.disable_progress_bar()
 
 
-def check_context(args: argparse.Namespace, model: Any, task: Any) -> None:
+def check_context(args: argparse.Namespace, model: Model, task: Task) -> None:
     """ValueError if the prompts are longer than the model's context window."""
     n_ctx = getattr(model.cfg, "n_ctx", None)
     if n_ctx is not None and task.seq_len > n_ctx:
@@ -303,8 +307,8 @@ def check_context(args: argparse.Namespace, model: Any, task: Any) -> None:
 class Setup:
     """A loaded model and task (and the record of how they were made)."""
 
-    model: Any
-    task: Any
+    model: Model
+    task: Task
     record: dict[str, Any]
 
 

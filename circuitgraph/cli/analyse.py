@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from circuitgraph.cli._common import (
     Clock,
@@ -17,6 +17,9 @@ from circuitgraph.cli._common import (
     positive_int,
     prepare_output,
 )
+
+if TYPE_CHECKING:
+    from circuitgraph.circuit.graph import Circuit
 
 HELP = """\
 Analyse the heads of a model on a task and write <out>/<model>/<task>/analysis/ with
@@ -51,7 +54,7 @@ def add_parsers(sub: Any) -> None:
     p.set_defaults(func=run_analyse)
 
 
-def _chosen_heads(args: argparse.Namespace, circuit: Any, ov: Any) -> list[str]:
+def _chosen_heads(args: argparse.Namespace, circuit: Circuit | None, ov: Any) -> list[str]:
     if args.heads:
         return list(args.heads)
     if circuit is not None:
@@ -66,7 +69,7 @@ def run_analyse(args: argparse.Namespace) -> int:
 
     from circuitgraph import analysis
     from circuitgraph.analysis._common import resolve_heads
-    from circuitgraph.cli.compare import load_circuit
+    from circuitgraph.cli._circuits import load_circuit
     from circuitgraph.results import (
         atomic_folder,
         result_dir,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from circuitgraph.cli._common import (
     Clock,
@@ -21,10 +21,25 @@ from circuitgraph.cli._common import (
     prepare_output,
     score_meaning,
 )
+from circuitgraph.options import (
+    Ablation,
+    Direction,
+    EdgeOrder,
+    Method,
+    Metric,
+    NodeOrder,
+    Normalise,
+    values,
+)
+
+if TYPE_CHECKING:
+    from circuitgraph.circuit.graph import Circuit
+    from circuitgraph.cli._common import Setup
+    from circuitgraph.scoring.scorer import Scorer
 
 DEFAULT_THRESHOLD = 0.8
 DEFAULT_TAU = 0.01
-ORDERS = ("backward", "forward", "backward_forward", "random")
+ORDERS = values(NodeOrder)
 
 
 def add_scorer_options(parser: argparse.ArgumentParser, metrics: tuple[str, ...]) -> None:
@@ -37,19 +52,19 @@ def add_scorer_options(parser: argparse.ArgumentParser, metrics: tuple[str, ...]
     )
     group.add_argument(
         "--ablation",
-        choices=("mean", "resample", "zero"),
+        choices=values(Ablation),
         default="mean",
         help="values for what is not in the circuit (default mean)",
     )
     group.add_argument(
         "--normalise",
-        choices=("full", "clean_corrupt"),
+        choices=values(Normalise),
         default="full",
         help="logit difference as ablated/full, or (ablated-corrupt)/(full-corrupt)",
     )
     group.add_argument(
         "--direction",
-        choices=("noising", "denoising"),
+        choices=values(Direction),
         default="noising",
         help="denoising needs --ablation resample (default noising)",
     )
@@ -94,7 +109,7 @@ def add_parsers(sub: Any) -> None:
     add_model_task(p)
     p.add_argument(
         "--method",
-        choices=("nodes", "edges"),
+        choices=values(Method, exclude=(Method.ATTRIBUTION,)),
         default="nodes",
         help="prune heads/MLPs (nodes) or edges one at a time (edges)",
     )
@@ -113,7 +128,7 @@ def add_parsers(sub: Any) -> None:
     )
     p.add_argument(
         "--edge-order",
-        choices=("canonical", "acdc"),
+        choices=values(EdgeOrder),
         default="canonical",
         help="edges: visit order; 'acdc' reproduces the ACDC reference implementation "
         "(its order, its Q/K/V direct edges, its untested removals)",
@@ -123,7 +138,7 @@ def add_parsers(sub: Any) -> None:
         action="store_true",
         help="edges: one edge per sender into a head instead of into its q, k, v",
     )
-    add_scorer_options(p, ("logit_diff", "accuracy", "kl", "prob_diff"))
+    add_scorer_options(p, values(Metric))
     add_node_options(p)
     add_output(p)
     add_drawing_options(p)
@@ -174,7 +189,7 @@ def _resolve_discover(args: argparse.Namespace) -> None:
         raise ValueError("--direction denoising needs --ablation resample")
 
 
-def make_scorer(args: argparse.Namespace, setup, metric: str):
+def make_scorer(args: argparse.Namespace, setup: Setup, metric: str) -> Scorer:
     from circuitgraph.scoring.scorer import Scorer
 
     return Scorer(
@@ -199,7 +214,7 @@ def node_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def evaluate_all(scorer, circuits: dict[str, Any]) -> dict[str, dict[str, float]]:
+def evaluate_all(scorer: Scorer, circuits: dict[str, Circuit]) -> dict[str, dict[str, float]]:
     """``scorer.evaluate`` of the full model, the given circuits and the empty circuit."""
     from circuitgraph.circuit.graph import Circuit, full_circuit
 
@@ -216,7 +231,7 @@ def run_parameters(args: argparse.Namespace) -> dict[str, Any]:
     return {k: v for k, v in vars(args).items() if k not in ("func", "argv", "traceback")}
 
 
-def run_summary(circuit, finals: dict[str, dict[str, float]]) -> dict[str, Any]:
+def run_summary(circuit: Circuit, finals: dict[str, dict[str, float]]) -> dict[str, Any]:
     return {
         "level": circuit.level,
         "n_heads": len(circuit.heads()),
@@ -246,16 +261,8 @@ def _report(
     print(f"  scores:  {folder / 'scores.csv'}")
 
 
-def _without_qkv(circuit):
-    """The same node-level circuit without the Q/K/V split (metadata kept)."""
-    from circuitgraph.circuit.graph import Circuit
-
-    result = Circuit.from_nodes(circuit.config, circuit.heads() + circuit.mlps(), qkv=False)
-    result.metadata = dict(circuit.metadata)
-    return result
-
-
 def run_discover(args: argparse.Namespace) -> int:
+    from circuitgraph.circuit.setops import heads_and_mlps
     from circuitgraph.prune.edges import prune_edges
     from circuitgraph.prune.nodes import prune_nodes
     from circuitgraph.results import (
@@ -291,7 +298,7 @@ def run_discover(args: argparse.Namespace) -> int:
         with clock.stage("prune_nodes"):
             nodes = prune_nodes(scorer, args.threshold, **node_kwargs(args))
     if args.method == "edges":
-        start = nodes if nodes is None or not args.no_qkv else _without_qkv(nodes)
+        start = nodes if nodes is None or not args.no_qkv else heads_and_mlps(nodes)
         log(
             args,
             f"pruning edges with tau={args.tau:g} ({args.metric}) from "
@@ -309,6 +316,7 @@ def run_discover(args: argparse.Namespace) -> int:
                 progress=not args.quiet,
             )
     circuit = edges if edges is not None else nodes
+    assert circuit is not None  # --method nodes always has a threshold (_resolve_discover)
     log(args, "scoring the full model, the circuit and the empty circuit")
     with clock.stage("evaluate"):
         named = {"circuit": circuit}

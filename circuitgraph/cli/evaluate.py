@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from circuitgraph.cli._common import (
     Clock,
@@ -19,6 +19,11 @@ from circuitgraph.cli._common import (
     positive_int,
     prepare_output,
 )
+from circuitgraph.options import Ablation, values
+
+if TYPE_CHECKING:
+    from circuitgraph.models.model_type import Model
+    from circuitgraph.tasks.task import Task
 
 
 def add_parsers(sub: Any) -> None:
@@ -34,12 +39,12 @@ def add_parsers(sub: Any) -> None:
     add_model_task(p)
     p.add_argument("--held-out", action="store_true", help="score on prompts discovery never saw")
     p.add_argument("--resamples", type=positive_int, default=1000, help="bootstrap resamples")
-    p.add_argument("--ablation", choices=("mean", "resample", "zero"), default="mean")
+    p.add_argument("--ablation", choices=values(Ablation), default="mean")
     add_output(p)
     p.set_defaults(func=run_evaluate)
 
 
-def held_out_task(model: Any, task: Any, args: argparse.Namespace) -> Any:
+def held_out_task(model: Model, task: Task, args: argparse.Namespace) -> Task:
     """Prompts drawn with seed + 1 that are not clean prompts of ``task``."""
     from circuitgraph.tasks import make_task
 
@@ -63,7 +68,7 @@ def held_out_task(model: Any, task: Any, args: argparse.Namespace) -> Any:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from circuitgraph.cli.compare import check_circuit_file, load_circuit
+    from circuitgraph.cli._circuits import check_circuit_file, load_circuit
     from circuitgraph.evaluation import evaluate
     from circuitgraph.results import atomic_folder, result_dir, versions, write_json
     from circuitgraph.scoring.scorer import Scorer
@@ -86,7 +91,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     log(args, f"evaluating on {len(task)} prompts ({task.n_distinct} distinct)")
     with clock.stage("evaluate"):
         result = evaluate(
-            circuit, Scorer(setup.model, task, ablation=args.ablation), args.resamples, args.seed
+            Scorer(setup.model, task, ablation=args.ablation), circuit, args.resamples, args.seed
         )
     record = {
         "command": command_line(args.argv),

@@ -20,6 +20,7 @@ from circuitgraph.cli._common import (
     positive_int,
     prepare_output,
 )
+from circuitgraph.options import Method, Sampling, values
 
 
 def add_parsers(sub: Any) -> None:
@@ -31,11 +32,13 @@ def add_parsers(sub: Any) -> None:
         "other seeds (seeds); evaluate every circuit and the 0.5-consensus on the second half.",
     )
     add_model_task(p)
-    p.add_argument("--method", choices=("nodes", "edges"), default="nodes")
+    p.add_argument(
+        "--method", choices=values(Method, exclude=(Method.ATTRIBUTION,)), default="nodes"
+    )
     p.add_argument("--threshold", type=fraction, default=0.8, help="node pruning threshold")
     p.add_argument("--tau", type=float, default=0.01, help="edge pruning tau (KL)")
     p.add_argument("--resamples", type=positive_int, default=5)
-    p.add_argument("--sampling", choices=("bootstrap", "seeds"), default="bootstrap")
+    p.add_argument("--sampling", choices=values(Sampling), default="bootstrap")
     p.add_argument(
         "--cluster",
         help="run the discoveries on Dask: 'local' (a cluster of --workers processes here) or "
@@ -103,6 +106,7 @@ def run_stability(args: argparse.Namespace) -> int:
             held_out=held_out_scorer(Scorer(model, train), test),
             client=client,
         )
+    assert result.evaluation is not None  # held_out was given
     consensus = result.consensus(0.5)
     summary = result.summary()
     low, high = result.evaluation.ci

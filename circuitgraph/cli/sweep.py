@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from circuitgraph.cli._common import (
     Clock,
@@ -30,6 +30,10 @@ from circuitgraph.cli.discover import (
     run_parameters,
     run_summary,
 )
+from circuitgraph.options import Metric, values
+
+if TYPE_CHECKING:
+    from circuitgraph.circuit.graph import Circuit
 
 
 def add_parsers(sub: Any) -> None:
@@ -59,7 +63,7 @@ def add_parsers(sub: Any) -> None:
         "here) or a scheduler address tcp://host:8786",
     )
     p.add_argument("--workers", type=positive_int, default=2, help="processes of --cluster local")
-    add_scorer_options(p, ("logit_diff", "accuracy", "prob_diff"))
+    add_scorer_options(p, values(Metric, exclude=(Metric.KL,)))  # node pruning's metrics
     add_node_options(p)
     add_output(p)
     add_drawing_options(p)
@@ -112,7 +116,7 @@ def run_sweep(args: argparse.Namespace) -> int:
     setup = load(args, clock)
     with clock.stage("scorer"):
         scorer = make_scorer(args, setup, args.metric)
-    circuits: dict[float, Any] = {}
+    circuits: dict[float, Circuit] = {}
     parents: dict[float, float | None] = {}  # threshold -> the one its pruning started from
     if args.cluster is not None:  # independent thresholds, spread over the cluster's workers
         options = {k: v for k, v in node_kwargs(args).items() if k != "progress"}

@@ -8,13 +8,18 @@ vector of counts over the distinct clean prompts (copies of one prompt move toge
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from circuitgraph.scoring.metrics import Metric, Normalise
+from circuitgraph.options import Metric, Normalise
+
+if TYPE_CHECKING:
+    from circuitgraph.scoring.scorer import Scorer
 
 METRICS = ("normalised_logit_diff", "logit_diff", "kl", "accuracy")
 
@@ -26,10 +31,15 @@ def check_resamples(resamples: object, what: str = "resamples") -> int:
     return resamples
 
 
-def check_level(level: float) -> float:
-    if not 0.0 < float(level) < 1.0:
-        raise ValueError(f"level must be in (0, 1), got {level!r}")
-    return float(level)
+def check_confidence(confidence: float) -> float:
+    """``confidence`` (the level of a confidence interval) as a float in (0, 1)."""
+    try:
+        value = float(confidence)
+    except (TypeError, ValueError):
+        value = math.nan
+    if isinstance(confidence, bool) or not 0.0 < value < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -64,7 +74,7 @@ class PromptValues:
         return self.statistic(name, np.ones((1, self.logit_diff.shape[1])))[:, 0]
 
 
-def metric_name(scorer) -> str:
+def metric_name(scorer: Scorer) -> str:
     """The PromptValues name of the scorer's own metric."""
     return {
         Metric.LOGIT_DIFF: "normalised_logit_diff",
@@ -73,7 +83,7 @@ def metric_name(scorer) -> str:
     }[scorer.metric]
 
 
-def _pair_logit_diff(scorer, final: Tensor) -> Tensor:
+def _pair_logit_diff(scorer: Scorer, final: Tensor) -> Tensor:
     """final [V, n, d] -> answer - wrong logit [V, n]."""
     V, n, d = final.shape
     ids = scorer.answer_pairs[None].expand(V, n, 2).reshape(V * n, 2)
@@ -82,7 +92,7 @@ def _pair_logit_diff(scorer, final: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def prompt_values(scorer, masks) -> PromptValues:
+def prompt_values(scorer: Scorer, masks) -> PromptValues:
     """Run the circuits in ``masks`` once and keep every metric per prompt."""
     final = scorer.final_residuals(masks)  # [V, n, d]
     V, n, d = final.shape
@@ -123,12 +133,12 @@ def bootstrap_weights(groups: np.ndarray, resamples: int, seed: int) -> np.ndarr
     return counts[:, groups].astype(np.float64)
 
 
-def interval(samples: np.ndarray, level: float) -> tuple[float, float]:
-    """Percentile interval of bootstrap ``samples`` [R] (NaNs, from a zero denominator, are
-    dropped)."""
+def interval(samples: np.ndarray, confidence: float) -> tuple[float, float]:
+    """Percentile ``confidence`` interval of bootstrap ``samples`` [R] (NaNs, from a zero
+    denominator, are dropped)."""
     finite = samples[np.isfinite(samples)]
     if not len(finite):
         return float("nan"), float("nan")
-    tail = 50.0 * (1.0 - level)
+    tail = 50.0 * (1.0 - confidence)
     low, high = np.percentile(finite, [tail, 100.0 - tail])
     return float(low), float(high)

@@ -8,13 +8,17 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from circuitgraph.circuit.graph import full_circuit
 from circuitgraph.evaluation.curves import FRACTIONS, faithfulness_curve, pruning_ranking
 from circuitgraph.evaluation.evaluate import evaluate, held_out_scorer
-from circuitgraph.scoring.metrics import Metric
+from circuitgraph.options import Metric
+
+if TYPE_CHECKING:
+    from circuitgraph.scoring.scorer import Scorer
 
 __all__ = ["METHODS", "MethodComparison", "compare_methods"]
 
@@ -32,11 +36,10 @@ class MethodComparison:
 
     def plot(self, path: str | Path | None = None):
         """Held-out faithfulness (with CI) against circuit size, and each method's curve."""
-        import matplotlib.pyplot as plt
+        from circuitgraph.figures import new_figure, save_figure
 
-        from circuitgraph.figures import save_figure
-
-        fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+        fig = new_figure(10, 3.8, layout="tight")
+        left, right = fig.subplots(1, 2)
         t = self.table
         for method, row in t.iterrows():
             err = [[row["score"] - row["ci_low"]], [row["ci_high"] - row["score"]]]
@@ -56,15 +59,13 @@ class MethodComparison:
         right.set_xlabel("fraction of ranked elements kept")
         right.set_ylabel("f")
         right.legend(frameon=False)
-        fig.tight_layout()
         if path is not None:
             save_figure(fig, path)
-            plt.close(fig)
         return fig
 
 
 def compare_methods(
-    scorer,
+    scorer: Scorer,
     held_out=None,
     methods: Sequence[str] = METHODS,
     threshold: float = 0.8,
@@ -118,7 +119,7 @@ def compare_methods(
         circuits[method] = circuit
     rows = []
     for method, circuit in circuits.items():
-        result = evaluate(circuit, judge, resamples, seed, minimality=False)
+        result = evaluate(judge, circuit, resamples, seed, minimality=False)
         curve = faithfulness_curve(scorer, rankings[method], fractions, seed)
         curves[method] = curve
         rows.append(

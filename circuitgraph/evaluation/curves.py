@@ -15,13 +15,16 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from circuitgraph.circuit.graph import Circuit, full_circuit
 from circuitgraph.circuit.nodes import head_name, mlp_name
+
+if TYPE_CHECKING:
+    from circuitgraph.scoring.scorer import Scorer
 
 __all__ = [
     "FRACTIONS",
@@ -66,13 +69,10 @@ class FaithfulnessCurve:
 
     def plot(self, path: str | Path | None = None, ax: Any = None, label: str = "ranking"):
         """f against the fraction kept (log x), the random baseline dashed; saves to ``path``."""
-        import matplotlib.pyplot as plt
+        from circuitgraph.figures import new_figure, save_figure
 
-        from circuitgraph.figures import save_figure
-
-        fig = None
         if ax is None:
-            fig, ax = plt.subplots(figsize=(5, 3.5))
+            ax = new_figure(5, 3.5, layout="constrained").subplots()
         t = self.table
         ax.plot(t["fraction"], t["f"], "o-", label=f"{label} (CPR {self.cpr:.2f})")
         ax.plot(t["fraction"], t["random_f"], "s--", color="grey", label="random")
@@ -83,8 +83,6 @@ class FaithfulnessCurve:
         ax.legend(frameon=False)
         if path is not None:
             save_figure(ax.figure, path)
-        if fig is not None and path is not None:
-            plt.close(fig)
         return ax
 
 
@@ -94,12 +92,12 @@ def pruning_ranking(circuit: Circuit) -> dict[str, float]:
     removed = [r["node"] for r in circuit.metadata.get("removed", [])]
     if "removed" not in circuit.metadata:
         raise ValueError("circuit has no 'removed' metadata: pass a prune_nodes result")
-    kept = circuit.heads() + circuit.mlps()
+    kept = circuit.components()
     order = kept + removed[::-1]
     return {name: float(len(order) - i) for i, name in enumerate(order)}
 
 
-def _universe(scorer, ranking: Mapping[Element, float]) -> tuple[str, Any, set]:
+def _universe(scorer: Scorer, ranking: Mapping[Element, float]) -> tuple[str, Any, set]:
     """Level of the ranking, the config to build circuits with and every valid element."""
     cfg = scorer.model.cfg
     keys = list(ranking)
@@ -121,7 +119,7 @@ def _circuit(level: str, config: Any, elements: list) -> Circuit:
     return Circuit.from_edges(config, elements)
 
 
-def _scores(scorer, level: str, config: Any, order: list, ks: list[int]) -> list[float]:
+def _scores(scorer: Scorer, level: str, config: Any, order: list, ks: list[int]) -> list[float]:
     cache: dict[int, float] = {}
     for k in ks:
         if k not in cache:
@@ -130,7 +128,7 @@ def _scores(scorer, level: str, config: Any, order: list, ks: list[int]) -> list
 
 
 def faithfulness_curve(
-    scorer,
+    scorer: Scorer,
     ranking: Mapping[Element, float],
     fractions: Sequence[float] = FRACTIONS,
     seed: int = 0,

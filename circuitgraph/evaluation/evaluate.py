@@ -4,7 +4,9 @@ held-out numbers: :func:`held_out_scorer`)."""
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -14,7 +16,7 @@ from circuitgraph.circuit.graph import Circuit
 from circuitgraph.evaluation.bootstrap import (
     METRICS,
     bootstrap_weights,
-    check_level,
+    check_confidence,
     check_resamples,
     interval,
     metric_name,
@@ -23,6 +25,10 @@ from circuitgraph.evaluation.bootstrap import (
 )
 from circuitgraph.scoring.layout import NodeMasks
 
+if TYPE_CHECKING:
+    from circuitgraph.scoring.scorer import Scorer
+    from circuitgraph.tasks.task import Task
+
 __all__ = ["Evaluation", "evaluate", "held_out_scorer", "without_components"]
 
 
@@ -30,7 +36,8 @@ __all__ = ["Evaluation", "evaluate", "held_out_scorer", "without_components"]
 class Evaluation:
     """What :func:`evaluate` measured.
 
-    ``score`` and ``ci`` are the scorer's metric with its ``level`` bootstrap interval;
+    ``score`` and ``ci`` are the scorer's metric with its bootstrap interval at level
+    ``confidence``;
     ``table`` has one row per metric (circuit value, CI, the full model's and the empty
     circuit's value); ``completeness`` is the score of the full model minus the circuit
     (low means the circuit holds what the model needs), with ``completeness_ci``;
@@ -49,17 +56,25 @@ class Evaluation:
     n_prompts: int = 0
     n_distinct: int = 0
     resamples: int = 0
-    level: float = 0.95
+    confidence: float = 0.95
+
+    @property
+    def level(self) -> float:
+        """Deprecated name of ``confidence`` (``level`` means a circuit's granularity)."""
+        warnings.warn(
+            "Evaluation.level is deprecated: use Evaluation.confidence", DeprecationWarning, 2
+        )
+        return self.confidence
 
     def __str__(self) -> str:
         low, high = self.ci
         return (
-            f"{self.metric} {self.score:.3f} [{low:.3f}, {high:.3f}] ({self.level:.0%} CI, "
+            f"{self.metric} {self.score:.3f} [{low:.3f}, {high:.3f}] ({self.confidence:.0%} CI, "
             f"{self.n_distinct} distinct prompts), completeness {self.completeness:.3f}"
         )
 
 
-def held_out_scorer(scorer, task):
+def held_out_scorer(scorer: Scorer, task: Task):
     """A Scorer like ``scorer`` (same model, metric, ablation, normalisation, direction) on
     ``task``; ValueError if ``task`` was built for another model."""
     from circuitgraph.scoring.scorer import Scorer
@@ -74,25 +89,25 @@ def held_out_scorer(scorer, task):
     return Scorer(
         scorer.model,
         task,
-        metric=scorer.metric.value,
-        ablation=scorer.ablation.value,
-        normalise=scorer.normalise.value,
-        direction=scorer.direction.value,
+        metric=scorer.metric,
+        ablation=scorer.ablation,
+        normalise=scorer.normalise,
+        direction=scorer.direction,
     )
 
 
 def _components(circuit: Circuit) -> list[str]:
     if circuit.level == "node":
-        return circuit.heads() + circuit.mlps()
+        return circuit.components()
     senders = {u for u, _ in circuit.sender_receiver_edges()}
-    return [n for n in circuit.heads() + circuit.mlps() if n in senders]
+    return [n for n in circuit.components() if n in senders]
 
 
 def without_components(circuit: Circuit, removed: set[str]) -> Circuit:
     """``circuit`` with the heads/MLPs in ``removed`` ablated (node level: dropped; edge
     level: their outgoing edges dropped)."""
     if circuit.level == "node":
-        kept = [n for n in circuit.heads() + circuit.mlps() if n not in removed]
+        kept = [n for n in circuit.components() if n not in removed]
         return Circuit.from_nodes(circuit.config, kept)
     edges = [(u, v) for u, v in circuit.sender_receiver_edges() if u not in removed]
     return Circuit.from_edges(circuit.config, edges)
@@ -104,7 +119,7 @@ def complement_circuit(circuit: Circuit) -> Circuit:
     return ~circuit
 
 
-def _full_model(scorer, values) -> dict[str, float]:
+def _full_model(scorer: Scorer, values) -> dict[str, float]:
     """The full model's value of every metric on the scorer's prompts."""
     top1 = scorer.clean_logprobs.argmax(dim=-1) == scorer.task.answer_ids
     return {
@@ -115,12 +130,19 @@ def _full_model(scorer, values) -> dict[str, float]:
     }
 
 
+def _node_present(scorer: Scorer, circuit: Circuit) -> torch.Tensor:
+    """The node mask ``present`` [1, P, S] of a node-level circuit."""
+    masks = scorer.masks(circuit)
+    assert isinstance(masks, NodeMasks)  # a node-level circuit
+    return masks.present
+
+
 @torch.no_grad()
-def _minimality(scorer, circuit: Circuit, score: float, batch_size: int) -> pd.Series:
+def _minimality(scorer: Scorer, circuit: Circuit, score: float, batch_size: int) -> pd.Series:
     names = _components(circuit)
     variants = [without_components(circuit, {name}) for name in names]
     if circuit.level == "node" and variants:
-        present = torch.cat([scorer.masks(c).present for c in variants])  # [V, P, S]
+        present = torch.cat([_node_present(scorer, c) for c in variants])  # [V, P, S]
         scores = torch.cat(
             [
                 scorer.score_masks(NodeMasks(present[lo : lo + batch_size]))
@@ -135,38 +157,73 @@ def _minimality(scorer, circuit: Circuit, score: float, batch_size: int) -> pd.S
     return drops.sort_values(ascending=False)
 
 
+def _arguments(scorer: Scorer, circuit: Circuit, confidence: float, level: float | None) -> tuple:
+    """(scorer, circuit, confidence) of a call in the old forms, with their warnings: the
+    old order ``evaluate(circuit, scorer)`` and ``level=`` for the CI level (stack levels:
+    this function, evaluate, torch.no_grad's wrapper, the caller)."""
+    if isinstance(scorer, Circuit) and not isinstance(circuit, Circuit):
+        warnings.warn(
+            "evaluate(circuit, scorer) is deprecated and will stop working in the next release: "
+            "call evaluate(scorer, circuit), the scorer first as in every other function",
+            FutureWarning,
+            stacklevel=4,
+        )
+        scorer, circuit = circuit, scorer
+    if level is not None:
+        if isinstance(level, str):
+            raise TypeError(
+                f"evaluate() has no granularity level (got level={level!r}); the level of the "
+                "confidence intervals is confidence=, e.g. confidence=0.95"
+            )
+        warnings.warn(
+            "evaluate(..., level=) is deprecated: the level of the confidence intervals is "
+            "confidence= (level means a circuit's granularity, node or edge)",
+            DeprecationWarning,
+            stacklevel=4,
+        )
+        confidence = level
+    return scorer, circuit, confidence
+
+
 @torch.no_grad()
 def evaluate(
+    scorer: Scorer,
     circuit: Circuit,
-    scorer,
     resamples: int = 1000,
     seed: int = 0,
-    level: float = 0.95,
+    confidence: float = 0.95,
     minimality: bool = True,
     batch_size: int = 16,
+    *,
+    level: float | None = None,
 ) -> Evaluation:
     """Faithfulness of ``circuit`` on ``scorer``'s prompts with bootstrap CIs over prompts.
 
     One masked forward pass runs the circuit, the full model minus the circuit, and the empty
     circuit together; every metric is kept per prompt and resampled ``resamples`` times over
-    the distinct clean prompts (``seed``), so the intervals cost about one score. Minimality
-    (one pass per component) can be switched off with ``minimality=False``.
+    the distinct clean prompts (``seed``), so the intervals cost about one score, at level
+    ``confidence``. Minimality (one pass per component) can be switched off with
+    ``minimality=False``.
+
+    Deprecated, for one release: the old order ``evaluate(circuit, scorer)`` (FutureWarning)
+    and ``level=`` for ``confidence=`` (DeprecationWarning).
 
     >>> import circuitgraph as cg
     >>> model = cg.load_model("toy-seq")
     >>> scorer = cg.Scorer(model, cg.make_task("months", model, n=24))
-    >>> result = evaluate(cg.full_circuit(model.cfg), scorer, minimality=False)
+    >>> result = evaluate(scorer, cg.full_circuit(model.cfg), minimality=False)
     >>> round(result.score, 4), result.ci[0] <= result.score <= result.ci[1]
     (1.0, True)
     """
+    scorer, circuit, confidence = _arguments(scorer, circuit, confidence, level)
     resamples = check_resamples(resamples)
-    level = check_level(level)
+    confidence = check_confidence(confidence)
     if not isinstance(circuit, Circuit):
         raise TypeError(f"circuit must be a Circuit, got {type(circuit).__name__}")
     empty = Circuit.from_nodes(circuit.config, [])
     variants = [circuit, complement_circuit(circuit), empty]
     if circuit.level == "node":
-        masks = NodeMasks(torch.cat([scorer.masks(c).present for c in variants]))
+        masks = NodeMasks(torch.cat([_node_present(scorer, c) for c in variants]))
         values = prompt_values(scorer, masks)
     else:
         parts = [prompt_values(scorer, scorer.masks(c)) for c in variants]
@@ -179,7 +236,7 @@ def evaluate(
         point = values.point(name)  # [3]
         boot = values.statistic(name, weights)  # [3, R]
         samples_of[name] = boot
-        low, high = interval(boot[0], level)
+        low, high = interval(boot[0], confidence)
         rows.append(
             {
                 "metric": name,
@@ -201,7 +258,7 @@ def evaluate(
         ci=(float(table.loc[own, "ci_low"]), float(table.loc[own, "ci_high"])),
         table=table,
         completeness=float(table.loc[own, "complement"]),
-        completeness_ci=interval(completeness_samples, level),
+        completeness_ci=interval(completeness_samples, confidence),
         minimality=_minimality(scorer, circuit, score, batch_size)
         if minimality
         else pd.Series(dtype=float, name="drop"),
@@ -209,7 +266,7 @@ def evaluate(
         n_prompts=len(scorer.task),
         n_distinct=int(groups.max()) + 1,
         resamples=resamples,
-        level=level,
+        confidence=confidence,
     )
 
 

@@ -14,32 +14,32 @@ import functools
 import itertools
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pandas as pd
 
 from circuitgraph.circuit.graph import Circuit
-from circuitgraph.circuit.setops import check_compatible
+from circuitgraph.circuit.setops import check_compatible, components, jaccard
 from circuitgraph.evaluation.bootstrap import check_resamples, prompt_groups
 from circuitgraph.evaluation.evaluate import Evaluation, evaluate
+from circuitgraph.options import Sampling, parse_enum, values
 from circuitgraph.parallel import run_many
+
+if TYPE_CHECKING:
+    from circuitgraph.circuit.graph import Edge
+    from circuitgraph.models.model_type import Model
+    from circuitgraph.tasks.task import Task
 
 __all__ = ["METHODS", "Stability", "jaccard", "stability"]
 
-METHODS = ("bootstrap", "seeds")
-
-
-def jaccard(a: set, b: set) -> float:
-    """|a & b| / |a | b| (1.0 for two empty sets)."""
-    union = a | b
-    return len(a & b) / len(union) if union else 1.0
+METHODS = values(Sampling)
 
 
 def _nodes(circuit: Circuit) -> set[str]:
-    return set(circuit.heads() + circuit.mlps())
+    return components(circuit, "nodes")
 
 
 def _edges(circuit: Circuit) -> set[tuple[str, str]]:
@@ -74,12 +74,12 @@ class Stability:
             raise ValueError(f"q must be in (0, 1], got {q!r}")
         config = self.circuits[0].config
         if len(self.edge_frequency):
-            kept = [e for e, f in self.edge_frequency.items() if f >= q - 1e-12]
+            kept = cast("list[Edge]", [e for e, f in self.edge_frequency.items() if f >= q - 1e-12])
             circuit = Circuit.from_edges(config, kept)
         else:
-            kept = [n for n, f in self.frequency.items() if f >= q - 1e-12]
+            kept = cast("list[str]", [n for n, f in self.frequency.items() if f >= q - 1e-12])
             circuit = Circuit.from_nodes(config, kept)
-        circuit.metadata = {"method": "consensus", "q": q, "runs": len(self.circuits)}
+        circuit.metadata = {"operation": "consensus", "q": q, "runs": len(self.circuits)}
         return circuit
 
     def summary(self) -> dict[str, float]:
@@ -89,7 +89,10 @@ class Stability:
             if column in self.runs and self.runs[column].notna().any():
                 out[f"{column}_mean"] = float(self.runs[column].mean())
                 out[f"{column}_sd"] = (
-                    float(self.runs[column].std(ddof=1)) if len(self.runs) > 1 else 0.0
+                    # pandas annotates Series.std as Series | float; a Series' is a float
+                    float(self.runs[column].std(ddof=1))  # pyright: ignore[reportArgumentType]
+                    if len(self.runs) > 1
+                    else 0.0
                 )
         for column in ("nodes", "edges"):
             if column in self.jaccard and len(self.jaccard):
@@ -97,7 +100,7 @@ class Stability:
         return out
 
 
-def _bootstrap_tasks(task, resamples: int, seed: int):
+def _bootstrap_tasks(task: Task, resamples: int, seed: int) -> Iterator[Task]:
     """Tasks of the distinct clean prompts drawn with replacement (all copies of a prompt)."""
     groups = prompt_groups(task.clean_prompts)
     rows_of = [np.flatnonzero(groups == g) for g in range(int(groups.max()) + 1)]
@@ -107,7 +110,9 @@ def _bootstrap_tasks(task, resamples: int, seed: int):
         yield task.subset(np.concatenate([rows_of[g] for g in drawn]).tolist())
 
 
-def _seed_tasks(task, resamples: int, seed: int, model: Any):
+def _seed_tasks(
+    task: Task | Callable[[int], Task], resamples: int, seed: int, model: Model | None
+) -> Iterator[Task]:
     if callable(task):
         for r in range(resamples):
             yield task(seed + r)
@@ -132,12 +137,12 @@ def _seed_tasks(task, resamples: int, seed: int, model: Any):
 
 
 def stability(
-    task,
-    discover: Callable[[Any], Circuit],
+    task: Task | Callable[[int], Task],
+    discover: Callable[[Task], Circuit],
     resamples: int = 5,
     seed: int = 0,
     method: str = "bootstrap",
-    model: Any = None,
+    model: Model | None = None,
     held_out=None,
     evaluate_resamples: int = 1000,
     client: Any = None,
@@ -159,16 +164,16 @@ def stability(
         loads its model by name, rather than one holding a loaded model.
     """
     resamples = check_resamples(resamples)
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; choose one of {METHODS}")
+    sampling = parse_enum(Sampling, method, "method")
+    method = sampling.value
     if not callable(discover):
         raise TypeError("discover must be a function Task -> Circuit")
-    if callable(task) and method == "bootstrap":
+    if callable(task) and sampling is Sampling.BOOTSTRAP:
         raise ValueError("method='bootstrap' resamples one Task: pass a Task, not a function")
     began = time.perf_counter()
     tasks = (
-        _bootstrap_tasks(task, resamples, seed)
-        if method == "bootstrap"
+        _bootstrap_tasks(cast("Task", task), resamples, seed)  # a Task (checked above)
+        if sampling is Sampling.BOOTSTRAP
         else _seed_tasks(task, resamples, seed, model)
     )
     tasks = list(tasks)
@@ -188,7 +193,7 @@ def stability(
             "seconds": seconds,
         }
         if held_out is not None:
-            result = evaluate(circuit, held_out, evaluate_resamples, seed, minimality=False)
+            result = evaluate(held_out, circuit, evaluate_resamples, seed, minimality=False)
             row |= {"held_out": result.score, "ci_low": result.ci[0], "ci_high": result.ci[1]}
         circuits.append(circuit)
         rows.append(row)
@@ -196,7 +201,7 @@ def stability(
     return _summarise(circuits, rows, method, held_out, evaluate_resamples, seed, began)
 
 
-def _timed(discover: Callable[[Any], Circuit], task: Any) -> tuple[Circuit, float]:
+def _timed(discover: Callable[[Task], Circuit], task: Task) -> tuple[Circuit, float]:
     """``discover(task)`` and the seconds it took (measured where it runs)."""
     start = time.perf_counter()
     circuit = discover(task)
@@ -233,7 +238,7 @@ def _summarise(circuits, rows, method, held_out, evaluate_resamples, seed, began
     )
     evaluation = None
     if held_out is not None:
-        evaluation = evaluate(result.consensus(0.5), held_out, evaluate_resamples, seed)
+        evaluation = evaluate(held_out, result.consensus(0.5), evaluate_resamples, seed)
     return Stability(
         circuits=circuits,
         runs=result.runs,

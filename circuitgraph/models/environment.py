@@ -12,7 +12,10 @@ import os
 import socket
 import urllib.parse
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from circuitgraph.models.model_type import Model
 
 DEVICES = "cpu, cuda, cuda:<index> or mps"
 
@@ -83,7 +86,7 @@ def resolve_dtype(dtype: Any) -> str:
     return name
 
 
-def model_device(model: Any) -> str:
+def model_device(model: Model) -> str:
     """The device the model's parameters are on (``"cpu"``, ``"cuda:0"``, ...)."""
     devices = {str(p.device) for p in model.parameters()}
     if len(devices) != 1:

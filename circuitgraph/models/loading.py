@@ -22,6 +22,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -51,6 +52,9 @@ from circuitgraph.models.random_models import (  # noqa: F401 (re-exported)
     parse_random_name,
 )
 
+if TYPE_CHECKING:
+    from circuitgraph.models.model_type import Model
+
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_HF_NAME = "HuggingFaceTB/SmolLM2-135M-Instruct"
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
@@ -74,7 +78,7 @@ def load_model(
     device: str | torch.device | None = None,
     dtype: str | torch.dtype = "float32",
     device_map: str | int | dict | None = None,
-) -> torch.nn.Module:
+) -> Model:
     """Return a TransformerLens ``TransformerBridge`` for ``name`` on ``device`` (default
     ``"cpu"``) in ``dtype`` (cached per process).
 
@@ -119,8 +123,11 @@ load_model.cache_clear = lambda: _load_model.cache_clear()  # type: ignore[attr-
 
 @functools.lru_cache(maxsize=32)  # the toy and tiny test models are small; reuse beats reload
 def _load_model(
-    name: str, device: str | None, dtype: str = "float32", device_map: object = None
-) -> torch.nn.Module:
+    name: str,
+    device: str | None,
+    dtype: str = "float32",
+    device_map: str | tuple[tuple[str, str], ...] | None = None,
+) -> Model:
     with quiet_transformers():
         model = _load_any(name, device, hf_device_map(device_map))
     if device_map is not None:  # wherever the map put it, as long as that is one place
@@ -130,6 +137,7 @@ def _load_model(
         device = devices[0]
     if dtype != "float32":  # every loader gives float32 weights; cast them once here
         model.to(dtype=getattr(torch, dtype))
+    assert device is not None  # given, or where the device_map put the model
     actual = model_device(model)
     if torch.device(actual) != torch.device(device):
         raise ModelLoadError(f"{name!r} loaded on {actual} instead of {device}")
@@ -149,7 +157,7 @@ PROMPT_FAMILY = {"gpt2": "gpt2", "pythia": "gpt2"}
 PREPEND_BOS = frozenset({"GPT2LMHeadModel", "GPTNeoXForCausalLM"})
 
 
-def default_prepend_bos(name: str, model: torch.nn.Module) -> bool:
+def default_prepend_bos(name: str, model: Model) -> bool:
     """Whether tasks for model ``name`` start with BOS by default: hub models of the GPT-2
     and GPT-NeoX/Pythia architectures (see :data:`PREPEND_BOS`); never the toy model, SmolLM2
     or random weights."""
@@ -158,7 +166,7 @@ def default_prepend_bos(name: str, model: torch.nn.Module) -> bool:
     return type(getattr(model, "original_model", None)).__name__ in PREPEND_BOS
 
 
-def _load_any(name: str, device: str | None, device_map: object = None) -> torch.nn.Module:
+def _load_any(name: str, device: str | None, device_map: object = None) -> Model:
     """``name`` on ``device``, or placed by ``device_map`` (then ``device`` is None)."""
     if name == "toy-seq":
         model = _load_toy(device, device_map)
@@ -180,9 +188,7 @@ def _load_any(name: str, device: str | None, device_map: object = None) -> torch
     return model.eval()
 
 
-def _bridge(
-    label: str, hf_model: torch.nn.Module, tokenizer, device: str | None
-) -> torch.nn.Module:
+def _bridge(label: str, hf_model: torch.nn.Module, tokenizer, device: str | None) -> Model:
     """Wrap ``hf_model``; it is moved to ``device`` (None: it stays where from_pretrained's
     device_map put it, which must be one device)."""
     from transformer_lens.model_bridge import TransformerBridge
@@ -201,7 +207,7 @@ def _bridge(
     return bridge
 
 
-def _family_of(model: torch.nn.Module) -> str:
+def _family_of(model: Model) -> str:
     name = str(getattr(model.cfg, "model_name", "")).lower()
     if "gpt2" in name or "pythia" in name:
         return "gpt2"
@@ -210,7 +216,7 @@ def _family_of(model: torch.nn.Module) -> str:
     return "other"
 
 
-def _load_toy(device: str | None, device_map: object = None) -> torch.nn.Module:
+def _load_toy(device: str | None, device_map: object = None) -> Model:
     from transformers import GPT2LMHeadModel
 
     if not (TOY_DIR / "model.safetensors").exists():
@@ -245,7 +251,7 @@ def smollm2_gguf_path() -> Path:
     return path
 
 
-def _load_smollm2(device: str | None, device_map: object = None) -> torch.nn.Module:
+def _load_smollm2(device: str | None, device_map: object = None) -> Model:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     converted = cache_dir() / "smollm2-135m"
@@ -267,19 +273,21 @@ def _convert_smollm2(target: Path) -> None:
     from transformers import modeling_gguf_pytorch_utils as gguf_utils
 
     gguf = smollm2_gguf_path()
-    bar = gguf_utils.tqdm  # a plain tqdm that ignores transformers' progress-bar switch
-    gguf_utils.tqdm = functools.partial(bar, disable=True)
+    namespace = gguf_utils.__dict__  # patched by name: the module imports tqdm, not exports it
+    bar = namespace["tqdm"]  # a plain tqdm that ignores transformers' progress-bar switch
+    namespace["tqdm"] = functools.partial(bar, disable=True)
     try:
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
         hf_model = AutoModelForCausalLM.from_pretrained(
             gguf.parent, gguf_file=gguf.name, dtype=torch.float32
         )
     finally:
-        gguf_utils.tqdm = bar
+        namespace["tqdm"] = bar
     # Weights are already float32; the GGUF quantizer marker only blocks save_pretrained.
-    hf_model.hf_quantizer = None
+    # (torch annotates Module.__setattr__'s value as Tensor | Module; it takes any value)
+    hf_model.hf_quantizer = None  # pyright: ignore[reportArgumentType]
     if hasattr(hf_model.config, "quantization_config"):
-        del hf_model.config.quantization_config
+        delattr(hf_model.config, "quantization_config")
     missing = [f for f in (target.parent, *target.parent.parents) if not f.exists()]
     for folder in reversed(missing):  # group-readable, unlike mkdtemp's 0700
         folder.mkdir(exist_ok=True)
@@ -298,7 +306,7 @@ def _convert_smollm2(target: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _load_random(name: str, device: str) -> tuple[torch.nn.Module, RandomPreset]:
+def _load_random(name: str, device: str | None) -> tuple[Model, RandomPreset]:
     preset, seed = parse_random_name(name)
     tokenizer = toy_tokenizer()
     vocab = preset.vocab_size or len(tokenizer)
@@ -316,9 +324,7 @@ def _special_ids(tokenizer, vocab: int) -> dict[str, int | None]:
     return ids
 
 
-def _load_transformer_lens(
-    name: str, device: str | None, device_map: object = None
-) -> torch.nn.Module:
+def _load_transformer_lens(name: str, device: str | None, device_map: object = None) -> Model:
     from transformer_lens.model_bridge import TransformerBridge
     from transformer_lens.supported_models import get_official_model_name
 

@@ -3,6 +3,8 @@ over several devices (circuitgraph stacks every layer's weights, so a model must
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from circuitgraph.models.environment import ModelLoadError, resolve_device
@@ -58,11 +60,11 @@ def split_message(what: str, devices: list[str]) -> str:
     )
 
 
-def hf_device_map(key: object) -> str | dict[str, str] | None:
+def hf_device_map(key: str | tuple[tuple[str, str], ...] | None) -> str | dict[str, str] | None:
     """A :func:`device_map_key` back in the form from_pretrained takes."""
     return dict(key) if isinstance(key, tuple) else key
 
 
-def pretrained_kwargs(device_map: object) -> dict[str, object]:
+def pretrained_kwargs(device_map: object) -> dict[str, Any]:
     """from_pretrained's keyword for a device map (none without one)."""
     return {} if device_map is None else {"device_map": device_map}

@@ -142,7 +142,8 @@ def build_hf_model(preset: RandomPreset, vocab: int, special_ids: dict) -> torch
             num_attention_heads=preset.n_heads,
             vocab_size=vocab,
             max_position_embeddings=preset.n_ctx,
-            rotary_pct=0.25,
+            # transformers pops rotary_pct from **kwargs; its dataclass signature omits it
+            rotary_pct=0.25,  # pyright: ignore[reportCallIssue]
             use_parallel_residual=True,
             initializer_range=preset.init / 1000,
             **special_ids,

@@ -18,17 +18,37 @@ verdict: compare with :func:`prune_edges` using :func:`compare_with_pruned`.
 
 from __future__ import annotations
 
+import time
+from typing import TYPE_CHECKING, Any
+
 import torch
 from torch import Tensor
 
 from circuitgraph.circuit.graph import Circuit, full_circuit
+from circuitgraph.circuit.provenance import provenance
 from circuitgraph.circuit.setops import overlap_table
+from circuitgraph.options import Direction, Estimator, parse_enum, values
 from circuitgraph.prune.schedule import Edge, edge_schedule
 from circuitgraph.scoring.layout import EdgeMasks
 from circuitgraph.scoring.masks import check_same_model, edge_masks
 from circuitgraph.scoring.patching import edge_forward
 
-METHODS = ("eap", "eap_ig")
+if TYPE_CHECKING:
+    from circuitgraph.scoring.scorer import Scorer
+
+METHODS = values(Estimator)
+
+
+class EdgeScores(dict):
+    """{(sender, receiver): score} with the ``metadata`` (provenance: ``"method":
+    "attribution"``, see :mod:`circuitgraph.circuit.provenance`) that ``Circuit.top_k`` and
+    ``Circuit.threshold`` give the circuits they select."""
+
+    metadata: dict[str, Any]
+
+    def __init__(self, scores: dict[Edge, float], metadata: dict[str, Any]) -> None:
+        super().__init__(scores)
+        self.metadata = metadata
 
 
 def _scaled(masks: EdgeMasks, alpha: float, denoising: bool) -> EdgeMasks:
@@ -38,12 +58,14 @@ def _scaled(masks: EdgeMasks, alpha: float, denoising: bool) -> EdgeMasks:
     return scaled.complement() if denoising else scaled
 
 
-def _input_gradients(scorer, masks: EdgeMasks, alphas: list[float]) -> tuple[dict, Tensor]:
+def _input_gradients(scorer: Scorer, masks: EdgeMasks, alphas: list[float]) -> tuple[dict, Tensor]:
     """Mean receiver-input gradients over ``alphas`` and the full circuit's delta [n,p,S,d]."""
     comp, n = scorer.components, len(scorer.task)
     p, H, d = scorer.task.seq_len, comp.n_heads, comp.d_model
-    denoising = scorer.direction.value == "denoising"
-    shapes = {f"attention.{L}": (1, n, p, 3 * H, d) for L in range(comp.n_layers)}
+    denoising = scorer.direction is Direction.DENOISING
+    shapes: dict[str, tuple[int, ...]] = {
+        f"attention.{L}": (1, n, p, 3 * H, d) for L in range(comp.n_layers)
+    }
     shapes |= {f"mlp.{L}": (1, n, p, d) for L in range(comp.n_layers)}
     shapes["logits"] = (1, n, d)
     device = comp.device
@@ -70,15 +92,21 @@ def _input_gradients(scorer, masks: EdgeMasks, alphas: list[float]) -> tuple[dic
 
 
 def attribute_edges(
-    scorer, method: str = "eap", steps: int = 5, start: Circuit | None = None, qkv: bool = True
-) -> dict[Edge, float]:
+    scorer: Scorer,
+    method: str | Estimator = "eap",
+    steps: int = 5,
+    start: Circuit | None = None,
+    qkv: bool = True,
+) -> EdgeScores:
     """Estimated worsening of the metric when each edge of ``start`` is removed alone.
 
     Returns {(sender, receiver): score} for every sender -> receiver edge of ``start``
-    (default: the full graph with ``qkv``), higher = more important.
+    (default: the full graph with ``qkv``), higher = more important: a dict whose
+    ``metadata`` (the provenance, with ``method`` recorded as ``parameters["estimator"]``)
+    the circuits of ``Circuit.top_k(scores, k)`` and ``Circuit.threshold`` carry.
     """
-    if method not in METHODS:
-        raise ValueError(f"unknown attribution method {method!r}; choose one of {METHODS}")
+    began = time.perf_counter()
+    estimator = parse_enum(Estimator, method, "attribution method")
     if not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be a positive integer, got {steps!r}")
     circuit = full_circuit(scorer.model.cfg, qkv=qkv) if start is None else start
@@ -86,11 +114,11 @@ def attribute_edges(
     masks = edge_masks(
         circuit, scorer.layout, scorer.task.seq_len, scorer.device, scorer.components.dtype
     )
-    alphas = [1.0] if method == "eap" else [(i + 0.5) / steps for i in range(steps)]
+    alphas = [1.0] if estimator is Estimator.EAP else [(i + 0.5) / steps for i in range(steps)]
     with torch.enable_grad():
         grads, delta = _input_gradients(scorer, masks, alphas)
     # Removing an edge lowers its mask (noising) or raises it (denoising) by one.
-    direction = -1.0 if scorer.direction.value == "noising" else 1.0
+    direction = -1.0 if scorer.direction is Direction.NOISING else 1.0
     sign = -direction if scorer.higher_is_better() else direction
     scores: dict[Edge, float] = {}
     for step in edge_schedule(circuit, scorer.layout):
@@ -107,7 +135,9 @@ def attribute_edges(
                 grad = grads[f"attention.{receiver.layer}"][0][:, :, list(receiver.slots)]
                 value = (delta[:, pos, index, None] * grad[:, pos]).sum()
             scores[(sender, receiver.name)] = sign * float(value)
-    return scores
+    parameters = {"estimator": estimator, "steps": steps, "qkv": circuit.config.qkv}
+    metadata = provenance("attribution", scorer, parameters, start)
+    return EdgeScores(scores, metadata | {"seconds": time.perf_counter() - began})
 
 
 def compare_with_pruned(attributed: Circuit, pruned: Circuit):

@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from circuitgraph.options import Method, parse_enum
+
+if TYPE_CHECKING:
+    from circuitgraph.scoring.scorer import Scorer
+    from circuitgraph.tasks.task import Task
+
+PRUNING = (Method.NODES, Method.EDGES)
 
 
 @dataclass(frozen=True)
@@ -22,10 +30,10 @@ class Discovery:
     prune: dict[str, Any] = field(default_factory=dict)  # prune_nodes / prune_edges options
 
     def __post_init__(self) -> None:
-        if self.method not in ("nodes", "edges"):
+        if self.method not in PRUNING:  # str members: equal to their values
             raise ValueError(f"method must be 'nodes' or 'edges', got {self.method!r}")
 
-    def __call__(self, task: Any) -> Any:
+    def __call__(self, task: Task) -> Any:
         import torch
 
         from circuitgraph.models.loading import load_model
@@ -38,12 +46,12 @@ class Discovery:
         model = load_model(self.model, device=self.device, dtype=self.dtype)
         scorer = Scorer(model, task, **self.scorer)
         options = {"progress": False, **self.prune}
-        if self.method == "nodes":
+        if parse_enum(Method, self.method) is Method.NODES:
             return prune_nodes(scorer, self.threshold, **options)
         return prune_edges(scorer.with_metric("kl"), self.tau, **options)
 
     @classmethod
-    def like(cls, scorer: Any, **changes: Any) -> Discovery:
+    def like(cls, scorer: Scorer, **changes: Any) -> Discovery:
         """A Discovery with ``scorer``'s model and settings (the model must have been loaded
         by name with ``cg.load_model``, so that workers can load it too)."""
         name = getattr(scorer.model, "circuitgraph_name", None)

@@ -6,11 +6,12 @@ the current circuit and the circuit re-scored; the removal stands when the metri
 worse by less than ``tau`` (the running score becomes the new one), otherwise the edge is
 restored. Two implementations take exactly these decisions:
 
-- ``method="reference"``: builds the candidate :class:`Circuit` and calls
-  ``scorer.score`` for every tested edge (one full masked forward pass each): the oracle.
-- ``method="fast"`` (default): caches every activation upstream of the receiver, recomputes
-  only the heads and MLPs whose inputs change, and tests a window of candidate edges as one
-  batch of speculative variants (see :mod:`circuitgraph.prune.incremental`).
+- ``method="reference"`` (the engine; ``"engine"`` in the metadata): builds the candidate
+  :class:`Circuit` and calls ``scorer.score`` for every tested edge (one full masked forward
+  pass each): the oracle.
+- ``method="fast"`` (the default engine): caches every activation upstream of the receiver,
+  recomputes only the heads and MLPs whose inputs change, and tests a window of candidate
+  edges as one batch of speculative variants (see :mod:`circuitgraph.prune.incremental`).
 
 ``order="acdc"`` follows the ACDC reference implementation's visit order, tests its Q/K/V
 direct edges and removes untested the edges into receivers nothing reads any more, so it
@@ -23,10 +24,13 @@ import math
 import time
 from collections import Counter
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import torch
 
 from circuitgraph.circuit.graph import Circuit, full_circuit
+from circuitgraph.circuit.provenance import provenance
+from circuitgraph.options import Direction, EdgeOrder, Engine, Metric, parse_enum, values
 from circuitgraph.prune.batching import BatchSizer, CostModel
 from circuitgraph.prune.incremental import IncrementalEvaluator
 from circuitgraph.prune.progress import EdgeProgress
@@ -35,8 +39,11 @@ from circuitgraph.scoring.layout import EdgeMasks
 from circuitgraph.scoring.masks import check_same_model, edge_masks
 from circuitgraph.scoring.memory import check_memory
 
-METHODS = ("fast", "reference")
-ORDERS = ("canonical", "acdc")
+if TYPE_CHECKING:
+    from circuitgraph.scoring.scorer import Scorer
+
+METHODS = values(Engine)  # prune_edges(method=...): the engine
+ORDERS = values(EdgeOrder)
 
 
 def worsening(running: float, new: float, higher_is_better: bool) -> float:
@@ -44,7 +51,7 @@ def worsening(running: float, new: float, higher_is_better: bool) -> float:
     return running - new if higher_is_better else new - running
 
 
-def _start_circuit(scorer, start: Circuit | None, qkv: bool, positions: bool) -> Circuit:
+def _start_circuit(scorer: Scorer, start: Circuit | None, qkv: bool, positions: bool) -> Circuit:
     if start is None:
         seq = range(scorer.task.seq_len) if positions else None
         return full_circuit(scorer.model.cfg, qkv=qkv, positions=seq)
@@ -65,14 +72,14 @@ def check_tau(tau: object) -> float:
 
 
 def prune_edges(
-    scorer,
+    scorer: Scorer,
     tau: float,
     metric: str | None = None,
     start: Circuit | None = None,
     qkv: bool = True,
     positions: bool = False,
-    method: str = "fast",
-    order: str = "canonical",
+    method: str | Engine = "fast",
+    order: str | EdgeOrder = "canonical",
     window: int = 16,
     progress: bool = True,
 ) -> Circuit:
@@ -86,7 +93,8 @@ def prune_edges(
     metric: ``"kl"`` or ``"logit_diff"`` (default: the scorer's own metric).
     start: prune within this circuit's edges (e.g. a node-pruned circuit); its Q/K/V split and
         positions are used. Default: the full graph with ``qkv`` and ``positions``.
-    method: ``"fast"`` or ``"reference"`` (identical decisions; the reference is the oracle).
+    method: the engine, ``"fast"`` or ``"reference"`` (identical decisions; the reference is
+        the oracle); recorded as ``metadata["parameters"]["engine"]``.
     order: ``"canonical"`` (receivers in reverse canonical order, latest senders first) or
         ``"acdc"`` (the ACDC reference implementation's order, with its Q/K/V direct edges
         and its untested removals; position-free circuits and noising only). ACDC's result
@@ -103,15 +111,13 @@ def prune_edges(
     (``metadata["score"]``) next to the running score (``metadata["running_score"]``).
     """
     tau = check_tau(tau)
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; choose one of {METHODS}")
-    if order not in ORDERS:
-        raise ValueError(f"unknown order {order!r}; choose one of {ORDERS}")
+    engine = parse_enum(Engine, method, "method")
+    order = parse_enum(EdgeOrder, order, "order")
     if isinstance(window, bool) or not isinstance(window, int) or window < 1:
         raise ValueError(f"window must be a positive integer, got {window!r}")
-    if metric is not None and metric != scorer.metric.value:
+    if metric is not None and parse_enum(Metric, metric, "metric") is not scorer.metric:
         scorer = scorer.with_metric(metric)
-    if order == "acdc" and scorer.direction.value != "noising":
+    if order is EdgeOrder.ACDC and scorer.direction is not Direction.NOISING:
         raise ValueError(
             "order='acdc' follows the ACDC reference, which patches corrupted values into the "
             "clean run: use direction='noising', or the canonical order for denoising"
@@ -120,30 +126,26 @@ def prune_edges(
     circuit = _start_circuit(scorer, start, qkv, positions)
     if circuit.config.positions is not None:
         scorer.check_aligned()  # before any work: positions must mean the same in every prompt
-    steps = (acdc_schedule if order == "acdc" else edge_schedule)(circuit, scorer.layout)
+    steps = (acdc_schedule if order is EdgeOrder.ACDC else edge_schedule)(circuit, scorer.layout)
     started = time.perf_counter()
     record = _Record(circuit)
-    run = _prune_reference if method == "reference" else _prune_fast
+    run = _prune_reference if engine is Engine.REFERENCE else _prune_fast
     running, evaluations = run(scorer, circuit, steps, tau, window, progress, record)
     kept: dict[Edge, dict] = {edge: {} for edge in record.present}
     for edge, effect, _ in record.tested:
         if edge in kept:
             kept[edge] = {"effect": effect}
     result = Circuit.from_edges(circuit.config, kept, internal=False).prune_dangling()
+    parameters = {
+        "tau": tau,
+        "engine": engine,
+        "order": order,
+        "window": window,
+        "qkv": circuit.config.qkv,
+        "positions": circuit.config.positions is not None,
+    }
     result.metadata = {
-        **circuit.metadata,
-        "method": "edges",
-        "parameters": {
-            "tau": tau,
-            "metric": scorer.metric.value,
-            "method": method,
-            "order": order,
-            "window": window,
-            "ablation": scorer.ablation.value,
-            "direction": scorer.direction.value,
-        },
-        "task": scorer.task.name,
-        "model": scorer.model_name,
+        **provenance("edges", scorer, parameters, start),
         "tested": [[u, v, effect, removed] for (u, v), effect, removed in record.tested],
         "untested": [[u, v, at] for (u, v), at in record.untested],
         "running_score": running,
@@ -191,12 +193,12 @@ class _Record:
             self._remove(edges)
 
 
-def _bar(scorer, steps: list[Step], progress: bool, what: str) -> EdgeProgress:
+def _bar(scorer: Scorer, steps: list[Step], progress: bool, what: str) -> EdgeProgress:
     return EdgeProgress(steps, scorer.layout.n_layers, what, disable=not progress)
 
 
 def _prune_reference(
-    scorer,
+    scorer: Scorer,
     circuit: Circuit,
     steps: list[Step],
     tau: float,
@@ -250,7 +252,7 @@ def _variants(masks: EdgeMasks, step: Step, removals: list[list[int]]) -> EdgeMa
 
 
 def _prune_fast(
-    scorer,
+    scorer: Scorer,
     circuit: Circuit,
     steps: list[Step],
     tau: float,

@@ -23,15 +23,20 @@ positions (1 or p), S senders, d d_model, k receiver slots.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import Tensor
 
+from circuitgraph.options import Direction, Metric
 from circuitgraph.prune.batching import Work
 from circuitgraph.prune.live import effective, reachable, unchanged_positions
 from circuitgraph.prune.schedule import Receiver
 from circuitgraph.scoring.layout import EdgeMasks
-from circuitgraph.scoring.metrics import Metric
 from circuitgraph.scoring.patching import at_last, edge_forward, expand_positions, fixed_prefix_sums
+
+if TYPE_CHECKING:
+    from circuitgraph.scoring.scorer import Scorer
 
 
 class _Changes:
@@ -59,9 +64,7 @@ class _Changes:
 class IncrementalEvaluator:
     """Holds the current circuit's masks and activations; scores variants of it quickly."""
 
-    def __init__(self, scorer, masks: EdgeMasks) -> None:
-        from circuitgraph.scoring.scorer import Direction
-
+    def __init__(self, scorer: Scorer, masks: EdgeMasks) -> None:
         self.scorer = scorer
         self.comp, self.layout = scorer.components, scorer.layout
         self.denoising = scorer.direction is Direction.DENOISING

@@ -4,10 +4,16 @@ which leading positions no circuit can change."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import Tensor
 
+from circuitgraph.options import Ablation
 from circuitgraph.scoring.layout import EdgeMasks, Layout
+
+if TYPE_CHECKING:
+    from circuitgraph.scoring.scorer import Scorer
 
 
 def reachable(
@@ -22,6 +28,7 @@ def reachable(
     reach = torch.zeros(V, P, S, dtype=torch.bool, device=masks.logits.device)
     reach[:, :, 0] = True
     if first:
+        assert known is not None, "first > 0 needs the known senders"
         before = layout.senders_before_attention(first)
         reach[:, :, :before] = known[:, :, :before]
     for layer in range(first, layout.n_layers):
@@ -53,6 +60,7 @@ def effective(
         result = result.complement()
     if not first:
         return result
+    assert known is not None, "first > 0 needs the known masks"
     V = masks.logits.shape[0]
     return EdgeMasks(
         [m.expand(V, *m.shape[1:]) for m in known.attention[:first]] + result.attention,
@@ -61,11 +69,11 @@ def effective(
     )
 
 
-def unchanged_positions(scorer) -> int:
+def unchanged_positions(scorer: Scorer) -> int:
     """Leading positions no circuit can change: with resample ablation the fixed values are
     the other run's own activations, so before the first position where any clean and
     corrupted prompt differ both runs hold the same values (causal attention). 0 otherwise."""
-    if scorer.ablation.value != "resample":
+    if scorer.ablation is not Ablation.RESAMPLE:
         return 0
     clean, corrupted = scorer.task.clean_tokens, scorer.task.corrupted_tokens  # [n, p]
     differs = (clean != corrupted).any(dim=0)  # [p]

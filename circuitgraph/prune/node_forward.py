@@ -11,14 +11,19 @@ from __future__ import annotations
 
 import math
 import time
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
+from circuitgraph.options import Direction
 from circuitgraph.scoring.layout import NodeMasks
 from circuitgraph.scoring.memory import slices
 from circuitgraph.scoring.patching import at_last, live_senders, node_stage
 from circuitgraph.scoring.scorer import complement_masks
+
+if TYPE_CHECKING:
+    from circuitgraph.scoring.scorer import Scorer
 
 
 class NodeForward:
@@ -27,10 +32,10 @@ class NodeForward:
     ``present`` [P, S] is the search's current circuit, shared and updated in place.
     """
 
-    def __init__(self, scorer, present: Tensor) -> None:
+    def __init__(self, scorer: Scorer, present: Tensor) -> None:
         self.scorer = scorer
         self.comp, self.layout, self.present = scorer.components, scorer.layout, present
-        self.denoising = scorer.direction.value == "denoising"
+        self.denoising = scorer.direction is Direction.DENOISING
         n, p = scorer.run_tokens.shape
         self.n = n
         self.fixed = scorer.fixed.expand(n, p, self.layout.n_senders, self.comp.d_model)
@@ -118,9 +123,11 @@ class NodeForward:
                         before = pre if before is None else torch.cat([before, pre])
                     rows += joining
                     active = live[rows]
+                assert resid is not None  # every variant joins at min(starts) or later
                 if stage % 2 == 0:
                     before = resid
                 resid = self.stage(stage, resid, active, before, prompts)
+        assert resid is not None  # starts is not empty
         inverse = torch.empty(len(rows), dtype=torch.long, device=resid.device)
         inverse[rows] = torch.arange(len(rows), device=resid.device)
         return at_last(resid, last, 1)[inverse]

@@ -13,30 +13,26 @@ import random
 import time
 import warnings
 from dataclasses import dataclass, replace
-from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from tqdm.auto import tqdm
 
 from circuitgraph.circuit.graph import Circuit, full_circuit
 from circuitgraph.circuit.nodes import CircuitConfig
+from circuitgraph.circuit.provenance import provenance
+from circuitgraph.options import Metric, NodeOrder, parse_enum, values
 from circuitgraph.prune.node_forward import NodeForward, calibrate
 from circuitgraph.scoring.layout import NodeMasks
 from circuitgraph.scoring.memory import check_memory
-from circuitgraph.scoring.metrics import Metric, parse_enum
+
+if TYPE_CHECKING:
+    from circuitgraph.scoring.scorer import Scorer
 
 __all__ = ["ORDERS", "Order", "prune_nodes"]
 
-
-class Order(str, Enum):
-    BACKWARD = "backward"  # layer last to first: MLP L, then heads L.0 .. L.n (the paper)
-    FORWARD = "forward"  # layer first to last: heads L.0 .. L.n, then MLP L
-    BACKWARD_FORWARD = "backward_forward"  # alternate sweeps until one removes nothing
-    RANDOM = "random"  # one sweep in a seeded random order
-
-
-ORDERS = tuple(order.value for order in Order)
+Order = NodeOrder  # the name before circuitgraph.options
+ORDERS = values(NodeOrder)
 CHECK_TOLERANCE = 1e-3  # running vs re-measured score; a larger gap means a bug
 TOLERANCE = 1e-5  # scores this close to a bound count as meeting it (float noise)
 
@@ -60,7 +56,9 @@ class Search:
     prediction is the one-at-a-time decision; the rest of the window is re-evaluated.
     """
 
-    def __init__(self, scorer, present, floor: float, max_drop: float | None, batch_size: int):
+    def __init__(
+        self, scorer: Scorer, present, floor: float, max_drop: float | None, batch_size: int
+    ):
         self.scorer, self.present = scorer, present
         self.floor, self.max_drop = floor, max_drop
         # Tries in one batch: at most what fits the memory budget over every prompt (the
@@ -70,7 +68,7 @@ class Search:
         self.removed: list[dict[str, Any]] = []
         self.kept: list[dict[str, Any]] = []  # refused removals: the score without the node
         self.tries = self.evaluations = self.batches = self.sweeps = 0
-        self.bar = None
+        self.bar: tqdm | None = None
         self.tried: set[str] = set()  # tried in an earlier sweep, so kept then
         self.accept_rate: dict[tuple[str, bool], float] = {}
         self.miss = 0.5  # running rate of wrong predictions
@@ -156,6 +154,7 @@ class Search:
             starts.append(min(c.stage for c in (*assumed, candidate)))
             if guesses[k]:
                 assumed.append(candidate)
+        assert self.forward is not None  # batches run with a NodeForward
         final = self.forward.final(present, starts)
         scores = self.scorer.metric_from_final(final).tolist()
         self.evaluations += len(window)
@@ -194,7 +193,9 @@ def _candidates(
     ]
 
 
-def _check_arguments(scorer, threshold: float, relative: float | None, batch_size: int) -> None:
+def _check_arguments(
+    scorer: Scorer, threshold: float, relative: float | None, batch_size: int
+) -> None:
     if scorer.metric is Metric.KL:
         raise ValueError(
             "prune_nodes needs a higher-is-better metric ('logit_diff' or 'accuracy'); for KL "
@@ -213,7 +214,9 @@ def _check_arguments(scorer, threshold: float, relative: float | None, batch_siz
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
 
 
-def _start_present(scorer, start: Circuit | None, positions: bool) -> tuple[torch.Tensor, bool]:
+def _start_present(
+    scorer: Scorer, start: Circuit | None, positions: bool
+) -> tuple[torch.Tensor, bool]:
     """The start circuit as a present mask [P, S] (P = 1, or seq_len position-wise) and its
     Q/K/V setting; ValueError for a circuit of another model, edge-level or partly positional."""
     seq_len = scorer.task.seq_len
@@ -224,7 +227,7 @@ def _start_present(scorer, start: Circuit | None, positions: bool) -> tuple[torc
         ), True
     if not isinstance(start, Circuit) or start.level != "node":
         raise ValueError("start must be a node-level Circuit (e.g. from prune_nodes)")
-    ours = CircuitConfig.from_model_config(scorer.model.cfg).model_name
+    ours = CircuitConfig.from_model(scorer.model.cfg).model_name
     theirs = start.config.model_name
     if "unknown" not in (ours, theirs) and ours != theirs:
         raise ValueError(f"start circuit is for model {theirs!r}, the scorer's model is {ours!r}")
@@ -233,13 +236,15 @@ def _start_present(scorer, start: Circuit | None, positions: bool) -> tuple[torc
         raise ValueError("start circuit is position-wise: pass positions=True")
     if listed is not None and listed != tuple(range(seq_len)):
         raise ValueError(f"position-wise start must list every position 0..{seq_len - 1}")
-    present = scorer.masks(start).present[0].clone()  # checks the model shape
+    masks = scorer.masks(start)  # checks the model shape
+    assert isinstance(masks, NodeMasks)  # start is node-level (checked above)
+    present = masks.present[0].clone()
     if positions:
         present = present.expand(seq_len, -1).clone()
     return present, start.config.qkv
 
 
-def _result(scorer, present: torch.Tensor, qkv: bool, positions: bool) -> Circuit:
+def _result(scorer: Scorer, present: torch.Tensor, qkv: bool, positions: bool) -> Circuit:
     names = scorer.layout.sender_names()
     kept = (present[:, 1:] > 0.5).nonzero().tolist()
     if positions:
@@ -249,17 +254,17 @@ def _result(scorer, present: torch.Tensor, qkv: bool, positions: bool) -> Circui
 
 
 def _sweeps(
-    order: Order, layout, include_mlps: bool, n_positions: int | None, seed: int, repeat: bool
+    order: NodeOrder, layout, include_mlps: bool, n_positions: int | None, seed: int, repeat: bool
 ):
     """Yield the candidate list of each sweep; the caller stops after a sweep removes nothing
     (``backward_forward``, and any order with ``repeat``, sweep until then)."""
     backward = _candidates(layout, include_mlps, False, n_positions)
-    if order is not Order.BACKWARD_FORWARD:
-        if order is Order.RANDOM:
+    if order is not NodeOrder.BACKWARD_FORWARD:
+        if order is NodeOrder.RANDOM:
             random.Random(seed).shuffle(backward)
         sweep = (
             _candidates(layout, include_mlps, True, n_positions)
-            if order is Order.FORWARD
+            if order is NodeOrder.FORWARD
             else backward
         )
         yield sweep
@@ -273,10 +278,10 @@ def _sweeps(
 
 
 def prune_nodes(
-    scorer,
+    scorer: Scorer,
     threshold: float = 0.8,
     relative: float | None = None,
-    order: str = "backward",
+    order: str | NodeOrder = "backward",
     seed: int | None = None,
     include_mlps: bool = True,
     start: Circuit | None = None,
@@ -309,9 +314,10 @@ def prune_nodes(
 
     Returns
     -------
-    A node-level ``Circuit`` whose metadata records the parameters, every removal
-    (``{"node", "step", "sweep", "score"}``, score after the removal) and ``"score"``, the
-    result re-measured with ``scorer.score``.
+    A node-level ``Circuit`` whose metadata records its provenance (``"method": "nodes"``,
+    the scorer's settings and the parameters: see :mod:`circuitgraph.circuit.provenance`),
+    every removal (``{"node", "step", "sweep", "score"}``, score after the removal) and
+    ``"score"``, the result re-measured with ``scorer.score``.
 
     Examples
     --------
@@ -327,8 +333,8 @@ def prune_nodes(
     check_memory(scorer.memory, scorer.max_memory, "nodes")
     if positions:
         scorer.check_aligned()  # before any work: positions must mean the same in every prompt
-    parsed = parse_enum(Order, order, "order")
-    seed = 0 if seed is None and parsed is Order.RANDOM else seed
+    order = parse_enum(NodeOrder, order, "order")
+    seed = 0 if seed is None and order is NodeOrder.RANDOM else seed
     present, qkv = _start_present(scorer, start, positions)
     start_size = int(present[:, 1:].sum())
     reference = 1.0
@@ -343,9 +349,9 @@ def prune_nodes(
     )
     start_score = search.score
     n_positions = scorer.task.seq_len if positions else None
-    with tqdm(total=0, desc=f"prune_nodes ({parsed.value})", disable=not progress) as bar:
+    with tqdm(total=0, desc=f"prune_nodes ({order.value})", disable=not progress) as bar:
         search.bar = bar
-        for sweep in _sweeps(parsed, scorer.layout, include_mlps, n_positions, seed or 0, repeat):
+        for sweep in _sweeps(order, scorer.layout, include_mlps, n_positions, seed or 0, repeat):
             if not search.sweep(sweep):
                 break
     result = _result(scorer, search.present.cpu(), qkv, positions)
@@ -357,14 +363,7 @@ def prune_nodes(
             stacklevel=2,
         )
     result.metadata = {
-        "method": "prune_nodes",
-        "model": scorer.model_name,
-        "task": scorer.task.name,
-        "n_prompts": len(scorer.task),
-        "metric": scorer.metric.value,
-        "ablation": scorer.ablation.value,
-        "direction": scorer.direction.value,
-        "parameters": _parameters(locals()),
+        **provenance("nodes", scorer, _parameters(locals()), start),
         "reference": reference,
         "start_score": start_score,
         "start_size": start_size,
@@ -382,7 +381,6 @@ def prune_nodes(
     return result
 
 
-def _parameters(values: dict[str, Any]) -> dict[str, Any]:
+def _parameters(arguments: dict[str, Any]) -> dict[str, Any]:
     names = ("threshold", "relative", "order", "seed", "include_mlps", "positions", "batch_size")
-    names += ("repeat",)
-    return {name: values[name] for name in names} | {"start": values["start"] is not None}
+    return {name: arguments[name] for name in (*names, "repeat")}

@@ -16,6 +16,7 @@ same decisions):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from circuitgraph.circuit.nodes import (
     Node,
@@ -26,6 +27,9 @@ from circuitgraph.circuit.nodes import (
     node_sort_key,
 )
 from circuitgraph.scoring.layout import QKV, EdgeMasks, Layout
+
+if TYPE_CHECKING:
+    from circuitgraph.circuit.graph import Circuit
 
 Edge = tuple[str, str]
 
@@ -124,7 +128,7 @@ def sender_index(attrs: dict, layout: Layout) -> int:
     return layout.sender_index(attrs["kind"], attrs["layer"], attrs.get("head"))
 
 
-def edge_schedule(circuit, layout: Layout) -> list[Step]:
+def edge_schedule(circuit: Circuit, layout: Layout) -> list[Step]:
     """Every sender -> receiver edge of ``circuit``, grouped by receiver, in pruning order."""
     incoming: dict[str, list[str]] = {}
     for sender, receiver in circuit.sender_receiver_edges():
@@ -148,6 +152,7 @@ def _acdc_sender_key(name: str) -> tuple[int, ...]:
     node = Node.parse(name)
     if node.kind == NodeKind.EMBED:
         return (1, 0, 0, 0)
+    assert node.layer is not None  # heads and MLPs have a layer
     return (0, -node.layer, int(node.kind == NodeKind.HEAD), node.head or 0)
 
 
@@ -166,7 +171,7 @@ def _acdc_inputs(config, layer: int) -> list[str]:
     return names
 
 
-def acdc_schedule(circuit, layout: Layout) -> list[Step]:
+def acdc_schedule(circuit: Circuit, layout: Layout) -> list[Step]:
     """The ACDC reference's visit order over ``circuit``'s edges (position-free circuits).
 
     ``logits``; then for each layer from the last: the MLP, the direct edges of the layer's

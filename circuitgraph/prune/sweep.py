@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from circuitgraph.circuit.graph import Circuit
 from circuitgraph.prune.nodes import prune_nodes
 
+if TYPE_CHECKING:
+    from circuitgraph.scoring.scorer import Scorer
+
 
 def threshold_sweep(
-    scorer, thresholds, nested: bool = True, client: Any = None, **kwargs: Any
+    scorer: Scorer, thresholds, nested: bool = True, client: Any = None, **kwargs: Any
 ) -> dict[float, Circuit]:
     """Prune at each threshold, highest first; with ``nested`` each circuit is pruned from the
     previous one, so lower thresholds give sub-circuits of higher ones.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -15,11 +15,14 @@ from circuitgraph.circuit.nodes import node_sort_key
 from circuitgraph.figures import new_figure, save_figure
 from circuitgraph.prune.nodes import prune_nodes
 
+if TYPE_CHECKING:
+    from circuitgraph.scoring.scorer import Scorer
+
 __all__ = ["order_frequency", "plot_score_vs_size", "threshold_changes", "threshold_table"]
 
 
 def _components(circuit: Circuit, mlps: bool) -> list[str]:
-    return circuit.heads() + (circuit.mlps() if mlps else [])
+    return circuit.components() if mlps else circuit.heads()
 
 
 def _by_threshold(circuits: Mapping[float, Circuit]) -> list[tuple[float, Circuit]]:
@@ -73,7 +76,7 @@ def threshold_changes(
 
 
 def order_frequency(
-    scorer,
+    scorer: Scorer,
     n_orders: int = 10,
     threshold: float = 0.8,
     seed: int = 0,
@@ -92,7 +95,7 @@ def order_frequency(
     seeds = np.random.SeedSequence(seed).generate_state(n_orders).tolist()
     positions = range(scorer.task.seq_len) if kwargs.get("positions") else None
     full = full_circuit(scorer.model.cfg, qkv=False, positions=positions)
-    names = full.heads() + full.mlps() if kwargs.get("include_mlps", True) else full.heads()
+    names = full.components() if kwargs.get("include_mlps", True) else full.heads()
     names = sorted(names, key=node_sort_key)
     counts = dict.fromkeys(names, 0)
     sizes = []
@@ -100,7 +103,7 @@ def order_frequency(
         circuit = prune_nodes(
             scorer, threshold, order="random", seed=run_seed, progress=False, **kwargs
         )
-        kept = [n for n in circuit.heads() + circuit.mlps() if n in counts]
+        kept = [n for n in circuit.components() if n in counts]
         sizes.append(len(kept))
         for name in kept:
             counts[name] += 1
@@ -120,7 +123,7 @@ def order_frequency(
 
 
 def plot_score_vs_size(
-    circuits_by_threshold: Mapping[float, Circuit], path: str | Path, scorer=None
+    circuits_by_threshold: Mapping[float, Circuit], path: str | Path, scorer: Scorer | None = None
 ) -> Path:
     """Plot each circuit's score against its size (heads + MLPs), labelled by threshold.
 
@@ -133,9 +136,11 @@ def plot_score_vs_size(
     scores = []
     for threshold, circuit in rows:
         score = circuit.metadata.get("score")
-        if score is None and scorer is None:
-            raise ValueError(f"circuit at threshold {threshold} has no score: pass scorer=")
-        scores.append(score if score is not None else scorer.score(circuit))
+        if score is None:
+            if scorer is None:
+                raise ValueError(f"circuit at threshold {threshold} has no score: pass scorer=")
+            score = scorer.score(circuit)
+        scores.append(score)
     fig = new_figure(5, 3.5)
     ax = fig.add_subplot()
     ax.plot(sizes, scores, marker="o")

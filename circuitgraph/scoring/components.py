@@ -16,14 +16,25 @@ these functions (attribution patching needs them); callers that only evaluate wr
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import torch
 from torch import Tensor
 
 from circuitgraph.scoring.layout import Layout
 
+if TYPE_CHECKING:
+    from circuitgraph.models.model_type import Model
+
 UNEMBED_CHUNK = 1024  # vocabulary columns per matmul in ComponentModel.unembed
+
+
+class _PostNorm(Protocol):
+    """A post-attention RMSNorm (Gemma-2) as :class:`ComponentModel` uses it."""
+
+    eps: float
+
+    def __call__(self, x: Tensor, /) -> Tensor: ...
 
 
 def _original(module: torch.nn.Module) -> torch.nn.Module:
@@ -49,7 +60,7 @@ def _rotate_half(x: Tensor) -> Tensor:
     return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
 
 
-def check_supported(model: torch.nn.Module) -> None:
+def check_supported(model: Model) -> None:
     """NotImplementedError naming what circuitgraph cannot decompose in ``model``."""
     block, missing = model.blocks[0], []
     post_norm = hasattr(block, "ln1_post")
@@ -66,7 +77,7 @@ def check_supported(model: torch.nn.Module) -> None:
         )
 
 
-def _hf_config(model: torch.nn.Module) -> Any:
+def _hf_config(model: Model) -> Any:
     return getattr(getattr(model, "original_model", None), "config", None)
 
 
@@ -83,7 +94,7 @@ def _apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
 class ComponentModel:
     """Embedding, per-head attention, MLPs and unembedding of a bridge as separate functions."""
 
-    def __init__(self, model: torch.nn.Module) -> None:
+    def __init__(self, model: Model) -> None:
         cfg = model.cfg
         check_supported(model)
         devices = sorted({str(p.device) for p in model.parameters()})
@@ -94,12 +105,13 @@ class ComponentModel:
                 "cg.load_model(name, device=...) or a device_map onto one device"
             )
         self.model = model
-        self.parallel: bool = bool(getattr(cfg, "parallel_attn_mlp", False))
-        self.n_layers: int = cfg.n_layers
-        self.n_heads: int = cfg.n_heads
+        shape = Layout.from_config(cfg)  # the model's shape, read by CircuitConfig.from_model
+        self.parallel: bool = shape.parallel
+        self.n_layers: int = shape.n_layers
+        self.n_heads: int = shape.n_heads
         self.d_model: int = cfg.d_model
         self.d_head: int = cfg.d_head
-        self.n_kv_heads: int = getattr(cfg, "n_key_value_heads", None) or cfg.n_heads
+        self.n_kv_heads: int = shape.n_kv_heads
         L, H, G, d, dh = self.n_layers, self.n_heads, self.n_kv_heads, self.d_model, self.d_head
         with torch.no_grad():
             self.W_Q = model.W_Q.detach()  # [L, H, d_model, d_head]
@@ -129,8 +141,9 @@ class ComponentModel:
         # node. The attention's normalises the sum of the heads; each head writes its own
         # output times that norm's RMS scale, frozen at the run's own full forward pass (see
         # head_outputs), so heads stay separate and additive.
-        self.attn_post_norm = [
-            _original(block.ln1_post) if hasattr(block, "ln1_post") else None for block in blocks
+        self.attn_post_norm: list[_PostNorm | None] = [
+            cast(_PostNorm, _original(block.ln1_post)) if hasattr(block, "ln1_post") else None
+            for block in blocks
         ]
         self.mlp_post_norm = [
             _original(block.ln2_post) if hasattr(block, "ln2_post") else None for block in blocks
@@ -211,6 +224,7 @@ class ComponentModel:
         q = torch.einsum("bphd,hde->bphe", ln(q_in), W_Q) + b_Q
         q_norm = self.q_norm[layer]
         q = q if q_norm is None else q_norm(q)
+        assert k_in is not None and v_in is not None, "per-head queries need k_in and v_in"
         k, v = self.key_values(layer, k_in, v_in, heads, kv_slots)
         if kv_prefix is not None:
             k, v = torch.cat([kv_prefix[0], k], dim=1), torch.cat([kv_prefix[1], v], dim=1)
@@ -312,6 +326,7 @@ class ComponentModel:
         """The post-attention RMSNorm's gain [d_model], read off the module itself:
         norm(ones) = rsqrt(1 + eps) * gain, whatever its convention (Gemma: 1 + weight)."""
         norm = self.attn_post_norm[layer]
+        assert norm is not None, "only layers with a post-attention norm have a gain"
         ones = torch.ones(1, 1, self.d_model, device=self.device, dtype=self.dtype)
         with torch.no_grad():
             return norm(ones)[0, 0].float() * math.sqrt(1 + norm.eps)

@@ -16,7 +16,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-QKV = ("q", "k", "v")
+from circuitgraph.circuit.nodes import QKV, CircuitConfig
+
+__all__ = ["QKV", "EdgeMasks", "Layout", "NodeMasks"]
 
 
 @dataclass(frozen=True)
@@ -30,12 +32,11 @@ class Layout:
 
     @classmethod
     def from_config(cls, cfg) -> Layout:
-        return cls(
-            cfg.n_layers,
-            cfg.n_heads,
-            getattr(cfg, "n_key_value_heads", None) or cfg.n_heads,
-            bool(getattr(cfg, "parallel_attn_mlp", False)),
-        )
+        """The layout of a model config or a ``CircuitConfig`` (the shape read by
+        :meth:`CircuitConfig.from_model <circuitgraph.circuit.nodes.CircuitConfig.from_model>`)."""
+        shape = CircuitConfig.from_model(cfg)
+        kv_heads = shape.n_key_value_heads or shape.n_heads
+        return cls(shape.n_layers, shape.n_heads, kv_heads, shape.parallel)
 
     @property
     def n_senders(self) -> int:
@@ -64,6 +65,7 @@ class Layout:
         if kind == "embed":
             return 0
         if kind == "head":
+            assert head is not None, "a head sender needs its head index"
             return self.head_index(layer, head)
         if kind == "mlp":
             return self.mlp_index(layer)

@@ -7,33 +7,30 @@ set) masks each listed position separately; positions it does not list stay as i
 
 from __future__ import annotations
 
+import dataclasses
+from typing import TYPE_CHECKING
+
 import networkx as nx
 import torch
 
-from circuitgraph.scoring.layout import QKV, EdgeMasks, Layout, NodeMasks
+from circuitgraph.circuit.nodes import QKV, CircuitConfig
+from circuitgraph.scoring.layout import EdgeMasks, Layout, NodeMasks
+
+if TYPE_CHECKING:
+    from circuitgraph.circuit.graph import Circuit
 
 SENDER_KINDS = ("embed", "head", "mlp")
 
 
-def check_same_model(circuit, model_cfg) -> None:
+def check_same_model(circuit: Circuit, model_cfg) -> None:
     """Raise ValueError when ``circuit`` was not built for the model ``model_cfg`` describes:
     same name and the same shape (layers, heads, key/value heads). A circuit found on one
     model says nothing about another of the same shape, so the name must match too."""
     config = circuit.config
-    ours = (
-        config.n_layers,
-        config.n_heads,
-        config.n_key_value_heads or config.n_heads,
-        config.parallel,
-    )
-    theirs = (
-        model_cfg.n_layers,
-        model_cfg.n_heads,
-        getattr(model_cfg, "n_key_value_heads", None) or model_cfg.n_heads,
-        bool(getattr(model_cfg, "parallel_attn_mlp", False)),
-    )
-    name = getattr(model_cfg, "model_name", None)
-    if ours != theirs or (isinstance(name, str) and name and name != config.model_name):
+    ours = dataclasses.astuple(Layout.from_config(config))
+    theirs = dataclasses.astuple(Layout.from_config(model_cfg))
+    name = CircuitConfig.from_model(model_cfg).model_name  # "unknown": the model has no name
+    if ours != theirs or name not in ("unknown", config.model_name):
         raise ValueError(
             f"circuit is for model {config.model_name!r} (layers, heads, kv heads, parallel = "
             f"{ours}) but this model is {name or '?'!r} with {theirs}: use a circuit found on "
@@ -41,7 +38,7 @@ def check_same_model(circuit, model_cfg) -> None:
         )
 
 
-def _position_slots(circuit, seq_len: int) -> tuple[int, list[int] | None]:
+def _position_slots(circuit: Circuit, seq_len: int) -> tuple[int, list[int] | None]:
     """(mask position count, listed positions or None) for a circuit."""
     positions = circuit.config.positions
     if positions is None:
@@ -57,7 +54,7 @@ def _node_position(attrs: dict, listed: list[int] | None) -> slice | int:
 
 
 def node_masks(
-    circuit,
+    circuit: Circuit,
     layout: Layout,
     seq_len: int,
     device: torch.device | str = "cpu",
@@ -89,7 +86,7 @@ def _receiver_slots(attrs: dict, layout: Layout) -> list[int]:
 
 
 def edge_masks(
-    circuit,
+    circuit: Circuit,
     layout: Layout,
     seq_len: int,
     device: torch.device | str = "cpu",
@@ -139,7 +136,7 @@ def edge_masks(
     return masks
 
 
-def live_nodes(circuit) -> set[str]:
+def live_nodes(circuit: Circuit) -> set[str]:
     """Nodes reachable from an embedding node along the circuit's edges (embeds included)."""
     embeds = [n for n, kind in circuit.nodes(data="kind") if kind == "embed"]
     reached = set(embeds)
@@ -149,7 +146,7 @@ def live_nodes(circuit) -> set[str]:
 
 
 def circuit_masks(
-    circuit,
+    circuit: Circuit,
     layout: Layout,
     seq_len: int,
     device: torch.device | str = "cpu",

@@ -21,11 +21,15 @@ library overheads; ``benchmarks/memory.py`` compares it with the measured peak.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 
 from circuitgraph.scoring.layout import Layout
+
+if TYPE_CHECKING:
+    from circuitgraph.models.model_type import Model
+    from circuitgraph.tasks.task import Task
 
 GIB = 1024**3
 
@@ -146,7 +150,7 @@ def budget_bytes(max_memory: float | None) -> float | None:
     return max_memory * GIB if max_memory < 1024 else float(max_memory)
 
 
-def pass_costs(model: Any, seq_len: int) -> tuple[PassCost, PassCost]:
+def pass_costs(model: Model, seq_len: int) -> tuple[PassCost, PassCost]:
     """Working bytes of a node-level and of an edge-level masked pass on prompts of
     ``seq_len`` tokens (see :class:`PassCost`)."""
     cfg = model.cfg
@@ -173,7 +177,7 @@ def pass_costs(model: Any, seq_len: int) -> tuple[PassCost, PassCost]:
 
 
 def estimate_memory(
-    model: Any, task: Any, variants: int = 16, max_memory: float | None = None
+    model: Model, task: Task, variants: int = 16, max_memory: float | None = None
 ) -> MemoryEstimate:
     """Estimate for scoring ``task`` on ``model``, with batches of ``variants`` circuits,
     chunked to fit ``max_memory`` (GiB, or bytes when >= 1024; None: one chunk)."""

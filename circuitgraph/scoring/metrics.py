@@ -6,31 +6,22 @@ average over the n prompts, returning one value per variant.
 
 from __future__ import annotations
 
-from enum import Enum
-
 import torch
 from torch import Tensor
 
+from circuitgraph.options import Metric, Normalise, parse_enum
 
-class Metric(str, Enum):
-    LOGIT_DIFF = "logit_diff"
-    KL = "kl"
-    ACCURACY = "accuracy"
-    PROB_DIFF = "prob_diff"  # probability on the task's "good" tokens minus its "bad" ones
-
-
-class Normalise(str, Enum):
-    FULL = "full"  # ablated / clean (the paper's convention; can go negative)
-    CLEAN_CORRUPT = "clean_corrupt"  # (ablated - corrupt) / (clean - corrupt)
-
-
-def parse_enum(enum: type[Enum], value: str | Enum, what: str) -> Enum:
-    """``enum(value)`` with an error that lists the allowed values."""
-    try:
-        return enum(value)
-    except ValueError:
-        allowed = ", ".join(repr(member.value) for member in enum)
-        raise ValueError(f"unknown {what} {value!r}; choose one of {allowed}") from None
+__all__ = [
+    "Metric",
+    "Normalise",
+    "accumulating",
+    "accuracy",
+    "kl_divergence",
+    "logit_diff",
+    "normalised",
+    "parse_enum",
+    "prob_diff",
+]
 
 
 def accumulating(x: Tensor) -> Tensor:

@@ -11,41 +11,40 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterator
 from contextlib import contextmanager
-from enum import Enum
+from typing import TYPE_CHECKING, overload
 
 import torch
 from torch import Tensor
 
+from circuitgraph.options import Ablation, Direction, Metric, Normalise, parse_enum
+from circuitgraph.scoring.checks import (
+    check_full_circuit,
+    model_logits_at,
+    warn_if_rarely_predicted,
+)
 from circuitgraph.scoring.components import ComponentModel
 from circuitgraph.scoring.layout import EdgeMasks, Layout, NodeMasks
 from circuitgraph.scoring.masks import check_same_model, circuit_masks
 from circuitgraph.scoring.memory import Chunks, check_memory, estimate_memory, slices
 from circuitgraph.scoring.metrics import (
-    Metric,
-    Normalise,
     accumulating,
     accuracy,
     kl_divergence,
     logit_diff,
     normalised,
-    parse_enum,
     prob_diff,
 )
 from circuitgraph.scoring.patching import run_edge_masks, run_node_masks, sender_outputs
 
+if TYPE_CHECKING:
+    from circuitgraph.circuit.graph import Circuit
+    from circuitgraph.models.model_type import Model
+    from circuitgraph.tasks.task import Task
 
-class Ablation(str, Enum):
-    MEAN = "mean"  # per-position mean over the corrupted prompts (the paper)
-    RESAMPLE = "resample"  # each prompt's own corrupted activations
-    ZERO = "zero"
-
-
-class Direction(str, Enum):
-    NOISING = "noising"  # clean run; what is not in the circuit gets ablated values
-    DENOISING = "denoising"  # corrupted run; the circuit gets the clean run's values
+__all__ = ["Ablation", "Direction", "Metric", "Normalise", "Scorer"]
 
 
-def _model_name(model) -> str:
+def _model_name(model: Model) -> str:
     return getattr(model, "circuitgraph_name", None) or getattr(model.cfg, "model_name", "")
 
 
@@ -81,8 +80,8 @@ class Scorer:
 
     def __init__(
         self,
-        model,
-        task,
+        model: Model,
+        task: Task,
         metric: str = "logit_diff",
         ablation: str = "mean",
         normalise: str = "full",
@@ -112,7 +111,7 @@ class Scorer:
         with torch.no_grad():
             self._cache_runs(model, task)
 
-    def _cache_runs(self, model, task) -> None:
+    def _cache_runs(self, model: Model, task: Task) -> None:
         """Clean and corrupted runs of the full model, and the ablation values."""
         self.model_name = _model_name(model)
         self.components = ComponentModel(model)
@@ -148,8 +147,17 @@ class Scorer:
         self.answer_pairs = torch.stack([self.answer_ids, wrong_ids], dim=-1)  # [n, 2]
         self.clean_logit_diff = float(self._raw_logit_diff(clean_final[None])[0])
         self.corrupt_logit_diff = float(self._raw_logit_diff(corrupt_final[None])[0])
-        self.clean_logprobs = accumulating(self.components.unembed(clean_final)).log_softmax(-1)
+        clean_logits = accumulating(self.components.unembed(clean_final))  # [n, vocab]
+        own_logits = model_logits_at(model, clean_tokens, self.last)  # [n, vocab]
+        self.full_circuit_error = check_full_circuit(
+            clean_logits, own_logits, self.components.dtype, self.model_name
+        )
+        self.model_top1 = warn_if_rarely_predicted(
+            own_logits, self.answer_ids, list(task.answers), self.model_name
+        )
+        self.clean_logprobs = clean_logits.log_softmax(-1)
         if task.prob_ids is not None:
+            assert task.prob_signs is not None  # a task sets both or neither
             self.prob_ids, self.prob_signs = task.prob_ids.to(device), task.prob_signs.to(device)
             self.clean_prob_diff = float(self._raw_prob_diff(clean_final[None])[0])
             self.corrupt_prob_diff = float(self._raw_prob_diff(corrupt_final[None])[0])
@@ -216,14 +224,16 @@ class Scorer:
         if self.direction is Direction.DENOISING:
             masks = complement_masks(masks)
         nodes = isinstance(masks, NodeMasks)
-        run = run_node_masks if nodes else run_edge_masks
         chunks = self.chunks(masks.n_variants, "nodes" if nodes else "edges")
         parts = []
         for variants in slices(masks.n_variants, chunks.variants):
             subset, rows = select_variants(masks, variants), []
             for prompts in slices(self.run_tokens.shape[0], chunks.prompts):
                 with self.on_prompts(prompts) as (tokens, fixed, last):
-                    rows.append(run(self.components, tokens, fixed, subset, last))
+                    if isinstance(subset, NodeMasks):
+                        rows.append(run_node_masks(self.components, tokens, fixed, subset, last))
+                    else:
+                        rows.append(run_edge_masks(self.components, tokens, fixed, subset, last))
             parts.append(torch.cat(rows, dim=1))
         return torch.cat(parts)
 
@@ -258,7 +268,7 @@ class Scorer:
             ]
         )
 
-    def masks(self, circuit) -> NodeMasks | EdgeMasks:
+    def masks(self, circuit: Circuit) -> NodeMasks | EdgeMasks:
         """Dense masks of ``circuit`` (checks it is valid and belongs to this scorer's model)."""
         check_same_model(circuit, self.model.cfg)
         circuit.validate()
@@ -268,12 +278,12 @@ class Scorer:
             circuit, self.layout, self.task.seq_len, self.device, self.components.dtype
         )
 
-    def score(self, circuit) -> float:
+    def score(self, circuit: Circuit) -> float:
         """Score of one circuit (see the class docstring for what the number means)."""
         return float(self.score_masks(self.masks(circuit))[0])
 
     @torch.no_grad()
-    def evaluate(self, circuit) -> dict[str, float]:
+    def evaluate(self, circuit: Circuit) -> dict[str, float]:
         """Every metric for one circuit: normalised and raw logit difference, KL, accuracy."""
         final = self.final_residuals(self.masks(circuit))
         raw = self._raw_logit_diff(final)
@@ -301,6 +311,7 @@ class Scorer:
         """ValueError unless every prompt has the same length (position-wise circuits need
         token positions that mean the same thing in every prompt)."""
         if self.task.ragged:
+            assert self.task.lengths is not None  # ragged: some prompts are shorter
             lengths = sorted({int(x) for x in self.task.lengths})
             raise ValueError(
                 f"task {self.task.name!r} mixes prompt lengths {lengths}: position-wise circuits "
@@ -317,7 +328,7 @@ class Scorer:
         return self.metric is not Metric.KL
 
 
-def _mean_over_real_tokens(outputs: Tensor, task, device) -> Tensor:
+def _mean_over_real_tokens(outputs: Tensor, task: Task, device: torch.device) -> Tensor:
     """Per-position mean [1, p, S, d] of outputs [n, p, S, d] over the prompts that really
     have a token there (right padding is left out)."""
     if not task.ragged:
@@ -327,6 +338,10 @@ def _mean_over_real_tokens(outputs: Tensor, task, device) -> Tensor:
     return (total / real.sum(dim=0).clamp(min=1)[:, None, None])[None]
 
 
+@overload
+def select_variants(masks: NodeMasks, rows: slice) -> NodeMasks: ...
+@overload
+def select_variants(masks: EdgeMasks, rows: slice) -> EdgeMasks: ...
 def select_variants(masks: NodeMasks | EdgeMasks, rows: slice) -> NodeMasks | EdgeMasks:
     """The circuits ``rows`` of a batch of masks."""
     if isinstance(masks, NodeMasks):
@@ -336,6 +351,10 @@ def select_variants(masks: NodeMasks | EdgeMasks, rows: slice) -> NodeMasks | Ed
     )
 
 
+@overload
+def complement_masks(masks: NodeMasks) -> NodeMasks: ...
+@overload
+def complement_masks(masks: EdgeMasks) -> EdgeMasks: ...
 def complement_masks(masks: NodeMasks | EdgeMasks) -> NodeMasks | EdgeMasks:
     """Masks for the denoising direction: what the circuit holds takes the fixed (clean)
     values, everything else runs live on the corrupted prompt."""

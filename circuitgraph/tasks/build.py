@@ -7,7 +7,7 @@ import numbers
 import random
 import warnings
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -33,8 +33,11 @@ from circuitgraph.tasks.standard import STANDARD_TASKS, make_standard_task
 from circuitgraph.tasks.task import Task
 from circuitgraph.tasks.templates import TEMPLATES, PromptEncoder, Slot, tokenizer_label
 
+if TYPE_CHECKING:
+    from circuitgraph.models.model_type import Model
 
-def model_family(model: Any) -> str:
+
+def model_family(model: Model) -> str:
     """The prompt-format family of a model: ``model.circuitgraph_family`` or ``"other"``."""
     return getattr(model, "circuitgraph_family", "other")
 
@@ -171,7 +174,7 @@ def _check_count(n: Any) -> None:
 
 
 def _resolve(
-    name: str, model: Any, n: int, template: str | None, n_members: int | None
+    name: str, model: Model, n: int, template: str | None, n_members: int | None
 ) -> tuple[TaskSpec, Family, str, int]:
     spec = get_spec(name)
     _check_count(n)
@@ -249,9 +252,9 @@ def _shared_draws(
 
 def make_task(
     name: str,
-    model: Any,
+    model: Model,
     n: int = 64,
-    corruption: str | Corruption = "rand_all",
+    corruption: str | Corruption | None = None,
     seed: int = 0,
     template: str | None = None,
     filter: bool = False,
@@ -270,6 +273,8 @@ def make_task(
     words and starts prompt for prompt for the same seed.
     With ``filter=True`` only prompts whose top token is the answer and with
     p(answer) > 2 p(wrong) are kept, so the Task may hold fewer than ``n`` prompts.
+    ``corruption`` None is the task's own default: ``rand_all`` for the sequence tasks, the
+    first of :func:`list_corruptions` (``name``) for the standard ones.
     ``prepend_bos`` puts the tokenizer's BOS token first; None means the model's default
     (``model.circuitgraph_prepend_bos``: GPT-2 and Pythia yes, as TransformerLens does).
 
@@ -283,13 +288,12 @@ def make_task(
     _check_name(name)
     if name in STANDARD_TASKS:
         _check_count(n)
-        task = make_standard_task(
-            name, model, n, seed, template, str(getattr(corruption, "value", corruption))
-        )
+        chosen = None if corruption is None else str(getattr(corruption, "value", corruption))
+        task = make_standard_task(name, model, n, seed, template, chosen)
         task = add_bos(task, model, prepend_bos)
         return filter_task(task, model) if filter else task
     spec, family, template_name, k = _resolve(name, model, n, template, n_members)
-    corruption = parse_corruption(corruption)
+    corruption = parse_corruption("rand_all" if corruption is None else corruption)
     if k < MIN_MEMBERS[corruption]:
         raise ValueError(
             f"corruption {corruption.value!r} needs at least {MIN_MEMBERS[corruption]} "

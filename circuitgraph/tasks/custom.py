@@ -16,22 +16,25 @@ import io
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
 from circuitgraph.tasks.task import Task
 
+if TYPE_CHECKING:
+    from circuitgraph.models.model_type import Model
+
 COLUMNS = ("clean", "corrupted", "answer")
 OPTIONAL_COLUMNS = ("wrong", "corrupted_answer")
 
 
-def model_name(model: Any) -> str:
+def model_name(model: Model) -> str:
     """The name a model's circuits and tasks carry ("" for a bare tokenizer holder)."""
     return str(getattr(getattr(model, "cfg", None), "model_name", "") or "")
 
 
-def _rows(rows: Sequence[int], limit: int = 8) -> str:
+def _rows(rows: Sequence[object], limit: int = 8) -> str:
     shown = ", ".join(str(r) for r in rows[:limit])
     return shown + (f" and {len(rows) - limit} more" if len(rows) > limit else "")
 
@@ -50,8 +53,29 @@ def _texts(name: str, values: Any, n: int | None, labels: list[str] | None) -> l
     return values
 
 
+def _refuse_unknown(
+    column: str,
+    texts: list[str],
+    encode: Any,
+    unknown_token: int,
+    tokenizer: Any,
+    labels: list[str],
+) -> None:
+    """ValueError naming the rows of ``column`` that hold the tokenizer's unknown token: the
+    model would be scored on ``<unk>``, a token that stands for every word it does not know."""
+    bad = [i for i, text in enumerate(texts) if unknown_token in encode(text)]
+    if bad:
+        unk = tokenizer.convert_ids_to_tokens(unknown_token)
+        shown = "; ".join(f"row {labels[i]}: {texts[i]!r}" for i in bad[:5])
+        raise ValueError(
+            f"{column} of {len(bad)} rows hold words the model's tokenizer does not know "
+            f"(they become {unk!r}): {shown}. Use words in the model's vocabulary "
+            "(`circuitgraph tasks` lists the built-in ones) or another model"
+        )
+
+
 def task_from_prompts(
-    model: Any,
+    model: Model,
     clean: Sequence[str],
     corrupted: Sequence[str],
     answers: Sequence[str],
@@ -106,6 +130,11 @@ def task_from_prompts(
         return [t[0] for t in ids]
 
     clean_ids, corrupted_ids = [encode(t) for t in clean], [encode(t) for t in corrupted]
+    unknown_token = getattr(tokenizer, "unk_token_id", None)
+    for column, texts in (("clean", clean), ("corrupted", corrupted), ("answers", answers),
+                          ("wrong", wrong), ("corrupted_answers", corrupted_answers)):  # fmt: skip
+        if texts is not None and unknown_token is not None:
+            _refuse_unknown(column, texts, encode, unknown_token, tokenizer, labels)
     unequal = [i for i in range(n) if len(clean_ids[i]) != len(corrupted_ids[i])]
     if unequal:
         shown = ", ".join(
@@ -166,7 +195,7 @@ def task_from_prompts(
     return add_bos(task, model, prepend_bos)
 
 
-def add_bos(task: Task, model: Any, prepend_bos: bool | None) -> Task:
+def add_bos(task: Task, model: Model, prepend_bos: bool | None) -> Task:
     """``task`` with a BOS token first if ``prepend_bos`` (None: the model's default)."""
     if prepend_bos is None:
         prepend_bos = bool(getattr(model, "circuitgraph_prepend_bos", False))
@@ -227,7 +256,7 @@ def _read_records(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
 
 def load_task(
     path: str | Path,
-    model: Any,
+    model: Model,
     name: str | None = None,
     first_token: bool = False,
     prepend_bos: bool | None = None,
@@ -264,12 +293,14 @@ def load_task(
                 f"{path}: column {column!r} must be non-empty text; rows {_rows(bad)} are not "
                 f"(e.g. {example!r})"
             )
-        columns[column] = values
+        columns[column] = cast("list[str]", values)  # every value is text (checked above)
+    clean, corrupted, answer = columns["clean"], columns["corrupted"], columns["answer"]
+    assert clean is not None and corrupted is not None and answer is not None  # required
     return task_from_prompts(
         model,
-        columns["clean"],
-        columns["corrupted"],
-        columns["answer"],
+        clean,
+        corrupted,
+        answer,
         wrong=columns["wrong"],
         corrupted_answers=columns["corrupted_answer"],
         name=name or path.stem,

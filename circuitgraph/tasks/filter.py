@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
 from circuitgraph.tasks.task import Task
+
+if TYPE_CHECKING:
+    from circuitgraph.models.model_type import Model
 
 
 def probability_ratio_ok(logits: Tensor, answer_ids: Tensor, wrong_ids: Tensor) -> Tensor:
@@ -20,7 +23,7 @@ def probability_ratio_ok(logits: Tensor, answer_ids: Tensor, wrong_ids: Tensor) 
     return top_ok & (probs[rows, answer_ids] > 2 * probs[rows, wrong_ids])
 
 
-def filter_task(task: Task, model: Any, batch_size: int = 32) -> Task:
+def filter_task(task: Task, model: Model, batch_size: int = 32) -> Task:
     """Keep prompts whose top token is the answer and p(answer) > 2 p(wrong) (paper's rule)."""
     device = _device(model)
     keep = []
@@ -41,12 +44,11 @@ def filter_task(task: Task, model: Any, batch_size: int = 32) -> Task:
     return task.subset(mask)
 
 
-def _device(model: Any) -> torch.device:
+def _device(model: Model) -> torch.device:
     cfg_device = getattr(getattr(model, "cfg", None), "device", None)
     if cfg_device is not None:
         return torch.device(cfg_device)
-    parameters = getattr(model, "parameters", None)
-    if callable(parameters):
-        for p in parameters():
+    if callable(getattr(model, "parameters", None)):
+        for p in model.parameters():
             return p.device
     return torch.device("cpu")

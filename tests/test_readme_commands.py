@@ -1,5 +1,6 @@
-"""The README works as written: its commands run in the listed order, its Python block is
-``examples/quickstart.py``, captions quote real commands, and it links only inside the repo."""
+"""The README works as written: its commands run in the listed order, its quickstart block is
+``examples/quickstart.py``, figure captions (in the README and docs/) quote its commands, and it
+links only inside the repo. Its Python blocks run in tests/test_docs.py."""
 
 from __future__ import annotations
 
@@ -93,8 +94,14 @@ def test_quickstart_is_the_readme_block(tmp_path, monkeypatch, capsys):
 
 
 def test_captions_quote_commands_of_the_readme():
+    """A caption "from `circuitgraph ...`" anywhere in the docs names a command the README runs."""
     commands = {shlex.join(words) for words in _commands()}
-    quoted = re.findall(r"from `circuitgraph ([^`]+)`", README.replace("\n", " "))
+    pages = [README] + [p.read_text(encoding="utf-8") for p in sorted(ROOT.glob("docs/*.md"))]
+    quoted = [
+        c
+        for page in pages
+        for c in re.findall(r"from `circuitgraph ([^`]+)`", page.replace("\n", " "))
+    ]
     assert quoted
     for command in quoted:
         assert shlex.join(shlex.split(command)) in commands, command

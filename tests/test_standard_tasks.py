@@ -25,13 +25,37 @@ def test_ioi_prompts_have_the_structure(name):
     assert cg.make_task("ioi", model, n=4, template="baba").template == "baba"
 
 
-def test_induction_repeats_the_first_tokens(toy):
-    task = cg.make_task("induction", toy, n=6, seed=2)
-    first, second = task.clean_tokens[:, :8], task.clean_tokens[:, 8:]
-    assert torch.equal(second, first[:, :4]) and torch.equal(task.answer_ids, first[:, 4])
-    assert torch.equal(task.corrupted_tokens[:, :8], first)
-    assert not (task.corrupted_tokens[:, 8:, None] == first[:, None]).any()
+@pytest.mark.parametrize(("length", "repeated"), [(16, 15), (8, 4)])
+def test_induction_repeats_the_first_tokens(toy, length, repeated):
+    options = {} if (length, repeated) == (16, 15) else {"length": length, "repeated": repeated}
+    task = cg.make_task("induction", toy, n=6, seed=2, **options)  # (16, 15): the defaults
+    assert task.clean_tokens.shape == (6, length + repeated)
+    first, second = task.clean_tokens[:, :length], task.clean_tokens[:, length:]
+    assert torch.equal(second, first[:, :repeated])
+    assert torch.equal(task.answer_ids, first[:, repeated])
+    assert all(len(set(row.tolist())) == length for row in first)  # distinct words
+    assert torch.equal(task.corrupted_tokens[:, :length], first)
+    assert not (task.corrupted_tokens[:, length:, None] == first[:, None]).any()
     assert (task.wrong_ids != task.answer_ids).all()
+
+
+def test_induction_options_are_checked(toy):
+    with pytest.raises(ValueError, match=r"repeated \(8\) must be below length \(8\)"):
+        cg.make_task("induction", toy, n=2, length=8, repeated=8)
+    with pytest.raises(ValueError, match="no option 'lenght'; its options: .*'length'"):
+        cg.make_task("induction", toy, n=2, lenght=8)
+    with pytest.raises(ValueError, match="task 'digits' takes no option 'length'"):
+        cg.make_task("digits", toy, n=2, length=8)
+
+
+@pytest.mark.smollm2
+def test_smollm2_does_induction(smollm2):
+    """Issue 27: the induction task must test induction: SmolLM2 ranks the answer first on
+    most prompts (0.84 of 192 measured; 0.19 with the old 8-then-4 prompts)."""
+    task = cg.make_task("induction", smollm2, n=48, seed=0)
+    with torch.no_grad():
+        logits = smollm2(task.clean_tokens)[:, -1]
+    assert (logits.argmax(-1) == task.answer_ids).float().mean() >= 0.7
 
 
 def test_standard_tasks_list_their_templates_and_refuse_others(toy):

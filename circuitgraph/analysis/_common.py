@@ -128,7 +128,7 @@ def check_task_model(model: Model, task: Task, role: str = "task") -> None:
         raise ValueError(f"{role} {task.name!r} has token ids beyond the model's vocabulary")
 
 
-def check_same_model_tasks(tasks: Sequence[Any]) -> None:
+def check_same_model_tasks(tasks: Sequence[Task]) -> None:
     """ValueError when the tasks were not all built for one model."""
     names = {getattr(task, "model_name", "") for task in tasks} - {""}
     if len(names) > 1:

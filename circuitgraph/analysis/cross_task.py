@@ -34,7 +34,7 @@ __all__ = [
 ]
 
 
-def _check_scorers(scorers: Iterable[Any]) -> None:
+def _check_scorers(scorers: Iterable[Scorer]) -> None:
     """ValueError unless every scorer (and its task) belongs to one model."""
     scorers = list(scorers)
     check_same_model_tasks([s.task for s in scorers])
@@ -55,7 +55,7 @@ def _check_circuit(label: str, circuit: Circuit, scorer: Scorer) -> None:
 
 
 def cross_task_matrix(
-    circuits_by_task: Mapping[str, Circuit], scorers_by_task: Mapping[str, Any]
+    circuits_by_task: Mapping[str, Circuit], scorers_by_task: Mapping[str, Scorer]
 ) -> pd.DataFrame:
     """Score the circuit found on task A on task B, for every pair.
 

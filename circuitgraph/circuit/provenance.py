@@ -35,9 +35,12 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from circuitgraph.options import Engine, Method, parse_enum
+
+if TYPE_CHECKING:
+    from circuitgraph.scoring.scorer import Scorer
 
 __all__ = ["LOGS", "PROVENANCE_KEYS", "provenance", "read_provenance", "upgrade_metadata"]
 
@@ -69,7 +72,7 @@ def _start(start: Any) -> dict[str, Any] | None:
 
 
 def provenance(
-    method: str | Method, scorer: Any, parameters: Mapping[str, Any], start: Any = None
+    method: str | Method, scorer: Scorer, parameters: Mapping[str, Any], start: Any = None
 ) -> dict[str, Any]:
     """The provenance keys (see the module docstring) of a circuit found by ``method`` with
     ``scorer`` (a :class:`~circuitgraph.scoring.scorer.Scorer`), the method's own

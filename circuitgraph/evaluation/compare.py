@@ -8,7 +8,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import pandas as pd
 
@@ -19,6 +19,7 @@ from circuitgraph.options import Metric
 
 if TYPE_CHECKING:
     from circuitgraph.scoring.scorer import Scorer
+    from circuitgraph.tasks.task import Task
 
 __all__ = ["METHODS", "MethodComparison", "compare_methods"]
 
@@ -66,7 +67,7 @@ class MethodComparison:
 
 def compare_methods(
     scorer: Scorer,
-    held_out=None,
+    held_out: Task | Scorer | None = None,
     methods: Sequence[str] = METHODS,
     threshold: float = 0.8,
     tau: float = 0.01,
@@ -97,9 +98,9 @@ def compare_methods(
     if held_out is None:
         judge, evaluated_on = scorer, "in-sample"
     elif hasattr(held_out, "score_masks"):
-        judge, evaluated_on = held_out, "held-out"
+        judge, evaluated_on = cast("Scorer", held_out), "held-out"
     else:
-        judge, evaluated_on = held_out_scorer(scorer, held_out), "held-out"
+        judge, evaluated_on = held_out_scorer(scorer, cast("Task", held_out)), "held-out"
     n_edges = len(full_circuit(scorer.model.cfg, qkv=True).sender_receiver_edges())
     circuits, curves, rankings, seconds = {}, {}, {}, {}
     for method in methods:

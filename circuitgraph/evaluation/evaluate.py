@@ -74,7 +74,7 @@ class Evaluation:
         )
 
 
-def held_out_scorer(scorer: Scorer, task: Task):
+def held_out_scorer(scorer: Scorer, task: Task) -> Scorer:
     """A Scorer like ``scorer`` (same model, metric, ablation, normalisation, direction) on
     ``task``; ValueError if ``task`` was built for another model."""
     from circuitgraph.scoring.scorer import Scorer

@@ -31,6 +31,7 @@ from circuitgraph.parallel import run_many
 if TYPE_CHECKING:
     from circuitgraph.circuit.graph import Edge
     from circuitgraph.models.model_type import Model
+    from circuitgraph.scoring.scorer import Scorer
     from circuitgraph.tasks.task import Task
 
 __all__ = ["METHODS", "Stability", "jaccard", "stability"]
@@ -143,7 +144,7 @@ def stability(
     seed: int = 0,
     method: str = "bootstrap",
     model: Model | None = None,
-    held_out=None,
+    held_out: Scorer | None = None,
     evaluate_resamples: int = 1000,
     client: Any = None,
 ) -> Stability:
@@ -208,7 +209,15 @@ def _timed(discover: Callable[[Task], Circuit], task: Task) -> tuple[Circuit, fl
     return circuit, time.perf_counter() - start
 
 
-def _summarise(circuits, rows, method, held_out, evaluate_resamples, seed, began) -> Stability:
+def _summarise(
+    circuits: list[Circuit],
+    rows,
+    method,
+    held_out: Scorer | None,
+    evaluate_resamples,
+    seed,
+    began,
+) -> Stability:
     R = len(circuits)
     node_sets = [_nodes(c) for c in circuits]
     edge_sets = [_edges(c) for c in circuits]

@@ -66,6 +66,7 @@ class Search:
         self.batch_size = min(batch_size, scorer.chunks(batch_size).variants)
         self.score = float(scorer.score_masks(NodeMasks(present[None]))[0])
         self.removed: list[dict[str, Any]] = []
+        self.removed_candidates: list[Candidate] = []  # the same removals, in order
         self.kept: list[dict[str, Any]] = []  # refused removals: the score without the node
         self.tries = self.evaluations = self.batches = self.sweeps = 0
         self.bar: tqdm | None = None
@@ -117,6 +118,7 @@ class Search:
             self.present[candidate.pos, candidate.sender] = 0
             self.score = new
             self.removed.append(record)
+            self.removed_candidates.append(candidate)
             if self.forward:
                 self.forward.invalidate(candidate.stage)
         self.tries += 1
@@ -354,9 +356,9 @@ def prune_nodes(
         for sweep in _sweeps(order, scorer.layout, include_mlps, n_positions, seed or 0, repeat):
             if not search.sweep(sweep):
                 break
-    result = _result(scorer, search.present.cpu(), qkv, positions)
-    score = scorer.score(result)
-    if abs(score - search.score) > CHECK_TOLERANCE:
+    result, score, undone = _meet_threshold(scorer, search, min(search.floor, start_score), qkv,
+                                            positions)  # fmt: skip
+    if not undone and abs(score - search.running_score) > CHECK_TOLERANCE:
         warnings.warn(
             f"re-measured score {score:.6f} differs from the running score {search.score:.6f}",
             RuntimeWarning,
@@ -375,10 +377,31 @@ def prune_nodes(
         "batches": search.batches,
         "layer_evaluations": search.layer_evaluations(),
         "seconds": time.perf_counter() - began,
-        "running_score": search.score,
+        "running_score": search.running_score,
+        "undone": undone,
         "score": score,
     }
     return result
+
+
+def _meet_threshold(
+    scorer: Scorer, search: Search, bound: float, qkv: bool, positions: bool
+) -> tuple[Circuit, float, list[dict[str, Any]]]:
+    """The result re-measured from scratch, with the last removals undone while it scores
+    below ``bound``: the search counts scores within ``TOLERANCE`` of the threshold as meeting
+    it (ties), but the circuit returned meets the threshold as re-measured. ``bound`` is the
+    threshold, or the start circuit's own score where that is lower (float noise of the full
+    circuit at ``threshold=1``). Returns the circuit, its score and the undone removals."""
+    search.running_score = search.score
+    undone: list[dict[str, Any]] = []
+    while True:
+        result = _result(scorer, search.present.cpu(), qkv, positions)
+        score = scorer.score(result)
+        if score >= bound or not search.removed:
+            return result, score, undone
+        candidate = search.removed_candidates.pop()
+        undone.append(search.removed.pop())
+        search.present[candidate.pos, candidate.sender] = 1
 
 
 def _parameters(arguments: dict[str, Any]) -> dict[str, Any]:

@@ -260,6 +260,7 @@ def make_task(
     filter: bool = False,
     n_members: int | None = None,
     prepend_bos: bool | None = None,
+    **options: Any,
 ) -> Task:
     """Generate ``n`` clean prompts of task ``name`` and their corrupted twins.
 
@@ -273,6 +274,8 @@ def make_task(
     words and starts prompt for prompt for the same seed.
     With ``filter=True`` only prompts whose top token is the answer and with
     p(answer) > 2 p(wrong) are kept, so the Task may hold fewer than ``n`` prompts.
+    ``options`` go to a standard task's builder (``induction``: ``length``, ``repeated``,
+    ``common``; see :mod:`circuitgraph.tasks.standard`); the sequence tasks take none.
     ``corruption`` None is the task's own default: ``rand_all`` for the sequence tasks, the
     first of :func:`list_corruptions` (``name``) for the standard ones.
     ``prepend_bos`` puts the tokenizer's BOS token first; None means the model's default
@@ -289,9 +292,11 @@ def make_task(
     if name in STANDARD_TASKS:
         _check_count(n)
         chosen = None if corruption is None else str(getattr(corruption, "value", corruption))
-        task = make_standard_task(name, model, n, seed, template, chosen)
+        task = make_standard_task(name, model, n, seed, template, chosen, **options)
         task = add_bos(task, model, prepend_bos)
         return filter_task(task, model) if filter else task
+    if options:
+        raise ValueError(f"task {name!r} takes no option {sorted(options)[0]!r}")
     spec, family, template_name, k = _resolve(name, model, n, template, n_members)
     corruption = parse_corruption("rand_all" if corruption is None else corruption)
     if k < MIN_MEMBERS[corruption]:

@@ -10,9 +10,14 @@ lengths per row, right padding where rows differ).
   tokens for the model. Wrong answer: the subject. Corruption ``abc``: the same sentence with
   three other, distinct names (so no name repeats and the task's information is gone).
   Toy-tokenizer models get a toy wording from their small vocabulary.
-- ``induction``: a random token sequence, then its first tokens again; the answer is the token
-  that followed the last one in the first copy. Wrong answer: another token of the sequence.
-  Corruption ``rand_second``: the second copy replaced by other random tokens.
+- ``induction``: ``length`` random common words, then their first ``repeated`` again; the
+  answer is the word that followed the last one in the first copy. Wrong answer: another word
+  of the sequence. Corruption ``rand_second``: the second copy replaced by other random words.
+  The words are single tokens drawn from the tokenizer's ``common`` lowest ids (BPE numbers
+  its merges roughly by frequency, so those are common words; rare sub-words such as
+  " Necess" are hard to copy even for induction heads). With the defaults (16 words, 15
+  repeated) SmolLM2-135M ranks the answer first on 0.84 of 192 prompts (95 % bootstrap CI
+  0.79-0.89); eight words with four repeated gave 0.19.
 - ``greater_than_years`` (Hanna et al. 2023): "The war lasted from the year 1732 to the year
   17" -> any year after 1732. Metric ``prob_diff``: the probability of the years after YY
   minus that of the others (``task.prob_ids``/``prob_signs``). Where the tokenizer has one
@@ -25,6 +30,7 @@ lengths per row, right padding where rows differ).
 
 from __future__ import annotations
 
+import inspect
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -131,11 +137,21 @@ def build_induction(
     seed: int,
     template: str = "repeat",
     corruption: str = "rand_second",
-    length: int = 8,
-    repeated: int = 4,
+    length: int = 16,
+    repeated: int = 15,
+    common: int = 5000,
 ) -> Task:
-    """``n`` induction prompts: ``length`` random tokens, then their first ``repeated``."""
-    pool = _plain_tokens(model)
+    """``n`` induction prompts: ``length`` random common words, then their first
+    ``repeated``; the answer is word ``repeated`` of the first copy."""
+    for option, value in (("length", length), ("repeated", repeated), ("common", common)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"induction's {option} must be a positive integer, got {value!r}")
+    if repeated >= length:
+        raise ValueError(
+            f"induction's repeated ({repeated}) must be below length ({length}): the answer is "
+            "the word after the repeated ones in the first copy"
+        )
+    pool = _plain_tokens(model)[:common]
     if len(pool) < 2 * length:
         raise ValueError(
             f"induction needs {2 * length} plain tokens; the tokenizer has {len(pool)}"
@@ -235,7 +251,13 @@ STANDARD_TASKS: dict[str, StandardTask] = {
 
 
 def make_standard_task(
-    name: str, model: Model, n: int, seed: int, template: str | None, corruption: str | None
+    name: str,
+    model: Model,
+    n: int,
+    seed: int,
+    template: str | None,
+    corruption: str | None,
+    **options: Any,
 ) -> Task:
     """Build standard task ``name``; ValueError for a template or corruption it lacks (None:
     its first corruption)."""
@@ -250,4 +272,13 @@ def make_standard_task(
         raise ValueError(
             f"unknown corruption {corruption!r} for task {name!r}; known: {spec.corruptions}"
         )
-    return spec.build(model, n, seed, template, corruption)
+    known = [
+        p for p in inspect.signature(spec.build).parameters
+        if p not in ("model", "n", "seed", "template", "corruption")
+    ]  # fmt: skip
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise ValueError(
+            f"task {name!r} has no option {unknown[0]!r}; its options: {known or 'none'}"
+        )
+    return spec.build(model, n, seed, template, corruption, **options)

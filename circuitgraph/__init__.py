@@ -57,7 +57,8 @@ _API = {
 }
 
 # Derived from the table; tests/test_api.py checks that the type-checking imports below match it.
-__all__ = ["__version__", *sorted(_API)]
+# (Type checkers cannot follow a computed __all__; they read those imports instead.)
+__all__ = ["__version__", *sorted(_API)]  # pyright: ignore[reportUnsupportedDunderAll]
 
 
 def __getattr__(name: str) -> Any:

@@ -103,13 +103,15 @@ def check_writable(target: str | Path, folder: bool = True) -> None:
         ) from None
 
 
-def check_new(target: str | Path, overwrite: bool = False) -> None:
-    """FileExistsError if ``target`` exists and ``overwrite`` is false (the results rule)."""
+def check_new(
+    target: str | Path, overwrite: bool = False, keep_both: str = "--tag NAME (or another --out)"
+) -> None:
+    """FileExistsError if ``target`` exists and ``overwrite`` is false (the results rule);
+    the message names --overwrite and ``keep_both``, the option that writes elsewhere."""
     target = Path(target)
     if target.exists() and not overwrite:
         raise FileExistsError(
-            f"{target} already exists; pass --overwrite to replace it, or --tag NAME (or "
-            "another --out) to keep both"
+            f"{target} already exists; pass --overwrite to replace it, or {keep_both} to keep both"
         )
 
 

@@ -57,7 +57,8 @@ def parser(model: str = "smollm2-135m") -> argparse.ArgumentParser:
 
 
 def split_task(model, name: str, n: int, seed: int):
-    """Filtered prompts of ``name`` split by clean prompt; at most ``n`` prompts a side."""
+    """Filtered prompts of ``name`` split by underlying sequence (no held-out prompt shows a
+    training sequence in other words); at most ``n`` prompts a side."""
     task = cg.make_task(name, model, n=3 * n, seed=seed, filter=True)
     train, test = task.split(test_fraction=0.5, seed=seed)
     return train.subset(list(range(min(n, len(train))))), test.subset(
@@ -71,15 +72,17 @@ def held_row(circuit: cg.Circuit, held) -> dict:
 
 
 def control(scorer, heads: list[str], circuit, pool: str, n_random: int, seed: int) -> dict:
-    """Remove ``heads`` against ``n_random`` random sets from ``pool``; NaNs (and the reason)
-    when the pool holds fewer heads than the tested set."""
+    """Remove ``heads`` against ``n_random`` distinct random sets from ``pool``; NaNs (and the
+    reason) when the pool holds fewer heads than the tested set, or fewer than 20 distinct
+    sets (a percentile over them is refused)."""
     try:
         r = ablate_subcircuit(scorer, heads, n_random, seed, pool=pool, circuit=circuit)
     except ValueError as error:
         return {"pool_size": np.nan, "drop": np.nan, "percentile": np.nan, "note": str(error)}
     return {
         "pool_size": len(r.pool_nodes),
-        "distinct_sets": len({tuple(s) for s in r.random_sets}),
+        "distinct_sets": r.distinct_sets,
+        "possible_sets": r.possible_sets,
         "drop": r.drop,
         "random_median": float(np.median(r.random_drops)),
         "random_p95": float(np.percentile(r.random_drops, 95)),

@@ -18,6 +18,7 @@ import torch
 
 import circuitgraph as cg
 from circuitgraph import analysis as an
+from circuitgraph.evaluation.guards import UncertaintyError
 from circuitgraph.models.loading import toy_tokenizer
 
 D_MODEL, N_HEADS, D_HEAD = 64, 4, 16
@@ -293,39 +294,55 @@ def test_cross_task_diagonal_is_each_circuits_own_score():
             assert matrix.loc[a, b] == pytest.approx(scorers[b].score(circuits[a]), abs=1e-6)
     assert matrix.loc["digits", "digits"] != pytest.approx(matrix.loc["months", "digits"])
 
-    result = an.ablate_subcircuit(scorers["digits"], ["a1.1", "m1"], n_random=4, seed=3)
-    again = an.ablate_subcircuit(scorers["digits"], ["a1.1", "m1"], n_random=4, seed=3)
+    # 7 other heads x 1 other MLP: 7 possible sets, too few for a percentile
+    with pytest.raises(UncertaintyError, match="only 7 distinct random sets"):
+        an.ablate_subcircuit(scorers["digits"], ["a1.1", "m1"], n_random=50, seed=3)
+    wide = cg.load_model("random:gpt2-tiny,n_heads=8")  # 16 heads: C(14, 2) = 91 possible sets
+    scorer = cg.Scorer(wide, cg.make_task("digits", wide, n=4))
+    tested = ["a1.1", "a0.2", "m1"]
+    result = an.ablate_subcircuit(scorer, tested, n_random=20, seed=3)
+    again = an.ablate_subcircuit(scorer, tested, n_random=20, seed=3)
     assert result.random_sets == again.random_sets and result.percentile == again.percentile
-    kept = [f"a{L}.{h}" for L in range(2) for h in range(4) if (L, h) != (1, 1)] + ["m0"]
-    expected = scorers["digits"].score(cg.Circuit.from_nodes(model.cfg, kept, qkv=False))
+    kept = [f"a{L}.{h}" for L in range(2) for h in range(8) if (L, h) not in ((1, 1), (0, 2))]
+    kept += ["m0"]
+    expected = scorer.score(cg.Circuit.from_nodes(wide.cfg, kept, qkv=False))
     assert result.score == pytest.approx(expected, abs=1e-5)
     assert result.drop == pytest.approx(result.full_score - expected, abs=1e-5)
     assert all(sum(n.startswith("m") for n in s) == 1 for s in result.random_sets)
-    assert 0.0 <= result.percentile <= 100.0 and len(result.table()) == 5
-    assert all("a1.1" not in s and "m1" not in s for s in result.random_sets)
+    assert 0.0 <= result.percentile <= 100.0 and len(result.table()) == 21
+    assert all(not set(tested) & set(s) for s in result.random_sets)
     assert result.pool == "outside" and set(result.pool_nodes) == set(kept)
+    assert result.distinct_sets == 20 and result.possible_sets == 91
 
 
 def test_subcircuit_controls_use_named_pools():
-    model = cg.load_model("random:gpt2-tiny")
+    model = cg.load_model("random:gpt2-tiny,n_heads=8")  # 16 heads, 2 MLPs
     scorer = cg.Scorer(model, cg.make_task("digits", model, n=4))
-    circuit = cg.Circuit.from_nodes(model.cfg, ["a0.0", "a0.1", "a0.3", "a1.1", "a1.2", "m0", "m1"])
+    others = ["a0.0", "a0.3", "a0.4", "a0.5", "a0.6", "a1.2", "a1.4", "a1.5", "m0"]
+    circuit = cg.Circuit.from_nodes(model.cfg, ["a0.1", "a1.1", "m1", *others])
     tested = ["a0.1", "a1.1", "m1"]
     inside = an.ablate_subcircuit(scorer, tested, n_random=20, pool="circuit", circuit=circuit)
-    assert inside.pool == "circuit" and sorted(inside.pool_nodes) == ["a0.0", "a0.3", "a1.2", "m0"]
+    assert inside.pool == "circuit" and sorted(inside.pool_nodes) == sorted(others)
     for s in inside.random_sets:
-        assert set(s) <= {"a0.0", "a0.3", "a1.2", "m0"} and "m0" in s and len(s) == 3
-    custom = an.ablate_subcircuit(scorer, ["a0.1"], n_random=5, pool=["a0.1", "a1.3", "a0.2"])
-    assert custom.pool == "custom" and custom.pool_nodes == ["a1.3", "a0.2"]
-    assert all(s[0] in {"a1.3", "a0.2"} for s in custom.random_sets)
-    table = an.subcircuit_controls(scorer, tested, circuit, n_random=10)
+        assert set(s) <= set(others) and "m0" in s and len(s) == 3
+    # C(8 heads, 2) x 1 MLP = 28 possible sets: 20 of them, no set twice
+    assert inside.possible_sets == 28 and inside.distinct_sets == 20 == len(inside.random_sets)
+    every = an.ablate_subcircuit(scorer, tested, n_random=30, pool="circuit", circuit=circuit)
+    assert every.distinct_sets == 28 == len(every.random_sets)  # a pool of 28: each once
+    pool = ["a0.1", *[f"a1.{h}" for h in range(2, 8)], *[f"a0.{h}" for h in range(2, 8)]]
+    custom = an.ablate_subcircuit(scorer, ["a0.1", "a1.1"], n_random=20, pool=pool)
+    assert custom.pool == "custom" and custom.pool_nodes == pool[1:]
+    assert all(set(s) <= set(pool[1:]) for s in custom.random_sets)
+    table = an.subcircuit_controls(scorer, tested, circuit, n_random=20)
     assert list(table.index) == ["outside", "circuit"]
-    assert table.loc["outside", "pool_size"] == 7 and table.loc["circuit", "pool_size"] == 4
-    assert table.loc["circuit", "distinct_sets"] <= 3  # C(3 heads, 2) x 1 MLP
+    assert table.loc["outside", "pool_size"] == 15 and table.loc["circuit", "pool_size"] == 9
+    assert (
+        table.loc["circuit", "distinct_sets"] == 20 and table.loc["outside", "distinct_sets"] == 20
+    )
     assert table["drop"].nunique() == 1  # the same target in both rows
     with pytest.raises(ValueError, match="pass circuit="):
         an.ablate_subcircuit(scorer, tested, pool="circuit")
-    with pytest.raises(ValueError, match="pool 'circuit' has 1 heads and 0 MLPs"):
+    with pytest.raises(ValueError, match="pool 'circuit' has 6 heads and 0 MLPs"):
         an.ablate_subcircuit(
             scorer,
             ["a0.0", "a0.1", "m0"],
@@ -396,10 +413,28 @@ def test_plots_are_written_atomically(tmp_path, hand_gpt2):
 
 
 def test_subcircuit_controls_report_a_pool_too_small_to_draw_from():
-    model = cg.load_model("random:gpt2-tiny")
+    model = cg.load_model("random:gpt2-tiny,n_heads=8")
     scorer = cg.Scorer(model, cg.make_task("digits", model, n=4))
     circuit = cg.Circuit.from_nodes(model.cfg, ["a0.0", "a0.1", "m0"])
-    table = an.subcircuit_controls(scorer, ["a0.0", "a0.1"], circuit, n_random=5)
+    table = an.subcircuit_controls(scorer, ["a0.0", "a0.1"], circuit, n_random=20)
     assert table.loc["outside", "note"] == "" and table.loc["outside", "percentile"] >= 0
     assert math.isnan(table.loc["circuit", "percentile"])
     assert "pool 'circuit' has 0 heads" in table.loc["circuit", "note"]
+
+
+def test_a_percentile_over_too_few_distinct_sets_is_refused():
+    """Issue 27: a circuit of 4 heads tested on 2 holds one other set, so "100th percentile
+    over 50 draws" was one comparison repeated 50 times."""
+    model = cg.load_model("random:gpt2-tiny,n_heads=8")
+    scorer = cg.Scorer(model, cg.make_task("digits", model, n=4))
+    circuit = cg.Circuit.from_nodes(model.cfg, ["a0.0", "a0.1", "a1.0", "a1.1"])
+    with pytest.raises(UncertaintyError, match="only 1 distinct random sets"):
+        an.ablate_subcircuit(scorer, ["a0.0", "a0.1"], pool="circuit", circuit=circuit)
+    with pytest.raises(UncertaintyError, match="only 19 distinct"):  # n_random below 20
+        an.ablate_subcircuit(scorer, ["a0.0", "a0.1"], n_random=19)
+    table = an.subcircuit_controls(scorer, ["a0.0", "a0.1"], circuit)
+    assert table.loc["circuit", "distinct_sets"] == 1
+    assert (
+        math.isnan(table.loc["circuit", "percentile"]) and "only 1" in table.loc["circuit", "note"]
+    )
+    assert table.loc["outside", "distinct_sets"] == 50 and table.loc["outside", "percentile"] >= 0

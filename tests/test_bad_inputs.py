@@ -9,6 +9,7 @@ random:gpt2-tiny, so the whole table takes seconds.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable
@@ -16,6 +17,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import circuitgraph as cg
 from circuitgraph.cli import main
@@ -44,7 +47,10 @@ def _write(folder: Path, name: str, data: dict | bytes) -> str:
 def _setup(folder: Path) -> None:
     """What the rows refer to: a file, circuits good and bad, an earlier run with notes."""
     (folder / "file").write_text("not a folder, not JSON")
+    (folder / "figure.svg").write_text("<svg/>")  # a figure written earlier
     good = _circuit(folder)
+    (folder / "good.svg").write_text("<svg/>")  # render's default output of good.json
+    _write(folder, "other.json", good)
     _write(folder, "latin1.json", json.dumps(good).replace("toy-seq", "toy-séq").encode("latin-1"))
     _write(folder, "three.json", good | {"config": good["config"] | {"n_layers": "three"}})
     _write(folder, "short_edge.json", good | {"level": "edge", "edges": [["a0.0"]]})
@@ -179,7 +185,71 @@ CLI: dict[str, tuple[Callable[[Path], list[str]], str]] = {
         lambda t: ["discover", "--model", "toy-seq", "--task-file", f"{t}/banana.jsonl", "-q"],
         "answers of 1 rows .* does not know .*'banana'",
     ),
+    # rows of issue 27, items 7-9: caps, memory sizes, plain names, nothing overwritten
+    "n above the cap": (
+        lambda t: ["discover", *TOY, "--n", "100000000"],
+        "--n: at most 100,000 prompts, got 100000000",
+    ),
+    "max-memory of an unknown unit": (
+        lambda t: ["discover", *TOY, "--max-memory", "8XB"],
+        "--max-memory: not a memory size: '8XB'",
+    ),
+    "max-memory below 1 KiB": (
+        lambda t: ["discover", *TOY, "--max-memory", "512B"],
+        "--max-memory: memory size '512B' is below 1 KiB; did you mean 512GiB",
+    ),
+    "max-memory nan": (
+        lambda t: ["discover", *TOY, "--max-memory", "nan"],
+        "--max-memory: not a memory size: 'nan'",
+    ),
+    "seed above 2**63": (
+        lambda t: ["discover", *TOY, "--seed", str(2**70)],
+        r"--seed: must be from 0 to 2\*\*63 - 1",
+    ),
+    "threads beyond the CPUs": (
+        lambda t: ["discover", *TOY, "--threads", "100000000"],
+        "--threads: at most this machine's",
+    ),
+    "tag with a path": (
+        lambda t: ["discover", *TOY, "--tag", "../x"],
+        "--tag: '../x' is not a plain name",
+    ),
+    "empty out": (lambda t: ["discover", *TOY, "--out", ""], "--out: must not be empty"),
+    "venn onto an existing file": (
+        lambda t: ["overlap", f"{t}/good.json", f"{t}/other.json", "--venn", f"{t}/figure.svg"],
+        "figure.svg already exists; pass --overwrite",
+    ),
+    "render onto an existing file": (
+        lambda t: ["render", f"{t}/good.json", "-o", f"{t}/figure.svg"],
+        "figure.svg already exists; pass --overwrite",
+    ),
+    "render onto its existing default output": (
+        lambda t: ["render", f"{t}/good.json"],
+        "good.svg already exists; pass --overwrite",
+    ),
+    "one circuit file by two paths": (
+        lambda t: ["overlap", f"{t}/good.json", f"{t}/runs/../good.json"],
+        "the same circuit file is given twice: .*good.json",
+    ),
+    "tasks with an unknown model": (
+        lambda t: ["tasks", "--model", "no-such-model"],
+        "unknown model 'no-such-model'",
+    ),
     "no command": (lambda t: [], "required: COMMAND"),
+    # issue 27, items 3-4: held out by underlying sequence (32 prompts show all 6 toy digits)
+    "held-out with every sequence seen": (
+        lambda t: ["evaluate", f"{t}/good.json", *TOY[:-1], "--n", "32", "--held-out"],
+        "--held-out on task 'digits': .* share their sequence with the discovery prompts",
+    ),
+    # issue 27, items 3-4: an interval over one prompt, a spread over one resample
+    "evaluate one prompt": (
+        lambda t: ["evaluate", f"{t}/good.json", *TOY[:-1], "--n", "1"],
+        "evaluate's confidence interval needs at least 2 distinct prompts, got 1",
+    ),
+    "stability of one resample": (
+        lambda t: ["stability", *TOY[:-1], "--resamples", "1"],
+        r"stability \(--resamples\) needs at least 2 resamples, got 1",
+    ),
 }
 if torch.cuda.is_available():
     CLI.pop("device meta")
@@ -218,6 +288,47 @@ def test_cli_bad_input(workdir, capsys, case):
     assert re.search(pattern, lines[0]), lines[0]
     assert "Traceback" not in err and out == ""
     assert _snapshot(workdir) == before
+
+
+def _big_task_file(folder: Path, rows: int) -> str:
+    """A toy-seq task file of ``rows`` digit sequences."""
+    lines = ["clean,corrupted,answer,wrong"]
+    for i in range(rows):
+        start, other = 1 + i % 5, 1 + (i * 7) % 5
+        clean = " ".join(str(start + j) for j in range(4))
+        corrupted = " ".join(str(other + (j * 3) % 5) for j in range(4))
+        lines.append(f"{clean},{corrupted},{start + 4},{start + 3}")
+    (folder / "big.csv").write_text("\n".join(lines) + "\n")
+    return str(folder / "big.csv")
+
+
+@pytest.mark.parametrize("room", ["chunks", "none"])
+def test_cli_refuses_a_task_bigger_than_the_memory(workdir, capsys, monkeypatch, room):
+    """Issue 27: a 10,000-row task file started a 19 GiB run on a 24 GiB machine. Without
+    --max-memory, a run estimated above the memory available is refused before any pruning:
+    with a --max-memory (a unit included) that chunks it, or fewer rows when nothing fits."""
+    from circuitgraph.scoring.memory import estimate_memory
+
+    argv = ["discover", "--model", "toy-seq", "--task-file", _big_task_file(workdir, 400), "-q"]
+    model = cg.load_model("toy-seq")
+    memory = estimate_memory(model, cg.load_task(workdir / "big.csv", model))
+    assert memory.minimum("nodes") / 0.8 < memory.total("nodes")  # chunks would fit
+    available = memory.total("nodes") - 1 if room == "chunks" else memory.minimum("nodes") // 2
+    monkeypatch.setattr("circuitgraph.scoring.memory.available_bytes", lambda device: available)
+    before = _snapshot(workdir)
+    code = main(argv)
+    out, err = capsys.readouterr()
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("circuitgraph: error: "), err
+    assert re.search(r"400 prompts of \d+ tokens need about .* GiB \(nodes\), more than", err)
+    if room == "chunks":
+        budget = re.search(r"pass --max-memory (\S+GiB) to run in chunks", err)
+        assert budget, err
+        assert main([*argv, "--max-memory", budget.group(1), "--no-svg"]) == 0  # and it runs
+    else:
+        assert "use fewer rows in --task-file" in err
+        assert _snapshot(workdir) == before and out == ""
 
 
 def _tiny_short_context():
@@ -333,6 +444,76 @@ API: dict[str, tuple[Callable[[Path], Callable[[], object]], tuple, str]] = {
         (ValueError,),
         "clean of 1 rows .* does not know",
     ),
+    # issue 27, items 3-4: held-out prompts, controls, curves
+    "held out on the training task": (
+        lambda t: lambda: cg.held_out_scorer(_scorer(), _scorer().task),
+        (ValueError,),
+        "held_out_scorer: 4 held-out prompts share their sequence with the discovery prompts",
+    ),
+    "held out on the same sequences in other words": (
+        lambda t: (
+            lambda: cg.held_out_scorer(
+                _scorer(), cg.make_task("digits", cg.load_model("toy-seq"), n=4, seed=9)
+            )
+        ),
+        (ValueError,),
+        "held_out_scorer: .* share their sequence",
+    ),
+    "stability held out on its own prompts": (
+        lambda t: (
+            lambda: cg.stability(
+                _scorer().task, lambda task: cg.full_circuit(task), resamples=2, held_out=_scorer()
+            )
+        ),
+        (ValueError,),
+        "stability: resample 0's prompts: .* share their sequence",
+    ),
+    "percentile over one random set": (
+        lambda t: (
+            lambda: cg.analysis.ablate_subcircuit(
+                _scorer(),
+                ["a0.0", "a0.1"],
+                pool="circuit",
+                circuit=cg.Circuit.from_nodes(
+                    _scorer().model.cfg, ["a0.0", "a0.1", "a1.0", "a1.1"]
+                ),
+            )
+        ),
+        (ValueError,),
+        "only 1 distinct random sets to compare with",
+    ),
+    "curve of an unknown protocol": (
+        lambda t: lambda: cg.faithfulness_curve(_scorer(), {"a0.0": 1.0}, protocol="acdc"),
+        (ValueError,),
+        "unknown protocol 'acdc'",
+    ),
+    # issue 27, items 3-4: an interval over one prompt, a spread over one resample
+    "evaluate on one prompt": (
+        lambda t: (
+            lambda: cg.evaluate(
+                cg.Scorer(
+                    cg.load_model("toy-seq"), cg.make_task("digits", cg.load_model("toy-seq"), n=1)
+                ),
+                cg.Circuit.from_json(t / "good.json"),
+            )
+        ),
+        (ValueError,),
+        "evaluate's confidence interval needs at least 2 distinct prompts, got 1",
+    ),
+    "stability of one resample": (
+        lambda t: lambda: cg.stability(_scorer().task, lambda task: None, resamples=1),
+        (ValueError,),
+        "stability needs at least 2 resamples, got 1",
+    ),
+    "mean_over with zero ablation": (
+        lambda t: (
+            lambda: cg.Scorer(
+                cg.load_model("toy-seq"), _scorer().task, ablation="zero", mean_over=_scorer().task
+            )
+        ),
+        (ValueError,),
+        "mean_over gives the values of ablation='mean', but this scorer's ablation is 'zero'",
+    ),
 }
 
 
@@ -363,3 +544,27 @@ def test_toy_training_never_overwrites(workdir, capsys, where):
     assert message in capsys.readouterr().err
     assert _snapshot(workdir) == before
     assert {p.name: p.read_bytes() for p in TOY_DIR.iterdir() if p.is_file()} == shipped
+
+
+@functools.cache
+def _toy():
+    return cg.load_model("toy-seq")
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.sampled_from(["clean", "corrupted", "answers", "wrong", "prompts"]), st.text())
+def test_from_prompts_takes_any_text_or_refuses_it_in_one_line(column, text):
+    """Issue 27: any string, in any column of ``Task.from_prompts`` on toy-seq (whose vocabulary
+    knows digits and a few words), gives a Task or one ValueError with a one-line message."""
+    columns = {"clean": ["1 2 3"], "corrupted": ["4 5 6"], "answers": ["4"], "wrong": ["7"]}
+    if column == "prompts":
+        columns |= {"clean": [text], "corrupted": [text]}
+    else:
+        columns[column] = [text]
+    try:
+        task = cg.Task.from_prompts(_toy(), **columns)
+    except ValueError as error:
+        message = str(error)
+        assert message.strip() and "\n" not in message.strip(), message
+    else:
+        assert isinstance(task, cg.Task) and len(task) == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -129,6 +130,65 @@ def test_overlap_names_repeated_tasks_by_folder(results, capsys):
     assert code == 0
     names = set(pd.read_csv(io.StringIO(out))["a"])
     assert names == {"digits (edges-0.05-from-nodes-0.8)", "digits (nodes-0.8)"}
+
+
+def test_overlap_of_two_files_of_one_task_in_one_folder(results, tmp_path, capsys):
+    """Issue 27: two different circuit.json files of one task were refused as "the same
+    circuit file is given twice"; files are told apart by their resolved paths."""
+    source = results / "toy-seq" / "digits"
+    for name, folder in (("a.json", "nodes-0.8"), ("b.json", "edges-0.05-from-nodes-0.8")):
+        (tmp_path / name).write_bytes((source / folder / "circuit.json").read_bytes())
+    code, out, err = run(capsys, "overlap", str(tmp_path / "a.json"), str(tmp_path / "b.json"))
+    assert code == 0, err
+    assert "digits (a.json)" in out and "digits (b.json)" in out
+
+
+def test_figures_are_replaced_only_with_overwrite(results, tmp_path, capsys):
+    source = str(results / "toy-seq" / "digits" / "nodes-0.8" / "circuit.json")
+    files = sorted(str(p) for p in results.glob("toy-seq/*/nodes-0.8/circuit.json"))
+    for argv, figure in (
+        (["render", source, "-o"], tmp_path / "c.svg"),
+        (["overlap", *files, "--venn"], tmp_path / "v.svg"),
+    ):
+        figure.write_text("mine")
+        code, _, err = run(capsys, *argv, str(figure))
+        assert code == 2 and "already exists; pass --overwrite" in err
+        assert figure.read_text() == "mine"
+        code, _, err = run(capsys, *argv, str(figure), "--overwrite")
+        assert code == 0, err
+        ET.parse(figure)
+
+
+def test_summary_prints_the_metric_pruned_on_first_and_the_saved_edge_count(tmp_path, capsys):
+    """Issue 27: with --metric kl the printed score was the normalised logit difference and
+    the edge count left out the q/k/v -> head edges circuit.json holds."""
+    argv = ["discover", *TOY, "--method", "edges", "--metric", "kl", "--no-svg"]
+    code, out, err = run(capsys, *argv, "--out", str(tmp_path))
+    assert code == 0, err
+    folder = tmp_path / "toy-seq" / "digits" / "edges-0.01"
+    saved = json.loads((folder / "circuit.json").read_text())
+    circuit = cg.Circuit.from_json(folder / "circuit.json")
+    lines = out.splitlines()
+    edges = re.search(r"^circuit: \d+ heads, \d+ MLPs, (\d+) edges", lines[0])
+    assert edges and int(edges.group(1)) == len(saved["edges"]) == circuit.number_of_edges()
+    assert re.match(r"kl [\d.]+ \(pruned on; full model", lines[1]), lines[1]
+    final = pd.read_csv(folder / "scores.csv").set_index("name").loc["circuit"]
+    assert f"kl {final['kl']:.4f} (pruned on" in lines[1]
+    assert f"normalised logit diff {final['normalised_logit_diff']:.4f};" in lines[1]
+    assert "top-1 accuracy" in lines[1]
+    record = json.loads((folder / "run.json").read_text())["result"]
+    assert record["pruned_on"] == ["kl"] and record["n_edges"] == len(saved["edges"])
+
+
+def test_sweep_lines_name_the_metric_pruned_on(tmp_path, capsys):
+    argv = ["sweep", *TOY, "--thresholds", "0.8", "--no-svg", "--metric", "accuracy"]
+    code, out, err = run(capsys, *argv, "--out", str(tmp_path))
+    assert code == 0, err
+    folder = tmp_path / "toy-seq" / "digits" / "sweep-0.8" / "nodes-0.8"
+    n_edges = len(json.loads((folder / "circuit.json").read_text())["edges"])
+    line = out.splitlines()[0]
+    assert re.match(rf"threshold 0.8: \d+ heads, \d+ MLPs, {n_edges} edges; top-1 accuracy "
+                    r"[\d.]+ \(pruned on\); normalised logit diff", line), line  # fmt: skip
 
 
 @pytest.mark.parametrize("suffix", ["svg", "png", "dot"])

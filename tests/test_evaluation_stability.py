@@ -85,9 +85,9 @@ def test_jaccard_and_bad_inputs(toy, split) -> None:
     with pytest.raises(ValueError, match="unknown method 'jackknife'"):
         stability(train, nodes(toy), method="jackknife")
     with pytest.raises(ValueError, match="pass model="):
-        stability(train, nodes(toy), resamples=1, method="seeds")
+        stability(train, nodes(toy), resamples=2, method="seeds")
     with pytest.raises(TypeError, match="not a Circuit"):
-        stability(train, lambda t: {"a0.0"}, resamples=1)
-    result = stability(train, nodes(toy), resamples=1)
+        stability(train, lambda t: {"a0.0"}, resamples=2)
+    result = stability(train, nodes(toy), resamples=2)
     with pytest.raises(ValueError, match="q must be in"):
         result.consensus(0.0)

@@ -29,7 +29,7 @@ ALLOWED: dict[str, set[str]] = {
     "results": {"circuit"},
     "toy": {"models", "tasks"},
     "prune": {"circuit", "scoring", "figures", "parallel", "models"},
-    "analysis": {"circuit", "scoring", "figures", "tasks", "models"},
+    "analysis": {"circuit", "scoring", "figures", "tasks", "models", "evaluation"},  # guards
     "evaluation": {"circuit", "scoring", "figures", "parallel", "prune", "tasks", "models"},
     "viewer": {"circuit", "figures"},
     "cli": {"*"},

@@ -77,3 +77,20 @@ def test_pruning_with_the_bar_shown(toy, capsys):
     shown = cg.prune_edges(scorer, tau=0.02, progress=True)
     assert shown == quiet
     assert "edges (fast)" in capsys.readouterr().err
+
+
+def test_bar_shows_elapsed_and_estimate_as_tqdm_does(toy):
+    """Issue 27: the bar read ``[00:03<, 00:16]`` (tqdm's postfix field adds ", ")."""
+    import re
+
+    steps = edge_schedule(cg.full_circuit(toy.cfg, qkv=True), Layout.from_config(toy.cfg))
+    clock = FakeClock()
+    with EdgeProgress(steps, toy.cfg.n_layers, "edges", clock=clock) as progress:
+        assert str(progress.bar).endswith("<?]"), str(progress.bar)
+        step = steps[0]
+        for _ in range(MIN_MEASURED):
+            clock.now += 1.0
+            progress.update(step)
+        shown = str(progress.bar)
+    assert re.search(r"\[\d\d:\d\d<\d\d:\d\d\]$", shown), shown
+    assert "<," not in shown

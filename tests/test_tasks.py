@@ -366,12 +366,13 @@ def test_prompts_distinct_until_exhausted(toy_tk) -> None:
 )
 def test_split_is_disjoint_and_complete(toy_tk, fraction, seed, n, task_name) -> None:
     task = make_task(task_name, toy_tk, n=n, seed=seed)
-    if task.n_distinct < 2:
+    if task.n_sequences < 2:
         with pytest.raises(ValueError, match="at least 2"):
             task.split(fraction, seed)
         return
     train, test = task.split(fraction, seed)
     assert not set(train.clean_prompts) & set(test.clean_prompts)
+    assert not set(train.sequence_keys()) & set(test.sequence_keys())  # issue 27
     assert sorted(train.clean_prompts + test.clean_prompts) == sorted(task.clean_prompts)
     assert len(train) >= 1 and len(test) >= 1
     assert train.name == test.name == task.name

@@ -8,7 +8,10 @@ come out of the same ``Scorer`` as the circuits themselves, so they are comparab
 
 from __future__ import annotations
 
+import itertools
+import math
 import random
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -20,6 +23,7 @@ import torch
 from circuitgraph.analysis._common import check_same_model_tasks, resolve_heads
 from circuitgraph.circuit.graph import Circuit, full_circuit
 from circuitgraph.circuit.nodes import NodeKind, head_name, mlp_name, parse_node
+from circuitgraph.evaluation.guards import check_random_sets
 from circuitgraph.scoring.layout import NodeMasks
 
 if TYPE_CHECKING:
@@ -87,8 +91,10 @@ class SubcircuitAblation:
 
     ``drop`` = full score - ablated score (for KL: ablated - full, so larger always means more
     damage). ``pool`` names where the random sets came from, ``pool_nodes`` lists it.
+    ``random_sets`` are distinct; ``possible_sets`` is how many distinct sets the pool holds.
     ``percentile``: the share of random sets (in %) whose drop is below the target's
-    (ties count half); near 100 means the set matters more than chance.
+    (ties count half); near 100 means the set matters more than chance - than sets of the
+    pool, so what it means depends on the pool (see :func:`ablate_subcircuit`).
     """
 
     nodes: list[str]
@@ -101,6 +107,12 @@ class SubcircuitAblation:
     percentile: float
     pool: str = "outside"
     pool_nodes: list[str] = field(default_factory=list)
+    possible_sets: int = 0
+
+    @property
+    def distinct_sets(self) -> int:
+        """How many distinct random sets the percentile is over."""
+        return len({tuple(s) for s in self.random_sets})
 
     def table(self) -> pd.DataFrame:
         """One row per removed set: the target first, then the random ones."""
@@ -162,6 +174,30 @@ def _node_present(scorer: Scorer, circuit: Circuit) -> torch.Tensor:
 POOLS = ("outside", "circuit")
 
 
+def _draw_sets(
+    pool_heads: list[str], pool_mlps: list[str], heads: int, mlps: int, n: int, seed: int
+) -> tuple[list[list[str]], int]:
+    """Up to ``n`` distinct random sets of ``heads`` heads and ``mlps`` MLPs from the pool
+    (every possible one when the pool holds at most ``n``), and how many the pool holds."""
+    possible = math.comb(len(pool_heads), heads) * math.comb(len(pool_mlps), mlps)
+    rng = random.Random(seed)
+    if possible <= 4 * n:  # few: enumerate them, then draw without repeats
+        every = [
+            sorted(h) + sorted(m)
+            for h in itertools.combinations(pool_heads, heads)
+            for m in itertools.combinations(pool_mlps, mlps)
+        ]
+        return (every if possible <= n else rng.sample(every, n)), possible
+    sets: list[list[str]] = []
+    seen: set[tuple[str, ...]] = set()
+    while len(sets) < n:  # many: seeded draws, a repeat drawn again
+        drawn = sorted(rng.sample(pool_heads, heads)) + sorted(rng.sample(pool_mlps, mlps))
+        if tuple(drawn) not in seen:
+            seen.add(tuple(drawn))
+            sets.append(drawn)
+    return sets, possible
+
+
 def _pools(
     cfg: Any, heads: list[str], mlps: list[str], pool: str | Iterable[str], circuit: Circuit | None
 ) -> tuple[str, list[str], list[str]]:
@@ -204,14 +240,25 @@ def ablate_subcircuit(
     batch_size: int = 16,
 ) -> SubcircuitAblation:
     """Remove ``nodes`` (heads/MLPs, e.g. the heads shared by several tasks) from the full
-    model and compare the score drop with ``n_random`` random sets of as many heads and MLPs.
+    model and compare the score drop with ``n_random`` distinct random sets of as many heads
+    and MLPs.
 
     Random sets come from a named ``pool`` and never contain a tested component:
-    ``"outside"`` (default), every head/MLP of the model outside ``nodes``; ``"circuit"``,
-    the other components of ``circuit`` (the stricter control: does the shared part matter
-    more than the rest of the circuit?); or an explicit list of names. Removed components get
-    the scorer's ablation values (mean ablation by default). :func:`subcircuit_controls`
-    reports both pools.
+
+    - ``"outside"`` (default): every head/MLP of the model outside ``nodes``. A high
+      percentile says *these components matter* more than components picked at random; it
+      says nothing about their being shared (most random components do little);
+    - ``"circuit"``: the other components of ``circuit``. The stricter control: does the
+      tested part matter more than the rest of the circuit? Small circuits hold few other
+      sets (a 4-head circuit tested on 2 heads holds one other set);
+    - an explicit list of names.
+
+    The random sets are distinct (a pool that holds at most ``n_random`` gives every one of
+    them once), so the percentile is over ``distinct_sets`` comparisons, and it is refused
+    (:class:`~circuitgraph.evaluation.guards.UncertaintyError`) over fewer than
+    :data:`~circuitgraph.evaluation.guards.MIN_RANDOM_SETS`: repeated draws of the same few
+    sets are one comparison, not many. Removed components get the scorer's ablation values
+    (mean ablation by default). :func:`subcircuit_controls` reports both pools.
     """
     if n_random < 1:
         raise ValueError(f"n_random must be >= 1, got {n_random}")
@@ -219,11 +266,12 @@ def ablate_subcircuit(
     heads, mlps = _removable(cfg, nodes)
     removed = set(heads) | set(mlps)
     label, pool_heads, pool_mlps = _pools(cfg, heads, mlps, pool, circuit)
-    rng = random.Random(seed)
-    random_sets = [
-        sorted(rng.sample(pool_heads, len(heads))) + sorted(rng.sample(pool_mlps, len(mlps)))
-        for _ in range(n_random)
-    ]
+    random_sets, possible = _draw_sets(pool_heads, pool_mlps, len(heads), len(mlps), n_random, seed)
+    check_random_sets(
+        len(random_sets),
+        f"pool {label!r} ({len(pool_heads)} heads, {len(pool_mlps)} MLPs; {possible} possible "
+        f"sets of {len(heads)} heads and {len(mlps)} MLPs, n_random={n_random})",
+    )
     full_score = scorer.score(full_circuit(cfg, qkv=False))
     circuits = [_without(cfg, removed)] + [_without(cfg, set(s)) for s in random_sets]
     present = torch.cat([_node_present(scorer, c) for c in circuits])  # [V, 1, senders]
@@ -248,6 +296,7 @@ def ablate_subcircuit(
         percentile=float(percentile),
         pool=label,
         pool_nodes=pool_heads + pool_mlps,
+        possible_sets=possible,
     )
 
 
@@ -258,11 +307,14 @@ def subcircuit_controls(
     n_random: int = 50,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """:func:`ablate_subcircuit` against both pools, one row each: the pool's size, the
-    target's drop, the median and 95th-percentile random drop, and the target's percentile.
-    A pool too small to draw from (e.g. a circuit with fewer other components than the
-    tested set) gives a row of NaN with the reason in ``note``, so the other pool still
-    reports."""
+    """:func:`ablate_subcircuit` against both pools, one row each: the pool's size, how many
+    distinct random sets the percentile is over, the target's drop, the median and
+    95th-percentile random drop, and the target's percentile. A pool too small to draw from
+    (e.g. a circuit with fewer other components than the tested set), or holding fewer than
+    :data:`~circuitgraph.evaluation.guards.MIN_RANDOM_SETS` distinct sets, gives a row of NaN
+    with the reason in ``note``, so the other pool still reports. Against ``"outside"`` a
+    100th percentile means "these components matter", not "their sharing matters"; against
+    ``"circuit"``, that they matter more than the circuit's other components."""
     rows = []
     for pool in POOLS:
         try:
@@ -271,16 +323,17 @@ def subcircuit_controls(
             if "pool" not in str(error):
                 raise
             nan = float("nan")
-            rows.append({"pool": pool, "pool_size": nan, "distinct_sets": 0, "drop": nan,
+            found = re.search(r"has only (\d+) distinct", str(error))
+            rows.append({"pool": pool, "pool_size": nan,
+                         "distinct_sets": int(found.group(1)) if found else 0, "drop": nan,
                          "random_median": nan, "random_p95": nan, "percentile": nan,
                          "note": str(error)})  # fmt: skip
             continue
-        distinct = len({tuple(s) for s in result.random_sets})
         rows.append(
             {
                 "pool": pool,
                 "pool_size": len(result.pool_nodes),
-                "distinct_sets": distinct,
+                "distinct_sets": result.distinct_sets,
                 "drop": result.drop,
                 "random_median": float(np.median(result.random_drops)),
                 "random_p95": float(np.percentile(result.random_drops, 95)),

@@ -5,22 +5,30 @@ prune_edges and attribution (:func:`~circuitgraph.prune.attribution.attribute_ed
 scores hand it to ``Circuit.top_k`` and ``Circuit.threshold``) all call it, and the results
 folder's ``run.json`` records the same keys (:func:`read_provenance`). The keys:
 
-==============  ============================================================================
-``method``      the discovery method: ``"nodes"``, ``"edges"`` or ``"attribution"``
-``model``       the scorer's model name
-``task``        the task's name
-``n_prompts``   how many prompts the scorer measures
-``metric``      the scorer's settings, as option values (see :mod:`circuitgraph.options`)
+==================  ========================================================================
+``method``          the discovery method: ``"nodes"``, ``"edges"`` or ``"attribution"``
+``model``           the scorer's model name
+``task``            the task's name
+``n_prompts``       how many prompts the scorer measures
+``metric``          the scorer's settings, as option values (see :mod:`circuitgraph.options`)
 ``ablation``
 ``normalise``
 ``direction``
-``parameters``  the method's own arguments. nodes: threshold, relative, order, seed,
-                include_mlps, positions, batch_size, repeat; edges: tau, engine (``"fast"``
-                or ``"reference"``: the implementation, same decisions), order, window, qkv,
-                positions; attribution: estimator (``"eap"`` or ``"eap_ig"``), steps, qkv
-``start``       the metadata of the circuit the method started from, less its per-step logs
-                (``removed``, ``kept``, ``tested``, ``untested``); None for the full graph
-==============  ============================================================================
+``mean_reference``  the prompts whose corrupted runs gave the mean-ablation values
+                    (``scorer.mean_reference``: task, template, corruption, seed, n_prompts,
+                    n_distinct, sha256 of the corrupted prompts); None unless ablation is mean
+``parameters``      the method's own arguments. nodes: threshold, relative, order, seed,
+                    include_mlps, positions, batch_size, repeat; edges: tau, engine (``"fast"``
+                    or ``"reference"``: the implementation, same decisions), order, window, qkv,
+                    positions; attribution: estimator (``"eap"`` or ``"eap_ig"``), steps, qkv
+``start``           the metadata of the circuit the method started from, less its per-step logs
+                    (``removed``, ``kept``, ``tested``, ``untested``); None for the full graph
+``prompts``         the discovery prompts in compact form: the task's ``seed``, ``template``
+                    and ``corruption``; ``sequences`` and ``clean``, the sorted distinct
+                    digests of its underlying sequences and of its clean prompts
+                    (``Task.sequence_digests``, ``Task.prompt_digests``), which held-out
+                    evaluation (``circuitgraph evaluate --held-out``) keeps clear of
+==================  ========================================================================
 
 What the method measured follows these keys (``score``, ``seconds``, its per-step logs, ...).
 
@@ -35,7 +43,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping
 from enum import Enum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from circuitgraph.options import Engine, Method, parse_enum
 
@@ -53,8 +61,10 @@ PROVENANCE_KEYS = (
     "ablation",
     "normalise",
     "direction",
+    "mean_reference",
     "parameters",
     "start",
+    "prompts",
 )
 LOGS = ("removed", "kept", "tested", "untested")  # per-step logs, left out of ``start``
 
@@ -87,8 +97,28 @@ def provenance(
         "ablation": _plain(scorer.ablation),
         "normalise": _plain(scorer.normalise),
         "direction": _plain(scorer.direction),
+        "mean_reference": copy.deepcopy(getattr(scorer, "mean_reference", None)),
         "parameters": {key: _plain(value) for key, value in parameters.items()},
         "start": _start(start),
+        "prompts": _prompts(scorer.task),
+    }
+
+
+def _prompts(task: Any) -> dict[str, Any]:
+    """The compact record of a scorer's prompts (the ``prompts`` key)."""
+
+    def digests(name: str) -> list[str] | None:
+        method = getattr(task, name, None)
+        if not callable(method):
+            return None
+        return sorted({str(d) for d in cast("list[str]", method())})
+
+    return {
+        "seed": getattr(task, "seed", None),
+        "template": getattr(task, "template", None),
+        "corruption": getattr(task, "corruption", None),
+        "sequences": digests("sequence_digests"),
+        "clean": digests("prompt_digests"),
     }
 
 

@@ -25,7 +25,8 @@ import os
 import sys
 import warnings
 
-from circuitgraph.cli._common import PROG, Parser, UsageError, positive_int
+from circuitgraph.cli._arguments import thread_count
+from circuitgraph.cli._common import PROG, Parser, UsageError
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
@@ -74,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     common.add_argument(
         "--threads",
-        type=positive_int,
+        type=thread_count,
         help="CPU threads for torch (default: torch's choice; 1 is often fastest on a busy "
         "machine)",
     )

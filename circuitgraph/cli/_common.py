@@ -14,8 +14,18 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from circuitgraph.cli._arguments import (
+    MAX_PROMPTS,
+    device_map,
+    folder_name,
+    memory_size,
+    prompt_count,
+    seed,
+)
+
 if TYPE_CHECKING:
     from circuitgraph.models.model_type import Model
+    from circuitgraph.scoring.memory import MemoryEstimate
     from circuitgraph.tasks.task import Task
 
 PROG = "circuitgraph"
@@ -30,42 +40,6 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{message} (see '{self.prog} --help')")
-
-
-def fraction(text: str) -> float:
-    """argparse type: a number in [0, 1]."""
-    value = _number(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(
-            f"must be in [0, 1] (a fraction of the full model), got {text}"
-        )
-    return value
-
-
-def finite(text: str) -> float:
-    """argparse type: a finite number."""
-    return _number(text)
-
-
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
-    return value
-
-
-def _number(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be finite, got {text}")
-    return value
 
 
 def add_model_task(parser: argparse.ArgumentParser, n: int = 32) -> None:
@@ -84,9 +58,11 @@ def add_model_task(parser: argparse.ArgumentParser, n: int = 32) -> None:
         "and wrong and/or corrupted_answer (all its rows are used; --n, --corruption and "
         "--template apply to built-in tasks)",
     )
-    group.add_argument("--n", type=positive_int, default=n, help=f"prompts (default {n})")
     group.add_argument(
-        "--seed", type=int, default=0, help="seed of the prompts and of --order random (default 0)"
+        "--n", type=prompt_count, default=n, help=f"prompts (default {n}, at most {MAX_PROMPTS:,})"
+    )
+    group.add_argument(
+        "--seed", type=seed, default=0, help="seed of the prompts and of --order random (default 0)"
     )
     group.add_argument(
         "--corruption",
@@ -114,9 +90,11 @@ def add_model_task(parser: argparse.ArgumentParser, n: int = 32) -> None:
     )
     group.add_argument(
         "--max-memory",
-        type=float,
-        help="memory budget in GiB: caches and masked passes run over chunks of prompts and "
-        "circuits that fit it; refused up front if even one prompt at a time does not",
+        type=memory_size,
+        help="memory budget: a number of GiB (8) or a size with a unit (512MiB, 8GiB, 8GB); "
+        "caches and masked passes run over chunks of prompts and circuits that fit it; refused "
+        "up front if even one prompt at a time does not. Without it a run whose estimate "
+        "exceeds the memory available is refused",
     )
     group.add_argument(
         "--dtype",
@@ -126,30 +104,11 @@ def add_model_task(parser: argparse.ArgumentParser, n: int = 32) -> None:
     )
 
 
-def device_map(text: str) -> str | dict:
-    """argparse type: a device map, a name or JSON (checked now, see placement.device_map_key)."""
-    import json
-
-    from circuitgraph.models.environment import ModelLoadError
-    from circuitgraph.models.placement import device_map_key
-
-    value = text
-    if text.lstrip().startswith("{"):
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise argparse.ArgumentTypeError(f"not JSON: {text!r} ({error})") from None
-    try:
-        device_map_key(value)
-    except ModelLoadError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-    return value
-
-
 def add_output(parser: argparse.ArgumentParser) -> None:
     """--out and --overwrite (see :func:`prepare_output`)."""
     parser.add_argument(
         "--out",
+        type=folder_name,
         default="results",
         help="results folder: writes <out>/<model>/<task>/<run>/ (default: results)",
     )
@@ -262,19 +221,24 @@ def log(args: argparse.Namespace, message: str) -> None:
 
 
 def score_meaning(args: argparse.Namespace) -> str:
-    """One line saying what the printed score of a circuit means for these options (with
-    --metric kl edge pruning uses KL, but the score printed stays the logit difference)."""
-    if getattr(args, "metric", "logit_diff") == "accuracy":
-        return "score: the share of prompts whose top-1 token is the answer with only the circuit"
+    """What the printed metrics of a circuit mean for these options (everything outside the
+    circuit ablated; the metric pruned on is printed first)."""
     if getattr(args, "normalise", "full") == "clean_corrupt":
-        return (
-            "score: the circuit's logit difference (answer minus the last member shown), "
-            "scaled so 1 = the full model and 0 = the model on corrupted prompts"
+        normalised = "scaled so 1 = the full model and 0 = the model on corrupted prompts"
+    else:
+        normalised = "as a fraction of the full model's (1 = as good as it)"
+    lines = [
+        "normalised logit diff: the logit difference (answer minus the last member shown) "
+        f"with only the circuit, {normalised}; logit diff: the same, unscaled",
+        "kl: KL divergence of the circuit's next-token distribution from the full model's "
+        "(0 = the same); top-1 accuracy: share of prompts whose top token is the answer",
+    ]
+    if getattr(args, "metric", None) == "prob_diff":
+        lines.append(
+            "normalised prob diff: probability of the good answers minus the bad ones, "
+            f"{normalised}"
         )
-    return (
-        "score: the logit difference (answer minus the last member shown) with everything "
-        "outside the circuit ablated, as a fraction of the full model's (1 = as good as it)"
-    )
+    return "\n".join(lines)
 
 
 def command_line(argv: list[str]) -> str:
@@ -301,6 +265,29 @@ def check_context(args: argparse.Namespace, model: Model, task: Task) -> None:
             f"task {args.task!r} has prompts of {task.seq_len} tokens but model "
             f"{args.model!r} reads at most {n_ctx} (n_ctx); use a model with a longer context"
         )
+
+
+def check_available(args: argparse.Namespace, task: Task, memory: MemoryEstimate) -> None:
+    """ValueError, before any pruning, when a run without --max-memory is estimated to need
+    more memory than the device has available: suggest a budget that chunks it, or fewer
+    prompts when even one prompt at a time would not fit."""
+    from circuitgraph.scoring.memory import GIB, available_bytes
+
+    full_graph_edges = getattr(args, "method", None) == "edges" and args.threshold is None
+    method = "edges" if full_graph_edges else "nodes"
+    available = available_bytes(args.device)
+    if available is None or memory.total(method) <= available:
+        return
+    need = (
+        f"{len(task)} prompts of {task.seq_len} tokens need about "
+        f"{memory.total(method) / GIB:.1f} GiB ({method}), more than the "
+        f"{available / GIB:.1f} GiB available on {args.device}"
+    )
+    budget = math.floor(0.8 * available / GIB * 10) / 10
+    if method == "nodes" and memory.minimum(method) <= 0.8 * available and budget > 0:
+        raise ValueError(f"{need}: pass --max-memory {budget:g}GiB to run in chunks that fit")
+    fewer = "fewer rows in --task-file" if getattr(args, "task_file", None) else "a smaller --n"
+    raise ValueError(f"{need}: use {fewer}, or a machine with more memory")
 
 
 @dataclass
@@ -359,6 +346,8 @@ def load(args: argparse.Namespace, clock: Clock) -> Setup:
     memory = estimate_memory(model, task, max_memory=args.max_memory)
     log(args, f"memory: {memory.describe('nodes')}; edges {memory.total('edges') / 2**30:.2f} GiB")
     check_memory(memory, args.max_memory, "score")
+    if args.max_memory is None:
+        check_available(args, task, memory)
     cfg = model.cfg
     record = {
         "model": {

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from circuitgraph.cli._arguments import positive_int
 from circuitgraph.cli._common import (
     Clock,
     add_model_task,
@@ -14,7 +15,6 @@ from circuitgraph.cli._common import (
     check_task,
     command_line,
     load,
-    positive_int,
     prepare_output,
 )
 

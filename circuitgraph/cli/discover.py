@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from circuitgraph.cli._arguments import finite, fraction, tag_name
 from circuitgraph.cli._common import (
     Clock,
     add_model_task,
@@ -14,8 +15,6 @@ from circuitgraph.cli._common import (
     check_model,
     check_task,
     command_line,
-    finite,
-    fraction,
     load,
     log,
     prepare_output,
@@ -95,7 +94,9 @@ def add_drawing_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-svg", action="store_true", help="skip circuit.svg (no Graphviz needed)"
     )
-    parser.add_argument("--tag", help="suffix for the run folder name, e.g. a note or date")
+    parser.add_argument(
+        "--tag", type=tag_name, help="suffix for the run folder name, e.g. a note or date"
+    )
 
 
 def add_parsers(sub: Any) -> None:
@@ -231,29 +232,92 @@ def run_parameters(args: argparse.Namespace) -> dict[str, Any]:
     return {k: v for k, v in vars(args).items() if k not in ("func", "argv", "traceback")}
 
 
-def run_summary(circuit: Circuit, finals: dict[str, dict[str, float]]) -> dict[str, Any]:
+# The metrics of Scorer.evaluate as printed, in the order printed after the one pruned on.
+METRIC_LABELS = {
+    "normalised_logit_diff": "normalised logit diff",
+    "logit_diff": "logit diff",
+    "kl": "kl",
+    "accuracy": "top-1 accuracy",
+}
+
+
+def pruned_key(metric: str) -> str:
+    """The key of ``Scorer.evaluate``'s dict that pruning on ``metric`` optimised.
+
+    >>> pruned_key("logit_diff"), pruned_key("kl"), pruned_key("prob_diff")
+    ('normalised_logit_diff', 'kl', 'score')
+    """
+    return {"logit_diff": "normalised_logit_diff", "prob_diff": "score"}.get(metric, metric)
+
+
+def pruned_on(args: argparse.Namespace) -> dict[str, str]:
+    """What the printed circuit was pruned on: ``{evaluate key: note}``, first the metric of
+    the last pruning (edges with --method edges), then node pruning's if it differs."""
+    if args.method == "nodes":
+        return {pruned_key(args.metric): "pruned on"}
+    if args.threshold is None or args.metric != "kl":
+        return {pruned_key(args.metric): "pruned on"}
+    return {"kl": "edges pruned on", "normalised_logit_diff": "nodes pruned on"}
+
+
+def metrics_text(scores: dict[str, float], pruned: dict[str, str]) -> str:
+    """Every metric of one circuit, labelled: those in ``pruned`` first with their notes.
+
+    >>> metrics_text({"score": 0.6, "normalised_logit_diff": 0.6, "logit_diff": 7.0,
+    ...               "kl": 0.07, "accuracy": 1.0}, {"kl": "pruned on"})
+    'kl 0.0700 (pruned on); normalised logit diff 0.6000; logit diff 7.0000; top-1 accuracy 1.0000'
+    """
+    labels = METRIC_LABELS | {"score": "normalised prob diff"}
+    keys = [*pruned, *(k for k in METRIC_LABELS if k not in pruned)]
+    notes = {k: f" ({note})" for k, note in pruned.items()}
+    return "; ".join(f"{labels[k]} {scores[k]:.4f}{notes.get(k, '')}" for k in keys)
+
+
+def edges_text(circuit: Circuit) -> str:
+    """The circuit's edges as circuit.json counts them, with the q/k/v -> head edges inside
+    heads told apart from those between components."""
+    between = len(circuit.sender_receiver_edges())
+    inside = circuit.number_of_edges() - between
+    if not inside:
+        return f"{between} edges"
+    return (
+        f"{circuit.number_of_edges()} edges ({between} between components, "
+        f"{inside} from q/k/v inputs into their heads)"
+    )
+
+
+def run_summary(
+    circuit: Circuit, finals: dict[str, dict[str, float]], pruned: dict[str, str]
+) -> dict[str, Any]:
     return {
         "level": circuit.level,
         "n_heads": len(circuit.heads()),
         "n_mlps": len(circuit.mlps()),
-        "n_edges": len(circuit.sender_receiver_edges()),
+        "n_edges": circuit.number_of_edges(),  # as circuit.json lists them
+        "n_edges_between_components": len(circuit.sender_receiver_edges()),
         "heads": circuit.heads(),
         "mlps": circuit.mlps(),
+        "pruned_on": list(pruned),  # keys of "scores" (see pruned_on)
         "score": finals["circuit"]["score"],
         "scores": finals,
     }
 
 
 def _report(
-    args: argparse.Namespace, folder: Path, paths: dict[str, Path], summary: dict[str, Any]
+    args: argparse.Namespace,
+    folder: Path,
+    paths: dict[str, Path],
+    summary: dict[str, Any],
+    circuit: Circuit,
 ) -> None:
     finals = summary["scores"]
-    print(
-        f"circuit: {summary['n_heads']} heads, {summary['n_mlps']} MLPs, "
-        f"{summary['n_edges']} edges; score {finals['circuit']['score']:.4f} "
-        f"(full model {finals['full_model']['score']:.4f}, "
-        f"empty {finals['empty']['score']:.4f})"
+    pruned = pruned_on(args)
+    first = next(iter(pruned))
+    pruned[first] += (
+        f"; full model {finals['full_model'][first]:.4f}, empty {finals['empty'][first]:.4f}"
     )
+    print(f"circuit: {summary['n_heads']} heads, {summary['n_mlps']} MLPs, {edges_text(circuit)}")
+    print(metrics_text(finals["circuit"], pruned))
     print(score_meaning(args))
     print(f"wrote {folder}/")
     if "svg" in paths:
@@ -324,7 +388,7 @@ def run_discover(args: argparse.Namespace) -> int:
             named["node_circuit"] = nodes
         finals = evaluate_all(scorer, named)
     table = scores_table(finals, nodes=nodes, edges=edges)
-    summary = run_summary(circuit, finals)
+    summary = run_summary(circuit, finals, pruned_on(args))
     record = {
         "command": command_line(args.argv),
         "argv": args.argv,
@@ -337,5 +401,5 @@ def run_discover(args: argparse.Namespace) -> int:
     }
     with atomic_folder(target, overwrite=args.overwrite) as tmp:
         paths = write_run(tmp, circuit, table, record | clock.record(), svg=not args.no_svg)
-    _report(args, target, paths, summary)
+    _report(args, target, paths, summary, circuit)
     return 0

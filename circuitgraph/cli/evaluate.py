@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from circuitgraph.cli._arguments import positive_int
 from circuitgraph.cli._common import (
     Clock,
     add_model_task,
@@ -16,12 +17,12 @@ from circuitgraph.cli._common import (
     command_line,
     load,
     log,
-    positive_int,
     prepare_output,
 )
 from circuitgraph.options import Ablation, values
 
 if TYPE_CHECKING:
+    from circuitgraph.circuit.graph import Circuit
     from circuitgraph.models.model_type import Model
     from circuitgraph.tasks.task import Task
 
@@ -32,8 +33,10 @@ def add_parsers(sub: Any) -> None:
         help="faithfulness of a circuit file with bootstrap CIs (optionally held out)",
         description="Score a circuit with 95%% bootstrap CIs over prompts (normalised logit "
         "difference, KL, top-1), its completeness and its minimality. With --held-out the "
-        "prompts are new ones: drawn with seed --seed + 1, minus every clean prompt of the "
-        "discovery set (the task built with --n and --seed, as discover builds it).",
+        "prompts are new ones: --n prompts drawn with seed --seed + 1 that share no underlying "
+        "sequence with the discovery prompts (those the circuit's provenance records; for a "
+        "circuit that records none, the task built with --n and --seed, as discover builds "
+        "it); with --task-file, --held-out checks that the file's prompts are held out so.",
     )
     p.add_argument("circuit", type=Path, help="circuit.json (from discover or sweep)")
     add_model_task(p)
@@ -44,27 +47,69 @@ def add_parsers(sub: Any) -> None:
     p.set_defaults(func=run_evaluate)
 
 
-def held_out_task(model: Model, task: Task, args: argparse.Namespace) -> Task:
-    """Prompts drawn with seed + 1 that are not clean prompts of ``task``."""
-    from circuitgraph.tasks import make_task
-
-    fresh = make_task(
-        args.task,
-        model,
-        n=args.n,
-        corruption=args.corruption,
-        seed=args.seed + 1,
-        template=args.template,
-        prepend_bos=args.prepend_bos,
-    )
-    seen = set(task.clean_prompts)
-    keep = [i for i, p in enumerate(fresh.clean_prompts) if p not in seen]
-    if not keep:
+def discovery_sequences(
+    circuit: Circuit, task: Task, args: argparse.Namespace
+) -> tuple[set[str], str, int]:
+    """(digests of the circuit's discovery sequences and clean prompts, where they come from,
+    how many sequences): those its provenance records, else (a built-in task only) those of
+    ``task``, the task built with --n and --seed as discover builds it."""
+    prompts = circuit.metadata.get("prompts") or {}
+    sequences = prompts.get("sequences")
+    if sequences is not None:
+        digests = set(sequences) | set(prompts.get("clean") or ())
+        return digests, "the circuit's provenance", len(set(sequences))
+    if args.task_file is not None:
         raise ValueError(
-            f"task {args.task!r} has no prompt outside the discovery set; lower --n or use "
-            "another template"
+            f"--held-out with --task-file checks the file's prompts against the discovery "
+            f"prompts the circuit records, and {args.circuit} records none (a circuit from a "
+            "set operation, or an older file); evaluate without --held-out"
         )
-    return fresh.subset(keep)
+    digests = set(task.sequence_digests()) | set(task.prompt_digests())
+    return digests, "--task, --n and --seed (the circuit records none)", task.n_sequences
+
+
+def held_out_task(model: Model, discovery: set[str], args: argparse.Namespace) -> Task:
+    """--n prompts drawn with seed + 1 whose sequence is not among ``discovery`` (digests);
+    larger draws until --n are found or the task has no more."""
+    import warnings
+
+    from circuitgraph.evaluation.held_out import check_held_out, outside
+    from circuitgraph.tasks import RepeatedPromptsWarning, filter_task, make_task
+
+    for factor in (1, 2, 4, 8, 16):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RepeatedPromptsWarning)
+            fresh = make_task(
+                args.task,
+                model,
+                n=factor * args.n,
+                corruption=args.corruption,
+                seed=args.seed + 1,
+                template=args.template,
+                prepend_bos=args.prepend_bos,
+            )
+        if args.filter:
+            fresh = filter_task(fresh, model)
+        keep = outside(fresh, discovery)
+        if len(keep) >= args.n:
+            break
+    if not keep:  # every sequence was a discovery one: refused, naming one
+        check_held_out(discovery, fresh, f"--held-out on task {args.task!r}")
+        raise ValueError(f"no held-out prompt of task {args.task!r} is left after --filter")
+    return fresh.subset(keep[: args.n])
+
+
+def mean_reference_task(circuit: Circuit, task: Task, args: argparse.Namespace) -> Task | None:
+    """With --held-out and mean ablation, the prompts whose means the circuit was found with:
+    ``task`` (built with --n and --seed as discover builds it) when the circuit's provenance
+    names that set or none; else None, and the held-out prompts' own means are used (evaluate
+    then warns that they are not the circuit's)."""
+    from circuitgraph.scoring.scorer import mean_reference
+
+    if not args.held_out or args.ablation != "mean" or args.task_file is not None:
+        return None
+    recorded = circuit.metadata.get("mean_reference")
+    return task if recorded is None or recorded == mean_reference(task) else None
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
@@ -75,11 +120,6 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     check_circuit_file(args.circuit)
     check_task(args)
-    if args.held_out and args.task_file is not None:
-        raise ValueError(
-            "--held-out draws new prompts of a built-in task; for your own prompts pass the "
-            "held-out ones as their own --task-file"
-        )
     check_model(args.model, args.device, args.dtype)
     run = f"evaluate-{args.circuit.resolve().parent.name}" + ("-held-out" if args.held_out else "")
     target = result_dir(args.out, args.model, args.task, run)
@@ -87,12 +127,24 @@ def run_evaluate(args: argparse.Namespace) -> int:
     circuit = load_circuit(args.circuit)
     clock = Clock()
     setup = load(args, clock)
-    task = held_out_task(setup.model, setup.task, args) if args.held_out else setup.task
+    task, held_record = setup.task, {}
+    if args.held_out:
+        from circuitgraph.evaluation.held_out import check_held_out
+
+        discovery, source, n_sequences = discovery_sequences(circuit, setup.task, args)
+        if args.task_file is None:
+            task = held_out_task(setup.model, discovery, args)
+        check_held_out(discovery, task, f"--held-out ({args.circuit})")
+        held_record = {
+            "held_out_from": source,
+            "discovery_sequences": n_sequences,
+            "evaluated_sequences": task.n_sequences,
+        }
     log(args, f"evaluating on {len(task)} prompts ({task.n_distinct} distinct)")
     with clock.stage("evaluate"):
-        result = evaluate(
-            Scorer(setup.model, task, ablation=args.ablation), circuit, args.resamples, args.seed
-        )
+        reference = mean_reference_task(circuit, setup.task, args)
+        scorer = Scorer(setup.model, task, ablation=args.ablation, mean_over=reference)
+        result = evaluate(scorer, circuit, args.resamples, args.seed)
     record = {
         "command": command_line(args.argv),
         "argv": args.argv,
@@ -102,14 +154,18 @@ def run_evaluate(args: argparse.Namespace) -> int:
         **setup.record,
         "evaluated_prompts": len(task),
         "evaluated_distinct": task.n_distinct,
+        **held_record,
         "versions": versions(),
         "result": {
             "score": result.score,
             "ci": list(result.ci),
             "completeness": result.completeness,
             "completeness_ci": list(result.completeness_ci),
+            "n_distinct": result.n_distinct,
             "resamples": args.resamples,
+            "mean_reference": scorer.mean_reference,
         },
+        "warnings": result.warnings,
     }
     with atomic_folder(target, overwrite=args.overwrite) as tmp:
         result.table.to_csv(tmp / "evaluation.csv")
@@ -117,8 +173,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         write_json(tmp / "run.json", record | clock.record())
     low, high = result.ci
     print(
-        f"{result.metric} {result.score:.3f} [{low:.3f}, {high:.3f}] (95% CI over "
-        f"{task.n_distinct} distinct prompts), completeness {result.completeness:.3f}"
+        f"{result.metric} {result.score:.3f} (95 % CI {low:.3f}-{high:.3f}, "
+        f"{result.n_distinct} prompts), completeness {result.completeness:.3f}"
     )
     print(target)
     return 0

@@ -24,6 +24,9 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--on", choices=values(On), default="nodes", help="what to compare")
     p.add_argument("--names", nargs="+", help="one name per file instead of the task names")
     p.add_argument("--venn", type=Path, help="figure file (.svg, .png or .pdf)")
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace an existing --venn file (default: refuse)"
+    )
     p.add_argument("--csv", action="store_true", help="print CSV instead of an aligned table")
     p.set_defaults(func=run_overlap)
 
@@ -37,22 +40,28 @@ def circuit_names(paths: list[Path], circuits: list[Any]) -> list[str]:
     ...          Path("x.json")]
     >>> circuit_names(paths, [C(metadata={"task": "digits"})] * 2 + [C(metadata={})])
     ['digits (digits/nodes-0.8)', 'digits (s/nodes-0.8)', 'x.json']
+    >>> circuit_names([Path("r/a.json"), Path("r/b.json")], [C(metadata={"task": "digits"})] * 2)
+    ['digits (a.json)', 'digits (b.json)']
     """
+    resolved = [p.resolve() for p in paths]
+    for i, path in enumerate(resolved):
+        if path in resolved[:i]:
+            raise ValueError(f"the same circuit file is given twice: {paths[i]}")
     names = [str(c.metadata.get("task") or p) for p, c in zip(paths, circuits, strict=True)]
     result = list(names)
     for name in set(names):
         group = [i for i, n in enumerate(names) if n == name]
         if len(group) == 1:
             continue
-        folders = [paths[i].resolve().parent.parts for i in group]
-        for k in range(1, max(len(f) for f in folders) + 1):
-            tails = ["/".join(f[-k:]) for f in folders]
+        # the folders tell them apart, unless files of one folder are compared: then the names
+        one_name = len({resolved[i].name for i in group}) == 1
+        parts = [resolved[i].parent.parts if one_name else resolved[i].parts for i in group]
+        for k in range(1, max(len(f) for f in parts) + 1):
+            tails = ["/".join(f[-k:]) for f in parts]
             if len(set(tails)) == len(tails):
                 break
         for i, tail in zip(group, tails, strict=True):
             result[i] = f"{name} ({tail})"
-    if len(set(result)) != len(result):
-        raise ValueError("the same circuit file is given twice")
     return result
 
 
@@ -65,7 +74,7 @@ def run_overlap(args: argparse.Namespace) -> int:
         sorted_elements,
     )
     from circuitgraph.figures import figure_format, venn
-    from circuitgraph.results import check_writable
+    from circuitgraph.results import check_new, check_writable
 
     if args.venn is not None and args.on == "both":
         raise ValueError("--venn draws one kind: use --on nodes or --on edges")
@@ -78,6 +87,7 @@ def run_overlap(args: argparse.Namespace) -> int:
     if args.venn is not None:
         figure_format(args.venn)
         check_writable(args.venn, folder=False)
+        check_new(args.venn, args.overwrite, keep_both="another --venn file")
     for path in args.files:
         check_circuit_file(path)
     circuits = [load_circuit(path) for path in args.files]

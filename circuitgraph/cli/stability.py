@@ -7,6 +7,7 @@ import argparse
 import contextlib
 from typing import Any
 
+from circuitgraph.cli._arguments import fraction, positive_int
 from circuitgraph.cli._common import (
     Clock,
     add_model_task,
@@ -14,10 +15,8 @@ from circuitgraph.cli._common import (
     check_model,
     check_task,
     command_line,
-    fraction,
     load,
     log,
-    positive_int,
     prepare_output,
 )
 from circuitgraph.options import Method, Sampling, values
@@ -27,9 +26,10 @@ def add_parsers(sub: Any) -> None:
     p = sub.add_parser(
         "stability",
         help="rediscover a circuit on resampled prompt sets; frequencies, Jaccard, held-out CIs",
-        description="Split the task's distinct prompts in half; run discovery on --resamples "
-        "resamples of the first half (bootstrap) or on the first half of tasks built with "
-        "other seeds (seeds); evaluate every circuit and the 0.5-consensus on the second half.",
+        description="Split the task's distinct sequences in half (every wording of one "
+        "sequence on one side); run discovery on --resamples resamples of the first half "
+        "(bootstrap) or on tasks built with other seeds less the second half's sequences "
+        "(seeds); evaluate every circuit and the 0.5-consensus on the second half.",
     )
     add_model_task(p)
     p.add_argument(
@@ -53,12 +53,16 @@ def add_parsers(sub: Any) -> None:
 
 def run_stability(args: argparse.Namespace) -> int:
     from circuitgraph.evaluation import held_out_scorer, stability
+    from circuitgraph.evaluation.guards import MIN_STABILITY_RESAMPLES, check_resamples
+    from circuitgraph.evaluation.held_out import outside
     from circuitgraph.parallel import check_cluster, connect
     from circuitgraph.prune.discovery import Discovery
     from circuitgraph.results import atomic_folder, result_dir, versions, write_json
     from circuitgraph.scoring.scorer import Scorer
     from circuitgraph.tasks import make_task
 
+    # one resample has no spread: refused before anything is loaded or written
+    check_resamples(args.resamples, "stability (--resamples)", MIN_STABILITY_RESAMPLES)
     check_task(args)
     if args.sampling == "seeds" and args.task_file is not None:
         raise ValueError(
@@ -91,8 +95,7 @@ def run_stability(args: argparse.Namespace) -> int:
             template=args.template,
             prepend_bos=args.prepend_bos,
         )
-        held = set(test.clean_prompts)
-        return task.subset([i for i, p in enumerate(task.clean_prompts) if p not in held])
+        return task.subset(outside(task, test))  # no held-out sequence, in any wording
 
     log(args, f"{args.resamples} x {args.method} discovery on {len(train)} prompts")
     client = None if args.cluster is None else connect(args.cluster, args.workers)
@@ -119,7 +122,12 @@ def run_stability(args: argparse.Namespace) -> int:
         "test_prompts": len(test),
         "versions": versions(),
         "result": summary
-        | {"consensus_score": result.evaluation.score, "consensus_ci": list(result.evaluation.ci)},
+        | {
+            "consensus_score": result.evaluation.score,
+            "consensus_ci": list(result.evaluation.ci),
+            "consensus_n_distinct": result.evaluation.n_distinct,
+        },
+        "warnings": result.warnings,
     }
     with atomic_folder(target, overwrite=args.overwrite) as tmp:
         result.frequency.rename_axis("node").to_csv(tmp / "frequency.csv")
@@ -133,7 +141,8 @@ def run_stability(args: argparse.Namespace) -> int:
     print(
         f"heads {summary['heads_mean']:.1f} +- {summary['heads_sd']:.1f}, mean Jaccard "
         f"{summary['jaccard_nodes_mean']:.2f}; consensus(0.5) held out "
-        f"{result.evaluation.score:.3f} [{low:.3f}, {high:.3f}]"
+        f"{result.evaluation.score:.3f} (95 % CI {low:.3f}-{high:.3f}, "
+        f"{result.evaluation.n_distinct} prompts)"
     )
     print(target)
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any
 
+from circuitgraph.cli._arguments import fraction, positive_int
 from circuitgraph.cli._common import (
     Clock,
     add_model_task,
@@ -12,10 +13,8 @@ from circuitgraph.cli._common import (
     check_model,
     check_task,
     command_line,
-    fraction,
     load,
     log,
-    positive_int,
     prepare_output,
     score_meaning,
 )
@@ -26,7 +25,9 @@ from circuitgraph.cli.discover import (
     check_graphviz,
     evaluate_all,
     make_scorer,
+    metrics_text,
     node_kwargs,
+    pruned_key,
     run_parameters,
     run_summary,
 )
@@ -143,6 +144,7 @@ def run_sweep(args: argparse.Namespace) -> int:
         **setup.record,
         "versions": versions(),
     }
+    pruned = {pruned_key(args.metric): "pruned on"}
     with atomic_folder(target, overwrite=args.overwrite) as tmp:
         summaries = {}
         for threshold, circuit in circuits.items():
@@ -155,7 +157,7 @@ def run_sweep(args: argparse.Namespace) -> int:
             parent = parents[threshold]
             start = None if parent is None else circuits[parent]
             table = scores_table(own, nodes=circuit, node_start=start)
-            summaries[key] = run_summary(circuit, own)
+            summaries[key] = run_summary(circuit, own, pruned)
             record = common | {
                 "run": f"{run}/{run_name('nodes', threshold)}",
                 "threshold": threshold,
@@ -182,7 +184,7 @@ def run_sweep(args: argparse.Namespace) -> int:
     for key, summary in summaries.items():
         print(
             f"threshold {key}: {summary['n_heads']} heads, {summary['n_mlps']} MLPs, "
-            f"score {summary['score']:.4f}"
+            f"{summary['n_edges']} edges; {metrics_text(summary['scores']['circuit'], pruned)}"
         )
     print(score_meaning(args))
     print(f"wrote {target}/")

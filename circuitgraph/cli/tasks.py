@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from circuitgraph.cli._common import log, quiet_libraries
+from circuitgraph.cli._common import check_model, log, quiet_libraries
 
 
 def add_parsers(sub: Any) -> None:
@@ -29,6 +29,8 @@ def run_tasks(args: argparse.Namespace) -> int:
     from circuitgraph.tasks.sequences import get_spec
     from circuitgraph.tasks.standard import STANDARD_TASKS
 
+    if args.model:
+        check_model(args.model)  # before printing anything
     standard = (
         [n for n in args.names if n in STANDARD_TASKS] if args.names else list(STANDARD_TASKS)
     )

@@ -4,6 +4,15 @@ A circuit is run once (one masked forward pass over all prompts); every metric i
 prompt, and a confidence interval comes from re-weighting those values: a resample is a
 vector of counts over the distinct clean prompts (copies of one prompt move together), so
 1,000 resamples cost a [1000, n] matrix product, not 1,000 forward passes.
+
+The interval is a symmetric studentized bootstrap ("bootstrap-t", :func:`bootstrap_t`):
+every metric is a ratio of means over the distinct prompts (the normalised logit difference
+is mean circuit logit difference / mean clean one; a plain mean has denominator 1), its
+standard error is the delta-method (linearised) one, and the interval is ``estimate +- q *
+se`` with ``q`` the quantile of ``|resampled estimate - estimate| / resampled se``. The
+percentile interval it replaces (:func:`interval`) covered 87-90 % at 8 prompts and 92-93 %
+at 16 where it should cover 95 % (``benchmarks/ci_coverage.py``): the spread of a resample of
+few prompts is narrower than that of new prompts, and studentizing corrects for it.
 """
 
 from __future__ import annotations
@@ -69,6 +78,32 @@ class PromptValues:
             raise ValueError(f"unknown metric {name!r}; choose one of {METRICS}")
         return (getattr(self, name) @ weights.T) / total
 
+    def ratio_terms(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(numerator [V, n], denominator [n])`` per prompt such that metric ``name`` under
+        ``weights`` is ``(numerator @ w) / (denominator @ w)`` (:meth:`statistic`)."""
+        if name == "normalised_logit_diff":
+            if self.normalise is Normalise.FULL:
+                return self.logit_diff, self.clean
+            assert self.corrupt is not None  # clean_corrupt keeps the corrupted run's values
+            return self.logit_diff - self.corrupt, self.clean - self.corrupt
+        if name not in METRICS:
+            raise ValueError(f"unknown metric {name!r}; choose one of {METRICS}")
+        return getattr(self, name), np.ones(self.logit_diff.shape[1])
+
+    def ci(
+        self, name: str, groups: np.ndarray, weights: np.ndarray, confidence: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Bootstrap-t interval ``(low [V], high [V])`` of metric ``name`` over the resamples
+        ``weights`` [R, n] of the distinct prompts ``groups`` [n] (:func:`bootstrap_t`);
+        accuracy is kept in [0, 1] and KL at or above 0."""
+        numerator, denominator = self.ratio_terms(name)
+        low, high = bootstrap_t(numerator, denominator, groups, weights, confidence)
+        if name in ("accuracy", "kl"):
+            low = np.maximum(low, 0.0)
+        if name == "accuracy":
+            high = np.minimum(high, 1.0)
+        return low, high
+
     def point(self, name: str) -> np.ndarray:
         """Metric ``name`` over all prompts [V] (equal weights: the Scorer's number)."""
         return self.statistic(name, np.ones((1, self.logit_diff.shape[1])))[:, 0]
@@ -133,9 +168,82 @@ def bootstrap_weights(groups: np.ndarray, resamples: int, seed: int) -> np.ndarr
     return counts[:, groups].astype(np.float64)
 
 
+def _ratio_se(a: np.ndarray, b: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Ratio ``(w @ a) / (w @ b)`` and its delta-method standard error for per-prompt totals
+    ``a`` [G], ``b`` [G] under prompt counts ``w`` [R, G] -> ([R], [R])."""
+    den = w @ b
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = (w @ a) / den
+        residual = a[None] - ratio[:, None] * b[None]  # [R, G]; its weighted sum is 0
+        m = w.sum(axis=1)
+        se = np.sqrt((w * residual**2).sum(axis=1) * m / (m - 1)) / np.abs(den)
+    return ratio, se
+
+
+def bootstrap_t(
+    numerator: np.ndarray,
+    denominator: np.ndarray,
+    groups: np.ndarray,
+    weights: np.ndarray,
+    confidence: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric studentized bootstrap interval ``(low [V], high [V])`` of the ratio of
+    means ``sum(numerator) / sum(denominator)`` (each row of ``numerator`` [V, n];
+    ``denominator`` [n]), resampling the distinct prompts ``groups`` [n] with ``weights``
+    [R, n].
+
+    With ``se`` the delta-method standard error over the G distinct prompts and ``t_r`` =
+    (resample r's ratio - ratio) / resample r's own se, the interval is ``ratio +- q * se``,
+    ``q`` the ``confidence`` quantile of ``|t_r|`` (an order statistic). Symmetric rather than
+    equal-tailed: at 8 prompts the equal-tailed interval covered 93 % on SmolLM2's heavy-tailed
+    per-prompt values, the symmetric one 95-96 % (``benchmarks/ci_coverage.py``). A resample
+    of one repeated value (likely below 5 prompts, and for accuracy) has se 0 and ``|t|``
+    infinite: when ``q`` is infinite the percentile interval (:func:`interval`) is given
+    instead. An se of 0 (every prompt has the same ratio) gives a zero-width interval.
+
+    >>> groups = np.arange(8)
+    >>> values = np.array([[0.2, 0.5, 0.4, 0.9, 0.6, 0.3, 0.7, 0.4]])
+    >>> weights = bootstrap_weights(groups, 2000, seed=0)
+    >>> low, high = bootstrap_t(values, np.ones(8), groups, weights, 0.95)
+    >>> bool(low[0] < values.mean() < high[0])
+    True
+    """
+    first = np.unique(groups, return_index=True)[1]  # a row of each distinct prompt
+    onehot = np.zeros((len(groups), len(first)))
+    onehot[np.arange(len(groups)), groups] = 1.0
+    a_all, b = numerator @ onehot, denominator @ onehot  # per-prompt totals [V, G], [G]
+    w = weights[:, first]  # [R, G]
+    lows, highs = [], []
+    for a in a_all:
+        (estimate,), (se,) = _ratio_se(a, b, np.ones((1, len(b))))
+        ratios, ses = _ratio_se(a, b, w)
+        tolerance = 1e-9 * (1.0 + abs(estimate))
+        keep = np.isfinite(ratios)  # a zero denominator gives no ratio
+        if not np.isfinite(se) or se <= tolerance or not keep.any():
+            value = estimate if np.isfinite(estimate) and keep.any() else np.nan
+            lows.append(value)
+            highs.append(value)
+            continue
+        ratios, ses = ratios[keep], ses[keep]
+        distance = np.abs(ratios - estimate)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t = np.where(ses > tolerance, distance / ses, np.where(distance > tolerance, np.inf, 0))
+        k = min(len(t), max(1, math.ceil(round(confidence * len(t), 9))))
+        q = np.sort(t)[k - 1]
+        if np.isfinite(q):
+            lows.append(estimate - q * se)
+            highs.append(estimate + q * se)
+        else:
+            low, high = interval(ratios, confidence)
+            lows.append(low)
+            highs.append(high)
+    return np.array(lows, dtype=float), np.array(highs, dtype=float)
+
+
 def interval(samples: np.ndarray, confidence: float) -> tuple[float, float]:
     """Percentile ``confidence`` interval of bootstrap ``samples`` [R] (NaNs, from a zero
-    denominator, are dropped)."""
+    denominator, are dropped). Not calibrated below a few dozen prompts: :func:`bootstrap_t`
+    gives the intervals that :func:`~circuitgraph.evaluation.evaluate` reports."""
     finite = samples[np.isfinite(samples)]
     if not len(finite):
         return float("nan"), float("nan")

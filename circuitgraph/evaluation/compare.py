@@ -1,6 +1,6 @@
 """``compare_methods``: node pruning, ACDC edge pruning, EAP and EAP-IG on one task, in one
 table: circuit size, held-out faithfulness with a bootstrap CI, the faithfulness curve's CPR
-and CMD (with a random baseline) and wall time."""
+and CMD (with a random baseline; node and edge curves apart, by ``level``) and wall time."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import pandas as pd
 from circuitgraph.circuit.graph import full_circuit
 from circuitgraph.evaluation.curves import FRACTIONS, faithfulness_curve, pruning_ranking
 from circuitgraph.evaluation.evaluate import evaluate, held_out_scorer
+from circuitgraph.evaluation.held_out import check_held_out
 from circuitgraph.options import Metric
 
 if TYPE_CHECKING:
@@ -28,19 +29,34 @@ METHODS = ("nodes", "acdc", "eap", "eap_ig")
 
 @dataclass(frozen=True)
 class MethodComparison:
-    """``table``: one row per method; ``circuits`` and ``curves`` by method name."""
+    """``table``: one row per method; ``circuits`` and ``curves`` by method name.
+
+    ``level`` says what a method's curve ranks: ``"node"`` (node pruning: CPR and CMD over
+    fractions of the heads and MLPs) or ``"edge"`` (the others: over fractions of the edges).
+    The two x-axes differ, so compare CPR and CMD only between rows of one level
+    (:meth:`curve_table`). ``evaluated_on``: where every column was computed, the faithfulness
+    and the curves alike ("held-out" or "in-sample").
+    """
 
     table: pd.DataFrame
     circuits: dict
     curves: dict
     evaluated_on: str
 
+    def curve_table(self, level: str) -> pd.DataFrame:
+        """The rows of the methods whose curves rank ``level`` (``"node"`` or ``"edge"``)."""
+        if level not in ("node", "edge"):
+            raise ValueError(f"level must be 'node' or 'edge', got {level!r}")
+        return self.table.loc[self.table["level"] == level]
+
     def plot(self, path: str | Path | None = None):
-        """Held-out faithfulness (with CI) against circuit size, and each method's curve."""
+        """Faithfulness (with CI) against circuit size, then the node curves and the edge
+        curves in panels of their own (each with its random baseline)."""
         from circuitgraph.figures import new_figure, save_figure
 
-        fig = new_figure(10, 3.8, layout="tight")
-        left, right = fig.subplots(1, 2)
+        levels = [v for v in ("node", "edge") if any(c.level == v for c in self.curves.values())]
+        fig = new_figure(5 * (1 + len(levels)), 3.8, layout="tight")
+        left, *panels = fig.subplots(1, 1 + len(levels))
         t = self.table
         for method, row in t.iterrows():
             err = [[row["score"] - row["ci_low"]], [row["ci_high"] - row["score"]]]
@@ -49,17 +65,18 @@ class MethodComparison:
         left.set_xlabel("edges in the circuit")
         left.set_ylabel(f"faithfulness ({self.evaluated_on})")
         left.legend(frameon=False)
-        for method, curve in self.curves.items():
-            right.plot(curve.table["fraction"], curve.table["f"], "o-", label=method)
-        if self.curves:
-            baseline = next(iter(self.curves.values())).table
-            right.plot(
-                baseline["fraction"], baseline["random_f"], "--", color="grey", label="random"
-            )
-        right.set_xscale("log")
-        right.set_xlabel("fraction of ranked elements kept")
-        right.set_ylabel("f")
-        right.legend(frameon=False)
+        for level, right in zip(levels, panels, strict=True):
+            curves = {m: c for m, c in self.curves.items() if c.level == level}
+            for method, curve in curves.items():
+                right.plot(curve.table["fraction"], curve.table["f"], "o-", label=method)
+                right.plot(
+                    curve.table["fraction"], curve.table["random_f"], "--", color="grey", lw=0.8
+                )
+            right.plot([], [], "--", color="grey", label="random")
+            right.set_xscale("log")
+            right.set_xlabel(f"fraction of {level}s kept")
+            right.set_ylabel(f"f ({self.evaluated_on})")
+            right.legend(frameon=False)
         if path is not None:
             save_figure(fig, path)
         return fig
@@ -83,8 +100,12 @@ def compare_methods(
     removed them); ``acdc``: :func:`prune_edges` with KL at ``tau`` over the full graph (its
     curve ranks edges by their tested effect); ``eap`` / ``eap_ig``: the top ``k`` edges of
     :func:`attribute_edges` (default ``k``: as many edges as ACDC kept, else 5 % of the graph).
-    ``held_out``: a Task (a Scorer like ``scorer`` is built on it) or a Scorer; None evaluates
-    in-sample. Every circuit is evaluated with the same scorer and metric.
+    ``held_out``: a Task (a Scorer like ``scorer`` is built on it, see
+    :func:`held_out_scorer`) or a Scorer, whose prompts share no underlying sequence with
+    ``scorer``'s (refused otherwise); None evaluates in-sample. Every column (faithfulness,
+    CI, and the curves' CPR and CMD) is computed on those prompts with the same scorer and
+    metric; discovery alone uses ``scorer``'s. Curves follow :func:`faithfulness_curve`'s
+    default protocol; the table's ``level`` column keeps node and edge curves apart.
     """
     from circuitgraph.prune.attribution import attribute_edges
     from circuitgraph.prune.edges import prune_edges
@@ -99,6 +120,7 @@ def compare_methods(
         judge, evaluated_on = scorer, "in-sample"
     elif hasattr(held_out, "score_masks"):
         judge, evaluated_on = cast("Scorer", held_out), "held-out"
+        check_held_out(scorer.task, judge.task, "compare_methods")
     else:
         judge, evaluated_on = held_out_scorer(scorer, cast("Task", held_out)), "held-out"
     n_edges = len(full_circuit(scorer.model.cfg, qkv=True).sender_receiver_edges())
@@ -121,11 +143,12 @@ def compare_methods(
     rows = []
     for method, circuit in circuits.items():
         result = evaluate(judge, circuit, resamples, seed, minimality=False)
-        curve = faithfulness_curve(scorer, rankings[method], fractions, seed)
+        curve = faithfulness_curve(judge, rankings[method], fractions, seed)
         curves[method] = curve
         rows.append(
             {
                 "method": method,
+                "level": curve.level,
                 "heads": len(circuit.heads()),
                 "mlps": len(circuit.mlps()),
                 "edges": len(circuit.sender_receiver_edges()),

@@ -18,11 +18,12 @@ from circuitgraph.evaluation.bootstrap import (
     bootstrap_weights,
     check_confidence,
     check_resamples,
-    interval,
     metric_name,
     prompt_groups,
     prompt_values,
 )
+from circuitgraph.evaluation.guards import UncertaintyWarning, check_prompts
+from circuitgraph.evaluation.guards import check_resamples as check_resample_count
 from circuitgraph.scoring.layout import NodeMasks
 
 if TYPE_CHECKING:
@@ -36,13 +37,15 @@ __all__ = ["Evaluation", "evaluate", "held_out_scorer", "without_components"]
 class Evaluation:
     """What :func:`evaluate` measured.
 
-    ``score`` and ``ci`` are the scorer's metric with its bootstrap interval at level
-    ``confidence``;
-    ``table`` has one row per metric (circuit value, CI, the full model's and the empty
-    circuit's value); ``completeness`` is the score of the full model minus the circuit
-    (low means the circuit holds what the model needs), with ``completeness_ci``;
-    ``minimality`` maps each head/MLP to the score drop when it alone is removed.
-    ``samples`` [resamples] are the bootstrap values of ``score``.
+    ``score`` and ``ci`` are the scorer's metric with its bootstrap-t interval at level
+    ``confidence`` over ``n_distinct`` distinct prompts (``n_prompts`` rows);
+    ``table`` has one row per metric (circuit value, CI, the number of distinct prompts, the
+    full model's and the empty circuit's value); ``completeness`` is the score of the full
+    model minus the circuit (low means the circuit holds what the model needs), with
+    ``completeness_ci``; ``minimality`` maps each head/MLP to the score drop when it alone is
+    removed. ``samples`` [resamples] are the bootstrap values of ``score``. ``warnings``: the
+    texts of the :class:`~circuitgraph.evaluation.guards.UncertaintyWarning` given (too few
+    prompts or resamples, ablation values other than the circuit's).
     """
 
     metric: str
@@ -57,6 +60,7 @@ class Evaluation:
     n_distinct: int = 0
     resamples: int = 0
     confidence: float = 0.95
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def level(self) -> float:
@@ -76,7 +80,15 @@ class Evaluation:
 
 def held_out_scorer(scorer: Scorer, task: Task) -> Scorer:
     """A Scorer like ``scorer`` (same model, metric, ablation, normalisation, direction) on
-    ``task``; ValueError if ``task`` was built for another model."""
+    ``task``; ValueError if ``task`` was built for another model. With mean ablation its
+    ablation values are ``scorer``'s (``mean_over=scorer.mean_task``: the discovery prompts'
+    means), so a circuit is scored held out with the values it was found with.
+
+    ``task`` must be held out from ``scorer``'s prompts by underlying sequence
+    (:meth:`~circuitgraph.tasks.task.Task.sequence_keys`; ``Task.split`` gives such halves):
+    :class:`~circuitgraph.evaluation.guards.UncertaintyError` for the scorer's own task or any
+    task that shares a sequence with it."""
+    from circuitgraph.evaluation.held_out import check_held_out
     from circuitgraph.scoring.scorer import Scorer
 
     ours = str(getattr(scorer.model.cfg, "model_name", ""))
@@ -86,6 +98,7 @@ def held_out_scorer(scorer: Scorer, task: Task) -> Scorer:
             f"held-out task {task.name!r} was built for model {theirs!r}, but the scorer "
             f"uses {ours!r}: build it with make_task(..., model) for the same model"
         )
+    check_held_out(scorer.task, task, "held_out_scorer")
     return Scorer(
         scorer.model,
         task,
@@ -93,6 +106,9 @@ def held_out_scorer(scorer: Scorer, task: Task) -> Scorer:
         ablation=scorer.ablation,
         normalise=scorer.normalise,
         direction=scorer.direction,
+        # mean ablation keeps the values the circuit was found with: the discovery prompts'
+        # means, not means over the (often few) held-out prompts
+        mean_over=getattr(scorer, "mean_task", None),
     )
 
 
@@ -202,8 +218,24 @@ def evaluate(
     One masked forward pass runs the circuit, the full model minus the circuit, and the empty
     circuit together; every metric is kept per prompt and resampled ``resamples`` times over
     the distinct clean prompts (``seed``), so the intervals cost about one score, at level
-    ``confidence``. Minimality (one pass per component) can be switched off with
-    ``minimality=False``.
+    ``confidence``: studentized bootstrap (bootstrap-t) intervals
+    (:func:`~circuitgraph.evaluation.bootstrap.bootstrap_t`), which cover at 8 and 16 prompts
+    where percentile intervals ran narrow. Minimality (one pass per component) can be switched
+    off with ``minimality=False``.
+
+    The uncertainty rule (:mod:`~circuitgraph.evaluation.guards`): one distinct prompt or one
+    resample is refused (:class:`~circuitgraph.evaluation.guards.UncertaintyError`, before
+    the forward pass); fewer than 8 distinct prompts or 20 resamples give an
+    :class:`~circuitgraph.evaluation.guards.UncertaintyWarning`, whose text is kept in
+    ``Evaluation.warnings``.
+
+    Mean ablation: the intervals resample the scored prompts and hold the ablation values
+    fixed. Those are the scorer's (``scorer.mean_reference``); a circuit found with mean
+    ablation should be scored with the values it was found with (``held_out_scorer`` does
+    this, or ``Scorer(..., mean_over=discovery_task)``). When the scorer instead takes them
+    from its own prompts and the circuit's provenance names another set, evaluate warns: the
+    score is then of other ablation values, and their own sampling error (means over few
+    prompts) is not in the interval.
 
     Deprecated, for one release: the old order ``evaluate(circuit, scorer)`` (FutureWarning)
     and ``level=`` for ``confidence=`` (DeprecationWarning).
@@ -220,6 +252,11 @@ def evaluate(
     confidence = check_confidence(confidence)
     if not isinstance(circuit, Circuit):
         raise TypeError(f"circuit must be a Circuit, got {type(circuit).__name__}")
+    groups = prompt_groups(scorer.task.clean_prompts)
+    n_distinct = int(groups.max()) + 1 if len(groups) else 0
+    notes = check_prompts(n_distinct, "evaluate's confidence interval", stacklevel=3)
+    notes += check_resample_count(resamples, "evaluate's confidence interval", stacklevel=3)
+    notes += _check_mean_reference(scorer, circuit)
     empty = Circuit.from_nodes(circuit.config, [])
     variants = [circuit, complement_circuit(circuit), empty]
     if circuit.level == "node":
@@ -228,21 +265,21 @@ def evaluate(
     else:
         parts = [prompt_values(scorer, scorer.masks(c)) for c in variants]
         values = _stack(parts)
-    groups = prompt_groups(scorer.task.clean_prompts)
     weights = bootstrap_weights(groups, resamples, seed)  # [R, n]
     full_model = _full_model(scorer, values)
-    rows, samples_of = [], {}
+    rows, samples_of, completeness_ci = [], {}, {}
     for name in METRICS:
         point = values.point(name)  # [3]
-        boot = values.statistic(name, weights)  # [3, R]
-        samples_of[name] = boot
-        low, high = interval(boot[0], confidence)
+        samples_of[name] = values.statistic(name, weights)  # [3, R]
+        low, high = values.ci(name, groups, weights, confidence)  # [3] each
+        completeness_ci[name] = (float(low[1]), float(high[1]))
         rows.append(
             {
                 "metric": name,
                 "value": float(point[0]),
-                "ci_low": low,
-                "ci_high": high,
+                "ci_low": float(low[0]),
+                "ci_high": float(high[0]),
+                "n_distinct": n_distinct,
                 "full_model": full_model[name],
                 "complement": float(point[1]),
                 "empty": float(point[2]),
@@ -251,23 +288,42 @@ def evaluate(
     table = pd.DataFrame(rows).set_index("metric")
     own = metric_name(scorer)
     score = float(table.loc[own, "value"])
-    completeness_samples = samples_of[own][1]
     return Evaluation(
         metric=own,
         score=score,
         ci=(float(table.loc[own, "ci_low"]), float(table.loc[own, "ci_high"])),
         table=table,
         completeness=float(table.loc[own, "complement"]),
-        completeness_ci=interval(completeness_samples, confidence),
+        completeness_ci=completeness_ci[own],
         minimality=_minimality(scorer, circuit, score, batch_size)
         if minimality
         else pd.Series(dtype=float, name="drop"),
         samples=samples_of[own][0],
         n_prompts=len(scorer.task),
-        n_distinct=int(groups.max()) + 1,
+        n_distinct=n_distinct,
         resamples=resamples,
         confidence=confidence,
+        warnings=notes,
     )
+
+
+def _check_mean_reference(scorer: Scorer, circuit: Circuit) -> list[str]:
+    """Warn (and return the text) when ``scorer`` takes its mean-ablation values from its own
+    prompts while ``circuit`` was found with means over another prompt set."""
+    ours = getattr(scorer, "mean_reference", None)
+    theirs = circuit.metadata.get("mean_reference") if circuit.metadata else None
+    own = getattr(scorer, "mean_task", None) is scorer.task
+    if not (ours and isinstance(theirs, dict) and own) or theirs == ours:
+        return []
+    message = (
+        f"the circuit was found with mean-ablation values over {theirs.get('n_prompts')} "
+        f"prompts of task {theirs.get('task')!r} (seed {theirs.get('seed')}), but this scorer "
+        f"takes them from its own {ours['n_prompts']} prompts: the score is of other ablation "
+        "values and the interval leaves out their sampling error; score with "
+        "held_out_scorer(discovery_scorer, task) or Scorer(..., mean_over=discovery_task)"
+    )
+    warnings.warn(message, UncertaintyWarning, stacklevel=4)
+    return [message]
 
 
 def _stack(parts):

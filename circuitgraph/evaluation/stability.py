@@ -13,9 +13,10 @@ from __future__ import annotations
 import functools
 import itertools
 import time
+import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
@@ -25,6 +26,14 @@ from circuitgraph.circuit.graph import Circuit
 from circuitgraph.circuit.setops import check_compatible, components, jaccard
 from circuitgraph.evaluation.bootstrap import check_resamples, prompt_groups
 from circuitgraph.evaluation.evaluate import Evaluation, evaluate
+from circuitgraph.evaluation.guards import (
+    MIN_PROMPTS,
+    MIN_STABILITY_RESAMPLES,
+    UncertaintyWarning,
+    check_prompts,
+)
+from circuitgraph.evaluation.guards import check_resamples as check_resample_count
+from circuitgraph.evaluation.held_out import check_held_out, outside
 from circuitgraph.options import Sampling, parse_enum, values
 from circuitgraph.parallel import run_many
 
@@ -56,7 +65,9 @@ class Stability:
     ``jaccard``: one row per pair of circuits (node and edge Jaccard); ``runs``: one row per
     circuit (prompts, size, in-sample score, held-out score and CI, seconds);
     ``evaluation``: the held-out :class:`Evaluation` of ``consensus(0.5)`` (None without a
-    held-out scorer).
+    held-out scorer); ``warnings``: the texts of the
+    :class:`~circuitgraph.evaluation.guards.UncertaintyWarning` given (few distinct prompts in
+    the resamples, and those of the held-out evaluations), each once.
     """
 
     circuits: list[Circuit]
@@ -67,6 +78,7 @@ class Stability:
     method: str
     evaluation: Evaluation | None = None
     seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)
 
     def consensus(self, q: float = 0.5) -> Circuit:
         """The circuit of the elements found in at least a share ``q`` of the runs (edges for
@@ -112,8 +124,14 @@ def _bootstrap_tasks(task: Task, resamples: int, seed: int) -> Iterator[Task]:
 
 
 def _seed_tasks(
-    task: Task | Callable[[int], Task], resamples: int, seed: int, model: Model | None
+    task: Task | Callable[[int], Task],
+    resamples: int,
+    seed: int,
+    model: Model | None,
+    held_out: Task | None = None,
 ) -> Iterator[Task]:
+    """The task rebuilt with seeds ``seed ..``, less the prompts whose sequence ``held_out``
+    shows (a function seed -> Task is called as it is, and checked by the caller)."""
     if callable(task):
         for r in range(resamples):
             yield task(seed + r)
@@ -126,7 +144,7 @@ def _seed_tasks(
     from circuitgraph.tasks import make_task
 
     for r in range(resamples):
-        yield make_task(
+        built = make_task(
             task.name,
             model,
             n=len(task),
@@ -135,6 +153,15 @@ def _seed_tasks(
             template=task.template,
             n_members=task.n_members,
         )
+        if held_out is not None:
+            kept = outside(built, held_out)
+            if not kept:
+                raise ValueError(
+                    f"method='seeds': every prompt of task {task.name!r} with seed {seed + r} "
+                    "shares its sequence with the held-out prompts; hold out fewer sequences"
+                )
+            built = built.subset(kept)
+        yield built
 
 
 def stability(
@@ -155,16 +182,29 @@ def stability(
     task: a Task (or, for ``method="seeds"``, a function seed -> Task).
     discover: Task -> Circuit, e.g. ``lambda t: cg.prune_nodes(cg.Scorer(model, t), 0.8)``.
     method: ``"bootstrap"`` (distinct clean prompts drawn with replacement, seeded) or
-        ``"seeds"`` (the task rebuilt with seeds ``seed .. seed + resamples - 1``; needs
-        ``model`` unless ``task`` is a function).
+        ``"seeds"`` (the task rebuilt with seeds ``seed .. seed + resamples - 1``, less the
+        prompts whose sequence ``held_out`` shows; needs ``model`` unless ``task`` is a
+        function).
     held_out: a Scorer on prompts no run saw (e.g. ``held_out_scorer(scorer, test)`` after
-        ``task.split``); each circuit and the 0.5-consensus are evaluated on it.
+        ``task.split``); each circuit and the 0.5-consensus are evaluated on it. Refused
+        (:class:`~circuitgraph.evaluation.guards.UncertaintyError`, before any discovery) when
+        a resample's prompts share an underlying sequence with its prompts
+        (:meth:`~circuitgraph.tasks.task.Task.sequence_keys`): with ``method="seeds"``, give
+        ``task`` as a function that leaves the held-out sequences out.
     client: a ``dask.distributed.Client`` (see :func:`circuitgraph.parallel.connect`): the
         discoveries run on its workers, with the same results as serially. ``discover`` is
         then shipped to them: use :class:`circuitgraph.parallel.Discovery`, or a function that
         loads its model by name, rather than one holding a loaded model.
+
+    The uncertainty rule (:mod:`~circuitgraph.evaluation.guards`), before any discovery runs:
+    one resample, or a task of one distinct prompt, is refused
+    (:class:`~circuitgraph.evaluation.guards.UncertaintyError`); fewer than 8 distinct prompts
+    in the task or in any resample (a bootstrap resample holds about 63 % of them) give an
+    :class:`~circuitgraph.evaluation.guards.UncertaintyWarning`, kept in
+    ``Stability.warnings`` with those of the held-out evaluations.
     """
     resamples = check_resamples(resamples)
+    notes = check_resample_count(resamples, "stability", MIN_STABILITY_RESAMPLES, stacklevel=2)
     sampling = parse_enum(Sampling, method, "method")
     method = sampling.value
     if not callable(discover):
@@ -175,9 +215,16 @@ def stability(
     tasks = (
         _bootstrap_tasks(cast("Task", task), resamples, seed)  # a Task (checked above)
         if sampling is Sampling.BOOTSTRAP
-        else _seed_tasks(task, resamples, seed, model)
+        else _seed_tasks(task, resamples, seed, model, None if held_out is None else held_out.task)
     )
     tasks = list(tasks)
+    notes += _check_samples(task, tasks, sampling)
+    if held_out is not None:  # the rule of the held-out intervals, said once, up front
+        distinct = held_out.task.n_distinct
+        notes += check_prompts(distinct, "evaluate's confidence interval", stacklevel=2)
+    if held_out is not None:  # before any discovery runs
+        for r, sample in enumerate(tasks):
+            check_held_out(sample, held_out.task, f"stability: resample {r}'s prompts")
     found = run_many(functools.partial(_timed, discover), tasks, client)
     circuits, rows = [], []
     for r, (sample, (circuit, seconds)) in enumerate(zip(tasks, found, strict=True)):
@@ -194,12 +241,56 @@ def stability(
             "seconds": seconds,
         }
         if held_out is not None:
-            result = evaluate(held_out, circuit, evaluate_resamples, seed, minimality=False)
-            row |= {"held_out": result.score, "ci_low": result.ci[0], "ci_high": result.ci[1]}
+            result = _quiet_evaluate(held_out, circuit, evaluate_resamples, seed, False)
+            row |= {
+                "held_out": result.score,
+                "ci_low": result.ci[0],
+                "ci_high": result.ci[1],
+                "ci_n_distinct": result.n_distinct,
+            }
+            notes += _once(notes, result.warnings, stacklevel=2)
         circuits.append(circuit)
         rows.append(row)
     check_compatible(circuits)
-    return _summarise(circuits, rows, method, held_out, evaluate_resamples, seed, began)
+    return _summarise(circuits, rows, method, held_out, evaluate_resamples, seed, began, notes)
+
+
+def _quiet_evaluate(
+    scorer: Scorer, circuit: Circuit, resamples: int, seed: int, minimality: bool = True
+) -> Evaluation:
+    """``evaluate`` without showing its UncertaintyWarnings: their texts stay in its
+    ``warnings``, and stability shows each text once (:func:`_once`), not once per run."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UncertaintyWarning)
+        return evaluate(scorer, circuit, resamples, seed, minimality=minimality)
+
+
+def _once(notes: list[str], texts: list[str], stacklevel: int) -> list[str]:
+    """The texts not yet in ``notes``, each shown as an UncertaintyWarning (``stacklevel``
+    counted from the caller of this function)."""
+    fresh = [text for text in dict.fromkeys(texts) if text not in notes]
+    for text in fresh:
+        warnings.warn(text, UncertaintyWarning, stacklevel=stacklevel + 1)
+    return fresh
+
+
+def _check_samples(task: Task | Callable[[int], Task], tasks: list[Task], sampling) -> list[str]:
+    """The uncertainty rule on the prompt sets of the runs (warnings 3 levels up: the
+    caller of ``stability``)."""
+    fewest = min(t.n_distinct for t in tasks)
+    if sampling is not Sampling.BOOTSTRAP:
+        return check_prompts(fewest, "stability: a prompt set", stacklevel=3)
+    whole = cast("Task", task).n_distinct
+    notes = check_prompts(whole, "stability's bootstrap", stacklevel=3)
+    if fewest < MIN_PROMPTS and whole >= MIN_PROMPTS:  # fewer in the task: warned above
+        message = (
+            f"stability: its bootstrap resamples hold as few as {fewest} distinct prompts (of "
+            f"{whole}; a resample holds about 63 % of them, fewer than {MIN_PROMPTS} here): "
+            "circuits found on so few prompts differ for that reason alone; use more prompts"
+        )
+        warnings.warn(message, UncertaintyWarning, stacklevel=3)
+        notes.append(message)
+    return notes
 
 
 def _timed(discover: Callable[[Task], Circuit], task: Task) -> tuple[Circuit, float]:
@@ -217,6 +308,7 @@ def _summarise(
     evaluate_resamples,
     seed,
     began,
+    notes: list[str] | None = None,
 ) -> Stability:
     R = len(circuits)
     node_sets = [_nodes(c) for c in circuits]
@@ -246,8 +338,10 @@ def _summarise(
         method=method,
     )
     evaluation = None
+    notes = list(notes or [])
     if held_out is not None:
-        evaluation = evaluate(held_out, result.consensus(0.5), evaluate_resamples, seed)
+        evaluation = _quiet_evaluate(held_out, result.consensus(0.5), evaluate_resamples, seed)
+        notes += _once(notes, evaluation.warnings, stacklevel=3)
     return Stability(
         circuits=circuits,
         runs=result.runs,
@@ -257,4 +351,5 @@ def _summarise(
         method=method,
         evaluation=evaluation,
         seconds=time.perf_counter() - began,
+        warnings=list(dict.fromkeys(notes)),  # each text once
     )

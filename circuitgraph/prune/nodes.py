@@ -356,9 +356,10 @@ def prune_nodes(
         for sweep in _sweeps(order, scorer.layout, include_mlps, n_positions, seed or 0, repeat):
             if not search.sweep(sweep):
                 break
+    running_score = search.score  # before any undo
     result, score, undone = _meet_threshold(scorer, search, min(search.floor, start_score), qkv,
                                             positions)  # fmt: skip
-    if not undone and abs(score - search.running_score) > CHECK_TOLERANCE:
+    if not undone and abs(score - running_score) > CHECK_TOLERANCE:
         warnings.warn(
             f"re-measured score {score:.6f} differs from the running score {search.score:.6f}",
             RuntimeWarning,
@@ -377,7 +378,7 @@ def prune_nodes(
         "batches": search.batches,
         "layer_evaluations": search.layer_evaluations(),
         "seconds": time.perf_counter() - began,
-        "running_score": search.running_score,
+        "running_score": running_score,
         "undone": undone,
         "score": score,
     }
@@ -392,7 +393,6 @@ def _meet_threshold(
     it (ties), but the circuit returned meets the threshold as re-measured. ``bound`` is the
     threshold, or the start circuit's own score where that is lower (float noise of the full
     circuit at ``threshold=1``). Returns the circuit, its score and the undone removals."""
-    search.running_score = search.score
     undone: list[dict[str, Any]] = []
     while True:
         result = _result(scorer, search.present.cpu(), qkv, positions)

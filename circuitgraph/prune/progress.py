@@ -50,6 +50,16 @@ def remaining_seconds(
     return sum(count * scale * depth(layer, n_layers) for layer, count in left.items())
 
 
+def bar_format(eta: str) -> str:
+    """The bar's tqdm format with ``eta`` (our estimate) after the elapsed time, as tqdm's own
+    ``[elapsed<remaining]``. (tqdm's ``{postfix}`` field would prefix it with ", ".)
+
+    >>> bar_format("00:16")
+    '{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<00:16]'
+    """
+    return "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<" + eta + "]"
+
+
 class EdgeProgress:
     """A tqdm bar over the edges of ``steps`` whose estimate is :func:`remaining_seconds`."""
 
@@ -73,8 +83,7 @@ class EdgeProgress:
             unit="edge",
             disable=disable,
             leave=False,
-            bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{postfix}]",
-            postfix="?",
+            bar_format=bar_format("?"),
         )
         self.since = clock()
 
@@ -95,7 +104,7 @@ class EdgeProgress:
                 self.left, self.measured_edges, self.measured_seconds, self.n_layers
             )
             eta = "?" if estimate is None else tqdm.format_interval(estimate)
-            self.bar.set_postfix_str(eta, refresh=False)
+            self.bar.bar_format = bar_format(eta)
         self.bar.update(count)
 
     def __enter__(self) -> EdgeProgress:

@@ -150,6 +150,32 @@ def budget_bytes(max_memory: float | None) -> float | None:
     return max_memory * GIB if max_memory < 1024 else float(max_memory)
 
 
+def available_bytes(device: torch.device | str) -> int | None:
+    """Memory free for a new allocation on ``device``: CUDA's free memory, or on the CPU
+    Linux's MemAvailable (within the cgroup's limit when one is set); None when unknown."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    if device.type != "cpu":
+        return None
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            fields = dict(line.split(":", 1) for line in meminfo)
+        free = int(fields["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        return None
+    try:
+        with open("/sys/fs/cgroup/memory.max", encoding="ascii") as limit_file:
+            limit = limit_file.read().strip()
+        with open("/sys/fs/cgroup/memory.current", encoding="ascii") as current_file:
+            current = int(current_file.read())
+        if limit != "max":
+            free = min(free, int(limit) - current)
+    except (OSError, ValueError):
+        pass
+    return free
+
+
 def pass_costs(model: Model, seq_len: int) -> tuple[PassCost, PassCost]:
     """Working bytes of a node-level and of an edge-level masked pass on prompts of
     ``seq_len`` tokens (see :class:`PassCost`)."""

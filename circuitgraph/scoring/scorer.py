@@ -9,6 +9,7 @@ in one batch with :meth:`Scorer.score_masks`.
 from __future__ import annotations
 
 import copy
+import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, overload
@@ -59,6 +60,15 @@ class Scorer:
         task's good answers minus its bad ones, normalised like the logit difference; tasks
         with ``prob_ids`` such as greater_than_years).
     ablation: ``"mean"``, ``"resample"`` or ``"zero"`` values for what is not in the circuit.
+    mean_over: the prompts whose corrupted runs give the ``"mean"`` ablation values (their
+        per-position mean). None: this task's own corrupted prompts (the discovery prompts
+        when discovering). A Task, e.g. the discovery task when scoring held-out prompts
+        (:func:`~circuitgraph.evaluation.held_out_scorer` passes it), so that a circuit keeps
+        the ablation values it was found with instead of means over a few new prompts; built
+        for the same model, with the same BOS setting and prompts at least as long.
+        ``scorer.mean_reference`` records which set was used (task, template, corruption,
+        seed, prompts, distinct prompts, a digest of the corrupted prompts; None unless
+        ``ablation="mean"``) and discovery copies it into the circuit's provenance.
     normalise: ``"full"`` (ablated / clean) or ``"clean_corrupt"``.
     direction: ``"noising"`` or ``"denoising"`` (denoising needs ``ablation="resample"``:
         the baseline is the corrupted run itself).
@@ -87,6 +97,7 @@ class Scorer:
         normalise: str = "full",
         direction: str = "noising",
         max_memory: float | None = None,
+        mean_over: Task | None = None,
     ) -> None:
         self.metric = parse_enum(Metric, metric, "metric")
         self.ablation = parse_enum(Ablation, ablation, "ablation")
@@ -103,6 +114,8 @@ class Scorer:
                 f"{model.cfg.model_name!r}"
             )
         self.model, self.task = model, task
+        self.mean_task = _check_mean_over(mean_over, task, self.ablation, model)
+        self.mean_reference = None if self.mean_task is None else mean_reference(self.mean_task)
         self._check_metric(self.metric)  # before the model runs
         # Estimated before anything is allocated; pruning checks its own share against it too.
         self.memory = estimate_memory(model, task, max_memory=max_memory)
@@ -135,7 +148,7 @@ class Scorer:
         self.clean_outputs = clean_outputs  # [n, p, S, d]
         self.corrupt_final = corrupt_final  # [n, d]
         self.ablated = {  # [n or 1, p, S, d]
-            Ablation.MEAN: lambda: _mean_over_real_tokens(corrupt_outputs, task, device),
+            Ablation.MEAN: lambda: self._mean_values(corrupt_outputs, task),
             Ablation.RESAMPLE: lambda: corrupt_outputs,
             Ablation.ZERO: lambda: torch.zeros_like(corrupt_outputs[:1]),
         }[self.ablation]()
@@ -162,20 +175,35 @@ class Scorer:
             self.clean_prob_diff = float(self._raw_prob_diff(clean_final[None])[0])
             self.corrupt_prob_diff = float(self._raw_prob_diff(corrupt_final[None])[0])
 
-    def _full_run(self, tokens: Tensor) -> tuple[Tensor, Tensor, dict[int, Tensor]]:
+    def _full_run(
+        self, tokens: Tensor, last_positions: Tensor | None = None
+    ) -> tuple[Tensor, Tensor, dict[int, Tensor]]:
         """Full run over chunks of prompts into one [n, p, S, d] cache; returns it, the final
-        residuals [n, d] and the post-attention norm scales (layer -> [n, p, 1], Gemma-2)."""
+        residuals [n, d] and the post-attention norm scales (layer -> [n, p, 1], Gemma-2).
+        ``last_positions`` [n]: of other prompts than the task's (default: the task's)."""
         comp, (n, p) = self.components, tokens.shape
         outputs = torch.empty(
             n, p, self.layout.n_senders, comp.d_model, device=self.device, dtype=comp.dtype
         )
         finals, scales = [], {}
+        lasts = self.last if last_positions is None else last_positions
         for rows in slices(n, self.chunks(1).prompts):
-            last = None if self.last is None else self.last[rows]
+            last = None if lasts is None else lasts[rows]
             finals.append(sender_outputs(comp, tokens[rows], last, out=outputs[rows])[1])
             for layer, scale in comp.recorded_scales.items():
                 scales.setdefault(layer, []).append(scale)
         return outputs, torch.cat(finals), {k: torch.cat(v) for k, v in scales.items()}
+
+    def _mean_values(self, corrupt_outputs: Tensor, task: Task) -> Tensor:
+        """The mean-ablation values [1, p, S, d]: over this task's corrupted runs, or over
+        those of ``mean_over`` (one more full run, cut to this task's positions)."""
+        reference = self.mean_task
+        if reference is None or reference is task:
+            return _mean_over_real_tokens(corrupt_outputs, task, self.device)
+        last = None if not reference.ragged else reference.last_positions.to(self.device)
+        outputs = self._full_run(reference.corrupted_tokens.to(self.device), last)[0]
+        means = _mean_over_real_tokens(outputs, reference, self.device)
+        return means[:, : task.seq_len].contiguous()
 
     def chunks(self, n_variants: int, level: str = "nodes") -> Chunks:
         """How many of ``n_variants`` circuits and of the prompts a masked pass at ``level``
@@ -326,6 +354,51 @@ class Scorer:
 
     def higher_is_better(self) -> bool:
         return self.metric is not Metric.KL
+
+
+def mean_reference(task: Task) -> dict[str, object]:
+    """What identifies a set of prompts whose corrupted runs give mean-ablation values: the
+    task's name, template, corruption and seed, its prompts and distinct prompts, and the first
+    16 hex digits of the SHA-256 of its corrupted prompts (two splits of one task differ)."""
+    digest = hashlib.sha256("\n".join(task.corrupted_prompts).encode()).hexdigest()[:16]
+    return {
+        "task": task.name,
+        "template": task.template,
+        "corruption": task.corruption,
+        "seed": task.seed,
+        "n_prompts": len(task),
+        "n_distinct": task.n_distinct,
+        "sha256": digest,
+    }
+
+
+def _check_mean_over(
+    mean_over: Task | None, task: Task, ablation: Ablation, model: Model
+) -> Task | None:
+    """The task whose corrupted runs give the mean-ablation values (None unless
+    ``ablation`` is mean); ValueError if ``mean_over`` cannot serve ``task``."""
+    if mean_over is None:
+        return task if ablation is Ablation.MEAN else None
+    if ablation is not Ablation.MEAN:
+        raise ValueError(
+            f"mean_over gives the values of ablation='mean', but this scorer's ablation is "
+            f"{ablation.value!r}: drop mean_over or use ablation='mean'"
+        )
+    if not all(hasattr(mean_over, a) for a in ("corrupted_tokens", "corrupted_prompts", "bos")):
+        raise TypeError(f"mean_over must be a Task or None, got {type(mean_over).__name__}")
+    theirs = getattr(mean_over, "model_name", "")
+    if theirs and theirs != getattr(model.cfg, "model_name", theirs):
+        raise ValueError(
+            f"mean_over task {mean_over.name!r} was built for model {theirs!r}, not "
+            f"{model.cfg.model_name!r}"
+        )
+    if mean_over.bos != task.bos or mean_over.seq_len < task.seq_len:
+        raise ValueError(
+            f"mean_over task {mean_over.name!r} ({mean_over.seq_len} tokens, BOS "
+            f"{mean_over.bos}) cannot give mean values at every position of task "
+            f"{task.name!r} ({task.seq_len} tokens, BOS {task.bos}): build both the same way"
+        )
+    return mean_over
 
 
 def _mean_over_real_tokens(outputs: Tensor, task: Task, device: torch.device) -> Tensor:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import random
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING
 
@@ -11,6 +12,24 @@ import torch
 
 if TYPE_CHECKING:
     from circuitgraph.models.model_type import Model
+
+
+def sequence_digest(key: str) -> str:
+    """A 16-hex-digit digest of one sequence key (:meth:`Task.sequence_keys`).
+
+    >>> sequence_digest("12 13 14 15 -> 16") == sequence_digest("12 13 14 15 -> 16")
+    True
+    """
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:16]
+
+
+def sequence_digests(prompts: Task | Iterable[str]) -> set[str]:
+    """The digests a held-out prompt must not match: a Task's distinct sequence digests and
+    clean-prompt digests (:meth:`Task.sequence_digests`, :meth:`Task.prompt_digests`), or
+    the digests themselves if given digests (as a circuit's provenance records them)."""
+    if isinstance(prompts, Task):
+        return set(prompts.sequence_digests()) | set(prompts.prompt_digests())
+    return {str(d) for d in prompts}
 
 
 @dataclass(frozen=True, eq=False)
@@ -142,24 +161,73 @@ class Task:
         """Number of distinct clean prompts."""
         return len(set(self.clean_prompts))
 
-    def split(self, test_fraction: float = 0.5, seed: int = 0) -> tuple[Task, Task]:
-        """``(train, test)`` split by clean prompt: copies of one prompt go to the same side.
+    def sequence_keys(self) -> list[str]:
+        """Per prompt, the underlying sequence it shows, as a string: held-out prompts must not
+        share one with the discovery prompts (:meth:`split`, ``held_out_scorer``).
 
-        About ``test_fraction`` of the distinct prompts (at least one, and at least one left
+        For tasks that show members (the sequence tasks): the token ids of the members at
+        :attr:`member_positions` and of the answer, ``"12 13 14 15 -> 16"``. Two prompts that
+        differ only in their wording around the members (the ``lists`` template's lead wordings
+        "Here is a list:" / "This is a sequence:", or the context words of ``born_in_*``) show
+        the same sequence and get the same key. Keys are exact for one tokenizer (the ids are
+        the model's), and the same with or without a BOS token. For tasks without members
+        (ioi, induction, greater_than_years, your own prompts): the clean prompt itself, so
+        only identical prompts count as the same (ioi prompts with the same names in another
+        sentence do not).
+
+        >>> from types import SimpleNamespace
+        >>> from circuitgraph.tasks import make_task
+        >>> from circuitgraph.toy.vocabulary import build_toy_tokenizer
+        >>> toy = SimpleNamespace(tokenizer=build_toy_tokenizer(), circuitgraph_family="toy")
+        >>> task = make_task("digits", toy, n=12, template="lists")
+        >>> task.n_distinct, len(set(task.sequence_keys()))  # 12 wordings of 6 sequences
+        (12, 6)
+        """
+        if self.n_members == 0:
+            return list(self.clean_prompts)
+        members = self.clean_tokens.gather(1, self.member_positions)
+        return [
+            f"{' '.join(map(str, row))} -> {answer}"
+            for row, answer in zip(members.tolist(), self.answer_ids.tolist(), strict=True)
+        ]
+
+    def sequence_digests(self) -> list[str]:
+        """:meth:`sequence_keys` as short digests (:func:`sequence_digest`), one per prompt: the
+        compact form a circuit's provenance records of its discovery prompts."""
+        return [sequence_digest(key) for key in self.sequence_keys()]
+
+    def prompt_digests(self) -> list[str]:
+        """The clean prompts as digests, one per prompt (for a task without members, the same
+        as :meth:`sequence_digests`). Recorded beside them, so prompts of your own (which
+        have no members) are checked against a built-in task's prompts by string at least."""
+        return [sequence_digest(prompt) for prompt in self.clean_prompts]
+
+    @property
+    def n_sequences(self) -> int:
+        """Number of distinct underlying sequences (:meth:`sequence_keys`)."""
+        return len(set(self.sequence_keys()))
+
+    def split(self, test_fraction: float = 0.5, seed: int = 0) -> tuple[Task, Task]:
+        """``(train, test)`` split by underlying sequence (:meth:`sequence_keys`): every prompt
+        of one sequence (its copies and its other wordings) goes to the same side, so no test
+        prompt shares a sequence with a training prompt.
+
+        About ``test_fraction`` of the distinct sequences (at least one, and at least one left
         for training) go to ``test``, chosen by ``seed``; each side keeps the task's order.
         """
         if not 0.0 < float(test_fraction) < 1.0:
             raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction!r}")
-        distinct = sorted(set(self.clean_prompts))
+        keys = self.sequence_keys()
+        distinct = sorted(set(keys))
         if len(distinct) < 2:
             raise ValueError(
-                f"task {self.name!r} has {len(distinct)} distinct clean prompt(s); "
-                "a split needs at least 2"
+                f"task {self.name!r} has {len(distinct)} distinct sequence(s) "
+                f"({self.n_distinct} distinct clean prompts); a split needs at least 2"
             )
         random.Random(seed).shuffle(distinct)
         k = min(max(round(test_fraction * len(distinct)), 1), len(distinct) - 1)
         test = set(distinct[:k])
-        in_test = [p in test for p in self.clean_prompts]
+        in_test = [key in test for key in keys]
         train = [i for i, t in enumerate(in_test) if not t]
         return self.subset(train), self.subset([i for i, t in enumerate(in_test) if t])
 

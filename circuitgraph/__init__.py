@@ -47,6 +47,8 @@ _API = {
     "held_out_scorer": "circuitgraph.evaluation",
     "stability": "circuitgraph.evaluation",
     "compare_methods": "circuitgraph.evaluation.compare",
+    "UncertaintyError": "circuitgraph.guards",
+    "UncertaintyWarning": "circuitgraph.guards",
     "Task": "circuitgraph.tasks",
     "list_corruptions": "circuitgraph.tasks",
     "list_tasks": "circuitgraph.tasks",
@@ -97,6 +99,7 @@ if TYPE_CHECKING:  # the same names for type checkers and IDEs (tested against _
     )
     from circuitgraph.evaluation.compare import compare_methods
     from circuitgraph.figures import venn, venn_grid
+    from circuitgraph.guards import UncertaintyError, UncertaintyWarning
     from circuitgraph.models import ModelLoadError, list_models, load_model
     from circuitgraph.prune.attribution import attribute_edges, compare_with_pruned
     from circuitgraph.prune.edges import prune_edges

@@ -18,7 +18,7 @@ import torch
 
 import circuitgraph as cg
 from circuitgraph import analysis as an
-from circuitgraph.evaluation.guards import UncertaintyError
+from circuitgraph.guards import UncertaintyError
 from circuitgraph.models.loading import toy_tokenizer
 
 D_MODEL, N_HEADS, D_HEAD = 64, 4, 16

@@ -9,7 +9,7 @@ import circuitgraph as cg
 from circuitgraph.evaluation import evaluate, held_out_scorer
 from circuitgraph.evaluation.bootstrap import bootstrap_weights, prompt_groups
 from circuitgraph.evaluation.evaluate import without_components
-from circuitgraph.evaluation.guards import UncertaintyError
+from circuitgraph.guards import UncertaintyError
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ def test_compare_methods(toy, halves, tmp_path) -> None:
     table = result.table
     assert list(table.index) == ["nodes", "acdc", "eap", "eap_ig"]
     assert result.evaluated_on == "held-out"
-    held = cg.Scorer(toy, test)
+    held = cg.held_out_scorer(scorer, test)  # the discovery prompts' mean-ablation values
     for method, circuit in result.circuits.items():
         row = table.loc[method]
         assert row["score"] == pytest.approx(held.score(circuit), abs=1e-5)

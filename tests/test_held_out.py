@@ -14,9 +14,9 @@ import pytest
 
 import circuitgraph as cg
 from circuitgraph.cli import main
-from circuitgraph.evaluation.guards import UncertaintyError
 from circuitgraph.evaluation.held_out import check_held_out, outside
 from circuitgraph.evaluation.stability import stability
+from circuitgraph.guards import UncertaintyError
 
 TASK = ["--model", "toy-seq", "--task", "digits", "--template", "lists", "-q"]
 

@@ -14,7 +14,7 @@ import circuitgraph as cg
 from circuitgraph.cli import main
 from circuitgraph.evaluation import evaluate, held_out_scorer, stability
 from circuitgraph.evaluation.bootstrap import PromptValues, bootstrap_weights, interval
-from circuitgraph.evaluation.guards import UncertaintyError, UncertaintyWarning
+from circuitgraph.guards import UncertaintyError, UncertaintyWarning
 from circuitgraph.options import Normalise
 
 TOY = ["--model", "toy-seq", "--task", "digits", "-q"]
@@ -171,6 +171,19 @@ def test_cli_evaluate_warns_records_and_names_prompts(toy, tmp_path, capsys) -> 
     record = json.loads(next(tmp_path.rglob("run.json")).read_text())
     assert any("3 distinct prompts" in w for w in record["warnings"])
     assert record["result"]["n_distinct"] == 3
+
+
+def test_cli_held_out_keeps_the_discovery_means(tmp_path) -> None:
+    out, task = str(tmp_path), [*TOY, "--template", "lists"]
+    assert main(["discover", *task, "--n", "4", "--out", out, "--no-svg"]) == 0
+    circuit = next(tmp_path.rglob("circuit.json"))
+    found = json.loads(circuit.read_text())["metadata"]["mean_reference"]
+    assert found["n_prompts"] == 4
+    code = main(["evaluate", str(circuit), *task, "--n", "16", "--held-out", "--out", out])
+    assert code == 0
+    record = json.loads(next(tmp_path.rglob("evaluate-*/run.json")).read_text())
+    assert record["result"]["mean_reference"] == found
+    assert not any("mean-ablation" in w for w in record["warnings"])
 
 
 def test_cli_refusals_write_nothing(toy, tmp_path, capsys) -> None:

@@ -23,7 +23,7 @@ import torch
 from circuitgraph.analysis._common import check_same_model_tasks, resolve_heads
 from circuitgraph.circuit.graph import Circuit, full_circuit
 from circuitgraph.circuit.nodes import NodeKind, head_name, mlp_name, parse_node
-from circuitgraph.evaluation.guards import check_random_sets
+from circuitgraph.guards import check_random_sets
 from circuitgraph.scoring.layout import NodeMasks
 
 if TYPE_CHECKING:
@@ -255,8 +255,8 @@ def ablate_subcircuit(
 
     The random sets are distinct (a pool that holds at most ``n_random`` gives every one of
     them once), so the percentile is over ``distinct_sets`` comparisons, and it is refused
-    (:class:`~circuitgraph.evaluation.guards.UncertaintyError`) over fewer than
-    :data:`~circuitgraph.evaluation.guards.MIN_RANDOM_SETS`: repeated draws of the same few
+    (:class:`~circuitgraph.guards.UncertaintyError`) over fewer than
+    :data:`~circuitgraph.guards.MIN_RANDOM_SETS`: repeated draws of the same few
     sets are one comparison, not many. Removed components get the scorer's ablation values
     (mean ablation by default). :func:`subcircuit_controls` reports both pools.
     """
@@ -311,7 +311,7 @@ def subcircuit_controls(
     distinct random sets the percentile is over, the target's drop, the median and
     95th-percentile random drop, and the target's percentile. A pool too small to draw from
     (e.g. a circuit with fewer other components than the tested set), or holding fewer than
-    :data:`~circuitgraph.evaluation.guards.MIN_RANDOM_SETS` distinct sets, gives a row of NaN
+    :data:`~circuitgraph.guards.MIN_RANDOM_SETS` distinct sets, gives a row of NaN
     with the reason in ``note``, so the other pool still reports. Against ``"outside"`` a
     100th percentile means "these components matter", not "their sharing matters"; against
     ``"circuit"``, that they matter more than the circuit's other components."""

@@ -99,17 +99,40 @@ def held_out_task(model: Model, discovery: set[str], args: argparse.Namespace) -
     return fresh.subset(keep[: args.n])
 
 
-def mean_reference_task(circuit: Circuit, task: Task, args: argparse.Namespace) -> Task | None:
+def mean_reference_task(
+    circuit: Circuit, model: Model, task: Task, args: argparse.Namespace
+) -> Task | None:
     """With --held-out and mean ablation, the prompts whose means the circuit was found with:
-    ``task`` (built with --n and --seed as discover builds it) when the circuit's provenance
-    names that set or none; else None, and the held-out prompts' own means are used (evaluate
-    then warns that they are not the circuit's)."""
-    from circuitgraph.scoring.scorer import mean_reference
+    those its provenance names (``mean_reference``), rebuilt from its task, template,
+    corruption, seed and number of prompts and checked by their digest; ``task`` (built with
+    --n and --seed as discover builds it) for a circuit that names none. None when they cannot
+    be rebuilt (e.g. a filtered discovery): the held-out prompts' own means are then used, and
+    evaluate warns that they are not the circuit's."""
+    import warnings
+
+    from circuitgraph.scoring.ablation import mean_reference
+    from circuitgraph.tasks import make_task
 
     if not args.held_out or args.ablation != "mean" or args.task_file is not None:
         return None
     recorded = circuit.metadata.get("mean_reference")
-    return task if recorded is None or recorded == mean_reference(task) else None
+    if recorded is None or recorded == mean_reference(task):
+        return task
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. repeated prompts: the discovery was warned
+            rebuilt = make_task(
+                recorded["task"],
+                model,
+                n=recorded["n_prompts"],
+                corruption=recorded["corruption"],
+                seed=recorded["seed"],
+                template=recorded["template"],
+                prepend_bos=args.prepend_bos,
+            )
+    except (KeyError, TypeError, ValueError):
+        return None
+    return rebuilt if mean_reference(rebuilt) == recorded else None
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
@@ -142,7 +165,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         }
     log(args, f"evaluating on {len(task)} prompts ({task.n_distinct} distinct)")
     with clock.stage("evaluate"):
-        reference = mean_reference_task(circuit, setup.task, args)
+        reference = mean_reference_task(circuit, setup.model, setup.task, args)
         scorer = Scorer(setup.model, task, ablation=args.ablation, mean_over=reference)
         result = evaluate(scorer, circuit, args.resamples, args.seed)
     record = {

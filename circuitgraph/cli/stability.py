@@ -53,8 +53,8 @@ def add_parsers(sub: Any) -> None:
 
 def run_stability(args: argparse.Namespace) -> int:
     from circuitgraph.evaluation import held_out_scorer, stability
-    from circuitgraph.evaluation.guards import MIN_STABILITY_RESAMPLES, check_resamples
     from circuitgraph.evaluation.held_out import outside
+    from circuitgraph.guards import MIN_STABILITY_RESAMPLES, check_resamples
     from circuitgraph.parallel import check_cluster, connect
     from circuitgraph.prune.discovery import Discovery
     from circuitgraph.results import atomic_folder, result_dir, versions, write_json

@@ -22,8 +22,8 @@ from circuitgraph.evaluation.bootstrap import (
     prompt_groups,
     prompt_values,
 )
-from circuitgraph.evaluation.guards import UncertaintyWarning, check_prompts
-from circuitgraph.evaluation.guards import check_resamples as check_resample_count
+from circuitgraph.guards import UncertaintyWarning, check_prompts
+from circuitgraph.guards import check_resamples as check_resample_count
 from circuitgraph.scoring.layout import NodeMasks
 
 if TYPE_CHECKING:
@@ -44,7 +44,7 @@ class Evaluation:
     model minus the circuit (low means the circuit holds what the model needs), with
     ``completeness_ci``; ``minimality`` maps each head/MLP to the score drop when it alone is
     removed. ``samples`` [resamples] are the bootstrap values of ``score``. ``warnings``: the
-    texts of the :class:`~circuitgraph.evaluation.guards.UncertaintyWarning` given (too few
+    texts of the :class:`~circuitgraph.guards.UncertaintyWarning` given (too few
     prompts or resamples, ablation values other than the circuit's).
     """
 
@@ -86,7 +86,7 @@ def held_out_scorer(scorer: Scorer, task: Task) -> Scorer:
 
     ``task`` must be held out from ``scorer``'s prompts by underlying sequence
     (:meth:`~circuitgraph.tasks.task.Task.sequence_keys`; ``Task.split`` gives such halves):
-    :class:`~circuitgraph.evaluation.guards.UncertaintyError` for the scorer's own task or any
+    :class:`~circuitgraph.guards.UncertaintyError` for the scorer's own task or any
     task that shares a sequence with it."""
     from circuitgraph.evaluation.held_out import check_held_out
     from circuitgraph.scoring.scorer import Scorer
@@ -223,10 +223,10 @@ def evaluate(
     where percentile intervals ran narrow. Minimality (one pass per component) can be switched
     off with ``minimality=False``.
 
-    The uncertainty rule (:mod:`~circuitgraph.evaluation.guards`): one distinct prompt or one
-    resample is refused (:class:`~circuitgraph.evaluation.guards.UncertaintyError`, before
+    The uncertainty rule (:mod:`~circuitgraph.guards`): one distinct prompt or one
+    resample is refused (:class:`~circuitgraph.guards.UncertaintyError`, before
     the forward pass); fewer than 8 distinct prompts or 20 resamples give an
-    :class:`~circuitgraph.evaluation.guards.UncertaintyWarning`, whose text is kept in
+    :class:`~circuitgraph.guards.UncertaintyWarning`, whose text is kept in
     ``Evaluation.warnings``.
 
     Mean ablation: the intervals resample the scored prompts and hold the ablation values

@@ -6,7 +6,7 @@ one sequence: a circuit found on the first has seen the second's answer. Every h
 ``compare_methods``, ``circuitgraph evaluate --held-out``) compares
 :meth:`~circuitgraph.tasks.task.Task.sequence_keys` (as digests, the form a circuit's
 provenance records) and refuses an overlap with
-:func:`~circuitgraph.evaluation.guards.check_disjoint`.
+:func:`~circuitgraph.guards.check_disjoint`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from circuitgraph.evaluation.guards import check_disjoint
+from circuitgraph.guards import check_disjoint
 from circuitgraph.tasks.task import sequence_digests
 
 if TYPE_CHECKING:
@@ -37,7 +37,7 @@ def outside(task: Task, discovery: Task | Iterable[str]) -> list[int]:
 
 
 def check_held_out(discovery: Task | Iterable[str], held_out: Task, what: str) -> None:
-    """Refuse (:class:`~circuitgraph.evaluation.guards.UncertaintyError`) ``held_out`` prompts
+    """Refuse (:class:`~circuitgraph.guards.UncertaintyError`) ``held_out`` prompts
     that share an underlying sequence (or are identical) with the ``discovery`` prompts (a
     Task, or the digests a circuit's provenance records); the message names one of them."""
     prompts = held_out.clean_prompts

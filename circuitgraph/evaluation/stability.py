@@ -26,14 +26,14 @@ from circuitgraph.circuit.graph import Circuit
 from circuitgraph.circuit.setops import check_compatible, components, jaccard
 from circuitgraph.evaluation.bootstrap import check_resamples, prompt_groups
 from circuitgraph.evaluation.evaluate import Evaluation, evaluate
-from circuitgraph.evaluation.guards import (
+from circuitgraph.evaluation.held_out import check_held_out, outside
+from circuitgraph.guards import (
     MIN_PROMPTS,
     MIN_STABILITY_RESAMPLES,
     UncertaintyWarning,
     check_prompts,
 )
-from circuitgraph.evaluation.guards import check_resamples as check_resample_count
-from circuitgraph.evaluation.held_out import check_held_out, outside
+from circuitgraph.guards import check_resamples as check_resample_count
 from circuitgraph.options import Sampling, parse_enum, values
 from circuitgraph.parallel import run_many
 
@@ -66,7 +66,7 @@ class Stability:
     circuit (prompts, size, in-sample score, held-out score and CI, seconds);
     ``evaluation``: the held-out :class:`Evaluation` of ``consensus(0.5)`` (None without a
     held-out scorer); ``warnings``: the texts of the
-    :class:`~circuitgraph.evaluation.guards.UncertaintyWarning` given (few distinct prompts in
+    :class:`~circuitgraph.guards.UncertaintyWarning` given (few distinct prompts in
     the resamples, and those of the held-out evaluations), each once.
     """
 
@@ -187,7 +187,7 @@ def stability(
         function).
     held_out: a Scorer on prompts no run saw (e.g. ``held_out_scorer(scorer, test)`` after
         ``task.split``); each circuit and the 0.5-consensus are evaluated on it. Refused
-        (:class:`~circuitgraph.evaluation.guards.UncertaintyError`, before any discovery) when
+        (:class:`~circuitgraph.guards.UncertaintyError`, before any discovery) when
         a resample's prompts share an underlying sequence with its prompts
         (:meth:`~circuitgraph.tasks.task.Task.sequence_keys`): with ``method="seeds"``, give
         ``task`` as a function that leaves the held-out sequences out.
@@ -196,11 +196,11 @@ def stability(
         then shipped to them: use :class:`circuitgraph.parallel.Discovery`, or a function that
         loads its model by name, rather than one holding a loaded model.
 
-    The uncertainty rule (:mod:`~circuitgraph.evaluation.guards`), before any discovery runs:
+    The uncertainty rule (:mod:`~circuitgraph.guards`), before any discovery runs:
     one resample, or a task of one distinct prompt, is refused
-    (:class:`~circuitgraph.evaluation.guards.UncertaintyError`); fewer than 8 distinct prompts
+    (:class:`~circuitgraph.guards.UncertaintyError`); fewer than 8 distinct prompts
     in the task or in any resample (a bootstrap resample holds about 63 % of them) give an
-    :class:`~circuitgraph.evaluation.guards.UncertaintyWarning`, kept in
+    :class:`~circuitgraph.guards.UncertaintyWarning`, kept in
     ``Stability.warnings`` with those of the held-out evaluations.
     """
     resamples = check_resamples(resamples)

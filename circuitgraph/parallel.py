@@ -8,8 +8,9 @@ is all we need: map one function over independent inputs and gather the results 
 
 Work is shipped to worker processes with cloudpickle, so a discovery function should not
 capture a loaded model: :class:`~circuitgraph.prune.discovery.Discovery` names the model
-instead and each worker loads it once (``load_model`` caches it per process). Results are the serial ones: discovery is
-deterministic, and the circuits come back to the caller, who writes the results folder once.
+instead and each worker loads it once (``load_model`` caches it per process). Results are the
+serial ones: discovery is deterministic, and the circuits come back to the caller, who writes
+the results folder once.
 """
 
 from __future__ import annotations

@@ -10,10 +10,10 @@ and scorer construction are not timed on either side), then a table of checks.
 
 auto-circuit runs in its own venv (its pins clash with circuitgraph's), as a subprocess of
 this script: ``benchmarks/autocircuit_worker.py`` (see its docstring for what it runs and
-times). Create that venv once, outside the repository::
+times). Create that venv once, in the repository's root (git-ignored)::
 
-    python3 -m venv /work/autocircuit-venv && /work/autocircuit-venv/bin/pip install torch==2.13.0
-    /work/autocircuit-venv/bin/pip install auto-circuit==1.0.1 "transformer-lens==2.18.0" \
+    python3 -m venv .autocircuit-venv && .autocircuit-venv/bin/pip install torch==2.13.0
+    .autocircuit-venv/bin/pip install auto-circuit==1.0.1 "transformer-lens==2.18.0" \
         attrs "jax<0.5" "jaxlib<0.5" "pyarrow<20"
 
 and point ``--autocircuit-python`` (or ``$AUTOCIRCUIT_PYTHON``) at its python if it lives
@@ -66,7 +66,10 @@ from circuitgraph.circuit.nodes import Node, NodeKind
 from circuitgraph.prune.schedule import edge_schedule
 
 WORKER = Path(__file__).with_name("autocircuit_worker.py")
-DEFAULT_PYTHON = "/work/autocircuit-venv/bin/python"
+# Beside the repository's own .venv (git-ignored), not a path of one machine.
+DEFAULT_PYTHON = str(
+    Path(__file__).resolve().parent.parent / ".autocircuit-venv" / "bin" / "python"
+)
 
 
 @dataclass(frozen=True)

@@ -177,6 +177,10 @@ CLI: dict[str, tuple[Callable[[Path], list[str]], str]] = {
     "unknown task listed": (lambda t: ["tasks", "nope"], "unknown task 'nope'"),
     "unknown option": (lambda t: ["discover", *TOY, "--colour"], "unrecognized arguments"),
     # rows of issue 27
+    "task file that is a folder": (
+        lambda t: ["discover", "--model", "toy-seq", "--task-file", f"{t}/runs", "-q"],
+        "runs is a folder, not a .csv or .jsonl file",
+    ),
     "task file of unknown words": (
         lambda t: ["discover", "--model", "toy-seq", "--task-file", f"{t}/french.csv", "-q"],
         "clean of 1 rows hold words the model's tokenizer does not know.*'un deux trois'",
@@ -434,6 +438,11 @@ API: dict[str, tuple[Callable[[Path], Callable[[], object]], tuple, str]] = {
         (ValueError,),
         "corrupted of 1 rows .* does not know",
     ),
+    "ioi with n_members": (
+        lambda t: lambda: cg.make_task("ioi", cg.load_model("toy-seq"), n=2, n_members=5),
+        (ValueError,),
+        "task 'ioi' shows no sequence members: n_members applies to the sequence tasks",
+    ),
     "ioi with a sequence task's corruption": (
         lambda t: lambda: cg.make_task("ioi", cg.load_model("toy-seq"), corruption="rand_all"),
         (ValueError,),
@@ -526,6 +535,17 @@ def test_api_bad_input(workdir, case):
     message = str(caught.value)
     assert message and "\n" not in message.strip(), message
     assert _snapshot(workdir) == before
+
+
+def test_toy_training_refuses_zero_steps(workdir, capsys):
+    from circuitgraph.toy.__main__ import main as toy_main
+
+    with pytest.raises(SystemExit) as exit_:
+        toy_main(["train", "--steps", "0", "--out", str(workdir / "toy")])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "--steps: must be >= 1, got 0" in err and "Traceback" not in err
+    assert not (workdir / "toy").exists()
 
 
 @pytest.mark.parametrize("where", ["package", "existing"])

@@ -137,6 +137,10 @@ def check_task(args: argparse.Namespace) -> None:
     if (args.task is None) == (task_file is None):
         raise ValueError("give a built-in --task or your own --task-file (one of them)")
     if task_file is not None:
+        if task_file.is_dir():
+            raise ValueError(f"--task-file {task_file} is a folder, not a .csv or .jsonl file")
+        if task_file.exists() and not task_file.is_file():
+            raise ValueError(f"--task-file {task_file} is not a regular file (a pipe or device?)")
         if not task_file.is_file():
             raise ValueError(f"--task-file {task_file}: no such file")
         if task_file.suffix.lower() not in (".csv", ".jsonl"):

@@ -290,6 +290,11 @@ def make_task(
     """
     _check_name(name)
     if name in STANDARD_TASKS:
+        if n_members is not None:
+            raise ValueError(
+                f"task {name!r} shows no sequence members: n_members applies to the sequence "
+                "tasks (see list_tasks())"
+            )
         _check_count(n)
         chosen = None if corruption is None else str(getattr(corruption, "value", corruption))
         task = make_standard_task(name, model, n, seed, template, chosen, **options)

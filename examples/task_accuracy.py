@@ -2,10 +2,11 @@
 
 For every task that can be built for the model's tokenizer: the share of prompts whose top
 token (read at each prompt's own last real token: shorter prompts are right-padded) is the
-answer, and the mean logit of the answer minus that of the wrong answer (the last member
-shown), each with a 95 % bootstrap CI over the distinct prompts (copies of a prompt move
-together), and the number of prompts. Tasks whose members are not single tokens are listed
-with the reason. Prints a markdown table and writes it to ``<out>.csv`` and ``<out>.md``
+answer, with a 95 % Wilson score interval over the distinct prompts (a bootstrap of 64 correct
+answers out of 64 would claim [1, 1]), and the mean logit of the answer minus that of the wrong
+answer (the last member shown), with a 95 % bootstrap CI over the distinct prompts (copies of
+a prompt move together), and the number of prompts. Tasks whose members are not single tokens
+are listed with the reason. Prints a markdown table and writes it to ``<out>.csv`` and ``<out>.md``
 (default ``results/task_accuracy``).
 
     python examples/task_accuracy.py [--model smollm2-135m] [--n 64] [--seed 0]
@@ -48,6 +49,16 @@ def with_ci(values: np.ndarray, groups: np.ndarray, resamples: int, seed: int) -
     return float(values.mean()), low, high
 
 
+def wilson(values: np.ndarray, groups: np.ndarray, z: float = 1.959964) -> tuple:
+    """Share of distinct prompts whose ``values`` is 1, and its 95 % Wilson score interval
+    (copies of a prompt count once: they always agree)."""
+    per_prompt = np.bincount(groups, weights=values) / np.bincount(groups)  # [distinct]
+    n, share = len(per_prompt), float(per_prompt.mean())
+    centre = (share + z**2 / (2 * n)) / (1 + z**2 / n)
+    half = z * np.sqrt(share * (1 - share) / n + z**2 / (4 * n**2)) / (1 + z**2 / n)
+    return share, max(0.0, min(share, centre - half)), min(1.0, max(share, centre + half))
+
+
 def short_reason(error: ValueError) -> str:
     """Why a task cannot be built, in a table cell: the member list and tokenizer cut short."""
     text = str(error).split(";")[0]
@@ -68,7 +79,7 @@ def accuracy_table(model, n: int, seed: int, resamples: int) -> pd.DataFrame:
         top1 = (logits.argmax(-1) == task.answer_ids).double().numpy()
         diff = (logits[index, task.answer_ids] - logits[index, task.wrong_ids]).double().numpy()
         groups = prompt_groups(task.clean_prompts)
-        acc, acc_low, acc_high = with_ci(top1, groups, resamples, seed)
+        acc, acc_low, acc_high = wilson(top1, groups)
         ld, ld_low, ld_high = with_ci(diff, groups, resamples, seed)
         rows.append(
             {

@@ -65,3 +65,12 @@ def test_answers_without_their_leading_space_are_warned_about(smollm2):
         scorer = cg.Scorer(smollm2, bare)
     assert scorer.model_top1 < 0.05
     assert any("ranks the answer first on 0%" in str(w.message) for w in caught)
+
+
+def test_bidirectional_attention_is_refused(toy, monkeypatch):
+    """The functional forward pass applies a causal mask: a bidirectional model (tracr's
+    compiled ones) would be computed wrongly, so it is refused by name."""
+    monkeypatch.setattr(toy.cfg, "attention_dir", "bidirectional")
+    task = cg.make_task("digits", toy, n=4)
+    with pytest.raises(NotImplementedError, match="attention_dir='bidirectional'"):
+        cg.Scorer(toy, task)

@@ -63,6 +63,9 @@ def _rotate_half(x: Tensor) -> Tensor:
 def check_supported(model: Model) -> None:
     """NotImplementedError naming what circuitgraph cannot decompose in ``model``."""
     block, missing = model.blocks[0], []
+    direction = getattr(model.cfg, "attention_dir", "causal")
+    if direction != "causal":  # our forward pass always applies a causal mask
+        missing.append(f"attention_dir={direction!r} (only causal attention)")
     post_norm = hasattr(block, "ln1_post")
     if post_norm and _optional_weight(model, "b_O", (1,), model.W_O).abs().max() > 0:
         missing.append("an attention output bias inside the post-attention norm")

@@ -28,7 +28,7 @@ ALLOWED: dict[str, set[str]] = {
     "scoring": {"circuit"},
     "parallel": set(),
     "results": {"circuit"},
-    "toy": {"models", "tasks"},
+    "toy": {"models", "tasks", "cli"},  # python -m circuitgraph.toy takes the CLI's option types
     "prune": {"circuit", "scoring", "figures", "parallel", "models"},
     "analysis": {"circuit", "scoring", "figures", "tasks", "models"},
     "evaluation": {"circuit", "scoring", "figures", "parallel", "prune", "tasks", "models"},

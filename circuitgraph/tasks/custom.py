@@ -108,8 +108,12 @@ def task_from_prompts(
     labels = row_labels or [str(i) for i in range(n)]
     tokenizer = model.tokenizer
 
+    encoded: dict[str, list[int]] = {}  # each text tokenised once, for every check below
+
     def encode(text: str) -> list[int]:
-        return list(tokenizer.encode(text, add_special_tokens=False))
+        if text not in encoded:
+            encoded[text] = list(tokenizer.encode(text, add_special_tokens=False))
+        return encoded[text]
 
     def answer_ids(column: str, texts: list[str]) -> list[int]:
         ids = [encode(t) for t in texts]

@@ -11,24 +11,15 @@ import argparse
 from dataclasses import replace
 from pathlib import Path
 
+from circuitgraph.cli._arguments import positive_int
 from circuitgraph.toy.train import DEFAULT_OUT, ToyTrainingConfig, check_out_dir, train
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m circuitgraph.toy")
     sub = parser.add_subparsers(dest="command", required=True)
     train_parser = sub.add_parser("train", help="train a toy-seq model into --out")
-    train_parser.add_argument("--steps", type=_positive, default=ToyTrainingConfig.steps)
+    train_parser.add_argument("--steps", type=positive_int, default=ToyTrainingConfig.steps)
     train_parser.add_argument("--seed", type=int, default=ToyTrainingConfig.seed)
     train_parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="default: %(default)s")
     train_parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")

@@ -43,6 +43,7 @@ class Metric(str, Enum):
     KL = "kl"
     ACCURACY = "accuracy"
     PROB_DIFF = "prob_diff"  # probability on the task's "good" tokens minus its "bad" ones
+    L2 = "l2"  # squared distance of the outputs from the full model's (ACDC's tracr metric)
 
 
 class Normalise(str, Enum):

@@ -296,8 +296,10 @@ def test_bad_input(scorers, toy_scorer):
     with pytest.raises(ValueError, match="batch_size"):
         prune_nodes(toy_scorer, batch_size=0)
     kl = cg.Scorer(toy_scorer.model, toy_scorer.task, metric="kl")
-    with pytest.raises(ValueError, match="prune_edges"):
+    with pytest.raises(ValueError, match="pass tau="):
         prune_nodes(kl)
+    with pytest.raises(ValueError, match="tau applies to the lower-is-better"):
+        prune_nodes(toy_scorer, tau=0.1)
     other = cg.full_circuit(scorers["random:gpt2-tiny"].model.cfg)
     with pytest.raises(ValueError, match="model"):
         prune_nodes(toy_scorer, start=other)

@@ -30,7 +30,8 @@ from circuitgraph.options import Metric, Normalise
 if TYPE_CHECKING:
     from circuitgraph.scoring.scorer import Scorer
 
-METRICS = ("normalised_logit_diff", "logit_diff", "kl", "accuracy")
+METRICS = ("normalised_logit_diff", "logit_diff", "kl", "accuracy", "l2")
+ANSWER_METRICS = ("normalised_logit_diff", "logit_diff", "accuracy")  # need Task answers
 
 
 def check_resamples(resamples: object, what: str = "resamples") -> int:
@@ -62,10 +63,30 @@ class PromptValues:
     clean: np.ndarray  # [n] the full model's logit difference
     corrupt: np.ndarray | None  # [n] the corrupted run's (only for clean_corrupt)
     normalise: Normalise
+    l2: np.ndarray | None = None  # [V, n] squared distance of the outputs from the model's
+    # [n] each row's weight (mean 1; None: equal): a prompt read at several positions counts once
+    row_weights: np.ndarray | None = None
+    has_answers: bool = True  # False: the answer metrics are NaN (a task without answers)
+
+    def available(self) -> tuple[str, ...]:
+        """The metrics these values define (no answer metrics for a task without answers)."""
+        missing = (
+            *(() if self.has_answers else ANSWER_METRICS),
+            *(() if self.l2 is not None else ("l2",)),
+        )
+        return tuple(m for m in METRICS if m not in missing)
+
+    @property
+    def weights(self) -> np.ndarray:
+        """Each row's weight [n] (mean 1)."""
+        if self.row_weights is None:
+            return np.ones(self.logit_diff.shape[1])
+        return self.row_weights
 
     def statistic(self, name: str, weights: np.ndarray) -> np.ndarray:
         """Metric ``name`` under prompt ``weights`` [R, n] -> [V, R]: weighted means, and for
         the normalised logit difference the ratio of weighted means (as the Scorer does)."""
+        weights = weights * self.weights[None]
         total = weights.sum(axis=1)  # [R]
         if name == "normalised_logit_diff":
             value = self.logit_diff @ weights.T  # [V, R]
@@ -81,24 +102,25 @@ class PromptValues:
     def ratio_terms(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """``(numerator [V, n], denominator [n])`` per prompt such that metric ``name`` under
         ``weights`` is ``(numerator @ w) / (denominator @ w)`` (:meth:`statistic`)."""
+        rw = self.weights
         if name == "normalised_logit_diff":
             if self.normalise is Normalise.FULL:
-                return self.logit_diff, self.clean
+                return self.logit_diff * rw, self.clean * rw
             assert self.corrupt is not None  # clean_corrupt keeps the corrupted run's values
-            return self.logit_diff - self.corrupt, self.clean - self.corrupt
+            return (self.logit_diff - self.corrupt) * rw, (self.clean - self.corrupt) * rw
         if name not in METRICS:
             raise ValueError(f"unknown metric {name!r}; choose one of {METRICS}")
-        return getattr(self, name), np.ones(self.logit_diff.shape[1])
+        return getattr(self, name) * rw, rw.copy()
 
     def ci(
         self, name: str, groups: np.ndarray, weights: np.ndarray, confidence: float
     ) -> tuple[np.ndarray, np.ndarray]:
         """Bootstrap-t interval ``(low [V], high [V])`` of metric ``name`` over the resamples
         ``weights`` [R, n] of the distinct prompts ``groups`` [n] (:func:`bootstrap_t`);
-        accuracy is kept in [0, 1] and KL at or above 0."""
+        accuracy is kept in [0, 1], KL and L2 at or above 0."""
         numerator, denominator = self.ratio_terms(name)
         low, high = bootstrap_t(numerator, denominator, groups, weights, confidence)
-        if name in ("accuracy", "kl"):
+        if name in ("accuracy", "kl", "l2"):
             low = np.maximum(low, 0.0)
         if name == "accuracy":
             high = np.minimum(high, 1.0)
@@ -115,6 +137,7 @@ def metric_name(scorer: Scorer) -> str:
         Metric.LOGIT_DIFF: "normalised_logit_diff",
         Metric.KL: "kl",
         Metric.ACCURACY: "accuracy",
+        Metric.L2: "l2",
     }[scorer.metric]
 
 
@@ -128,12 +151,14 @@ def _pair_logit_diff(scorer: Scorer, final: Tensor) -> Tensor:
 
 @torch.no_grad()
 def prompt_values(scorer: Scorer, masks) -> PromptValues:
-    """Run the circuits in ``masks`` once and keep every metric per prompt."""
+    """Run the circuits in ``masks`` once and keep every metric per prompt (the answer
+    metrics as NaN for a task without answers)."""
     final = scorer.final_residuals(masks)  # [V, n, d]
     V, n, d = final.shape
     logit_diff = _pair_logit_diff(scorer, final)
     logprobs = scorer.components.unembed(final.reshape(V * n, d)).reshape(V, n, -1)
     top1 = (logprobs.argmax(dim=-1) == scorer.answer_ids[None]).float()
+    l2 = (logprobs.double() - scorer.clean_logits.double()[None]).pow(2).sum(dim=-1)  # [V, n]
     logprobs = logprobs.log_softmax(dim=-1)  # [V, n, vocab]
     reference = scorer.clean_logprobs  # [n, vocab]
     kl = torch.einsum("nk,vnk->vn", reference.exp(), reference[None] - logprobs)
@@ -143,13 +168,23 @@ def prompt_values(scorer: Scorer, masks) -> PromptValues:
     corrupt = None
     if scorer.normalise is Normalise.CLEAN_CORRUPT:
         corrupt = _pair_logit_diff(scorer, scorer.corrupt_final[None])[0].double().cpu().numpy()
+    answers = scorer.task.has_answers
+
+    def numpy(values: Tensor, answer_metric: bool = False) -> np.ndarray:
+        array = values.double().cpu().numpy()
+        return array if answers or not answer_metric else np.full_like(array, np.nan)
+
+    row_weights = scorer.row_weights
     return PromptValues(
-        logit_diff=logit_diff.double().cpu().numpy(),
-        kl=kl.double().cpu().numpy(),
-        accuracy=top1.double().cpu().numpy(),
-        clean=clean.double().cpu().numpy(),
+        logit_diff=numpy(logit_diff, True),
+        kl=numpy(kl),
+        accuracy=numpy(top1, True),
+        clean=numpy(clean, True),
         corrupt=corrupt,
         normalise=scorer.normalise,
+        l2=numpy(l2),
+        row_weights=np.ones(n) if row_weights is None else row_weights.double().cpu().numpy(),
+        has_answers=answers,
     )
 
 

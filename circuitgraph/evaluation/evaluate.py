@@ -4,6 +4,7 @@ held-out numbers: :func:`held_out_scorer`)."""
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -14,7 +15,6 @@ import torch
 
 from circuitgraph.circuit.graph import Circuit
 from circuitgraph.evaluation.bootstrap import (
-    METRICS,
     bootstrap_weights,
     check_confidence,
     check_resamples,
@@ -138,12 +138,15 @@ def complement_circuit(circuit: Circuit) -> Circuit:
 
 def _full_model(scorer: Scorer, values) -> dict[str, float]:
     """The full model's value of every metric on the scorer's prompts."""
-    top1 = scorer.clean_logprobs.argmax(dim=-1) == scorer.task.answer_ids
+    top1 = scorer.clean_logprobs.argmax(dim=-1) == scorer.task.answer_ids.to(scorer.device)
+    weights = torch.as_tensor(values.weights)
+    answers = scorer.task.has_answers
     return {
-        "normalised_logit_diff": 1.0,  # by definition, under either normalisation
-        "logit_diff": float(values.clean.mean()),
+        "normalised_logit_diff": 1.0 if answers else math.nan,  # by definition, when defined
+        "logit_diff": float(np.average(values.clean, weights=values.weights)),
         "kl": 0.0,
-        "accuracy": float(top1.double().mean()),
+        "accuracy": float((top1.double().cpu() * weights).mean()) if answers else math.nan,
+        "l2": 0.0,
     }
 
 
@@ -273,7 +276,7 @@ def evaluate(
     weights = bootstrap_weights(groups, resamples, seed)  # [R, n]
     full_model = _full_model(scorer, values)
     rows, samples_of, completeness_ci = [], {}, {}
-    for name in METRICS:
+    for name in values.available():
         point = values.point(name)  # [3]
         samples_of[name] = values.statistic(name, weights)  # [3, R]
         low, high = values.ci(name, groups, weights, confidence)  # [3] each
@@ -343,4 +346,5 @@ def _stack(parts):
         logit_diff=np.concatenate([p.logit_diff for p in parts]),
         kl=np.concatenate([p.kl for p in parts]),
         accuracy=np.concatenate([p.accuracy for p in parts]),
+        l2=None if first.l2 is None else np.concatenate([p.l2 for p in parts]),
     )

@@ -22,7 +22,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -39,6 +39,7 @@ from circuitgraph.models.environment import (
     resolve_device,
     resolve_dtype,
 )
+from circuitgraph.models.objects import from_object, is_checkpoint_dir
 from circuitgraph.models.placement import (
     device_map_key,
     hf_device_map,
@@ -74,13 +75,26 @@ def list_models() -> list[str]:
 
 
 def load_model(
-    name: str,
+    source: str | Path | Any = None,
     device: str | torch.device | None = None,
-    dtype: str | torch.dtype = "float32",
+    dtype: str | torch.dtype | None = None,
     device_map: str | int | dict | None = None,
+    *,
+    name: str | None = None,
+    tokenizer: Any = None,
 ) -> Model:
-    """Return a TransformerLens ``TransformerBridge`` for ``name`` on ``device`` (default
-    ``"cpu"``) in ``dtype`` (cached per process).
+    """Return a TransformerLens ``TransformerBridge`` for the model named ``source`` on
+    ``device`` (default ``"cpu"``) in ``dtype`` (default float32; cached per process).
+
+    ``source`` may also be a model you built: a ``TransformerBridge`` (from
+    ``TransformerBridge.boot_transformers``, TransformerLens' native ``boot``, a compiled
+    tracr model), a transformers ``PreTrainedModel`` (pass its ``tokenizer``, or build tasks
+    with :meth:`~circuitgraph.tasks.task.Task.from_tokens`), or a local Hugging Face
+    checkpoint folder (one with ``config.json``, loaded offline). Each is named ``name``
+    (default: its config's name), stays where it is unless ``device``/``dtype`` are given,
+    is set up in place (a bridge passed in is the object returned) and is not cached.
+    ``"tracr:<program>"`` loads a compiled model of the ground-truth suite
+    (:func:`circuitgraph.ground_truth.list_ground_truth`).
 
     The same object is returned for the same ``(name, device, dtype, device_map)``: treat it
     as read-only. Every parameter is on one device in ``dtype`` (float32, float64, bfloat16 or
@@ -98,8 +112,28 @@ def load_model(
     devices (or offloads it to disk) is refused with a ModelLoadError; use one GPU that holds
     the weights, and ``Scorer(max_memory=)`` to run the activations in chunks.
     """
-    if not isinstance(name, str) or not name:
-        raise ModelLoadError(f"model name must be a non-empty string, got {name!r}")
+    if source is None:  # load_model(name="toy-seq"): the name is the model
+        source, name = name, None
+    if not isinstance(source, str) or is_checkpoint_dir(source):  # a model object or folder
+        if device_map is not None:
+            raise ModelLoadError(
+                "device_map applies to models loaded by name; place a model you built "
+                "yourself before passing it in, or pass device="
+            )
+        placed = None if device is None else resolve_device(device)
+        return from_object(source, name, placed, dtype, tokenizer)
+    if not source:
+        raise ModelLoadError("model name must be a non-empty string, got ''")
+    if name is not None or tokenizer is not None:
+        raise ModelLoadError(
+            f"name= and tokenizer= apply to models you built, not to the named model {source!r}"
+        )
+    name = source
+    if name.startswith("tracr:"):
+        from circuitgraph.models.tracr import load_tracr_bridge
+
+        placed = None if device is None else resolve_device(device)
+        return from_object(load_tracr_bridge(name.removeprefix("tracr:")), name, placed, dtype)
     if device_map is None:
         return _load_model(
             name, resolve_device("cpu" if device is None else device), resolve_dtype(dtype)

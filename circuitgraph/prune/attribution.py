@@ -31,7 +31,7 @@ from circuitgraph.options import Direction, Estimator, parse_enum, values
 from circuitgraph.prune.schedule import Edge, edge_schedule
 from circuitgraph.scoring.layout import EdgeMasks
 from circuitgraph.scoring.masks import check_same_model, edge_masks
-from circuitgraph.scoring.patching import edge_forward
+from circuitgraph.scoring.patching import at_last, edge_forward
 
 if TYPE_CHECKING:
     from circuitgraph.scoring.scorer import Scorer
@@ -125,9 +125,11 @@ def attribute_edges(
         receiver = step.receiver
         pos = slice(None) if receiver.pos is None else receiver.pos
         for sender, index in zip(step.senders, step.sender_indices, strict=True):
-            last = receiver.pos in (None, scorer.task.seq_len - 1)
-            if receiver.kind == "logits":  # the metric reads the last position only
-                value = (delta[:, -1, index] * grads["logits"][0]).sum() if last else 0.0
+            if receiver.kind == "logits":  # the metric reads one position per row
+                # (position-wise circuits: the last, and check_aligned made it every row's)
+                read = receiver.pos in (None, scorer.task.seq_len - 1)
+                at = at_last(delta[:, :, index], scorer.last, 0)  # [n, d]
+                value = (at * grads["logits"][0]).sum() if read else 0.0
             elif receiver.kind == "mlp":
                 grad = grads[f"mlp.{receiver.layer}"][0]  # [n, p, d]
                 value = (delta[:, pos, index] * grad[:, pos]).sum()

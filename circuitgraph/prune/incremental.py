@@ -94,7 +94,7 @@ class IncrementalEvaluator:
         # float rounding that comes with them) never depend on the clock.
         self.work = Work()
         self.d_mlp = int(getattr(scorer.model.cfg, "d_mlp", None) or 4 * self.comp.d_model)
-        full_vocabulary = scorer.metric in (Metric.KL, Metric.ACCURACY)
+        full_vocabulary = scorer.metric in (Metric.KL, Metric.ACCURACY, Metric.L2)
         self.logits_read = self.comp.W_U.shape[1] if full_vocabulary else 2  # per prompt
 
     def _current_inputs(self) -> list[Tensor]:
@@ -286,8 +286,8 @@ class IncrementalEvaluator:
             self.component_evaluations += k * V
 
         # Each changed output is recomputed at the positions where it changes (its inputs'
-        # changed positions; causal attention carries a key/value change only forwards) and
-        # the metric can see it.
+        # changed positions; causal attention carries a key/value change only forwards,
+        # bidirectional attention everywhere) and the metric can see it.
         for layer in range(first, layout.n_layers):
             start = layout.senders_before_attention(layer)
             if not (receiver.kind == "mlp" and layer == receiver.layer):
@@ -296,7 +296,10 @@ class IncrementalEvaluator:
                 kv_q = [max(slot_q[H + h], slot_q[2 * H + h]) for h in range(H)]
                 groups: dict[int, list[int]] = {}
                 for h in range(H):
-                    q = min(max(slot_q[h], kv_q[h]), needed(start + h))
+                    # causal: a key/value change at the last kv_q positions moves the outputs
+                    # there; bidirectional: every query reads it, so it moves every position
+                    carried = kv_q[h] if comp.causal or not kv_q[h] else self.p
+                    q = min(max(slot_q[h], carried), needed(start + h))
                     if q and matters[start + h]:
                         groups.setdefault(q, []).append(h)
                 for q, heads in sorted(groups.items(), reverse=True):

@@ -72,8 +72,9 @@ def effective(
 def unchanged_positions(scorer: Scorer) -> int:
     """Leading positions no circuit can change: with resample ablation the fixed values are
     the other run's own activations, so before the first position where any clean and
-    corrupted prompt differ both runs hold the same values (causal attention). 0 otherwise."""
-    if scorer.ablation is not Ablation.RESAMPLE:
+    corrupted prompt differ both runs hold the same values (causal attention). 0 otherwise,
+    and 0 with bidirectional attention (a later difference reaches every position)."""
+    if scorer.ablation is not Ablation.RESAMPLE or not scorer.components.causal:
         return 0
     clean, corrupted = scorer.task.clean_tokens, scorer.task.corrupted_tokens  # [n, p]
     differs = (clean != corrupted).any(dim=0)  # [p]

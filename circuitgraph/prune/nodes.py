@@ -9,6 +9,7 @@ the decisions are those of trying one candidate at a time (``batch_size=1``, the
 
 from __future__ import annotations
 
+import math
 import random
 import time
 import warnings
@@ -84,6 +85,9 @@ class Search:
         return n_layers + self.forward.layer_evaluations
 
     def passes(self, new: float) -> bool:
+        if not self.scorer.higher_is_better():  # KL, L2: the rise of one removal, at most tau
+            assert self.max_drop is not None, "lower-is-better metrics prune with tau"
+            return new - self.score <= self.max_drop + TOLERANCE
         if new < self.floor - TOLERANCE:
             return False
         return self.max_drop is None or self.score - new <= self.max_drop + TOLERANCE
@@ -196,12 +200,24 @@ def _candidates(
 
 
 def _check_arguments(
-    scorer: Scorer, threshold: float, relative: float | None, batch_size: int
+    scorer: Scorer, threshold: float, relative: float | None, tau: float | None, batch_size: int
 ) -> None:
-    if scorer.metric is Metric.KL:
+    if not scorer.higher_is_better():
+        if tau is None:
+            raise ValueError(
+                f"with metric {scorer.metric.value!r} (0 = the full model, lower is better) "
+                "prune_nodes removes a node when the metric rises by at most tau: pass tau= "
+                "(e.g. 0.01), or use metric 'logit_diff' with threshold="
+            )
+        if relative is not None:
+            raise ValueError(f"relative applies to higher-is-better metrics, not to "
+                             f"{scorer.metric.value!r}: pass tau= only")  # fmt: skip
+        if isinstance(tau, bool) or not isinstance(tau, int | float) or not tau >= 0:
+            raise ValueError(f"tau must be a number >= 0, got {tau!r}")
+    elif tau is not None:
         raise ValueError(
-            "prune_nodes needs a higher-is-better metric ('logit_diff' or 'accuracy'); for KL "
-            "divergence use prune_edges"
+            f"tau applies to the lower-is-better metrics kl and l2; with {scorer.metric.value!r} "
+            "use threshold= (and relative=)"
         )
     for name, value in (("threshold", threshold), ("relative", relative)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
@@ -291,6 +307,7 @@ def prune_nodes(
     batch_size: int = 8,
     progress: bool = True,
     repeat: bool = False,
+    tau: float | None = None,
 ) -> Circuit:
     """Remove heads (and MLPs) one at a time while the circuit keeps its score.
 
@@ -303,7 +320,10 @@ def prune_nodes(
 
     Parameters
     ----------
-    scorer: a ``Scorer`` with metric ``"logit_diff"`` or ``"accuracy"``.
+    scorer: a ``Scorer``. With ``"logit_diff"``, ``"accuracy"`` or ``"prob_diff"`` the
+        bounds are ``threshold`` and ``relative``; with ``"kl"`` or ``"l2"`` (0 = the full
+        model) a candidate goes when the metric rises by at most ``tau`` (node-level ACDC;
+        ``threshold`` is then not used).
     order: ``"backward"``, ``"forward"``, ``"backward_forward"`` (sweeps until one removes
         nothing: a fixed point) or ``"random"`` (seeded; ``seed=None`` means 0).
     start: node-level circuit to prune further (default: the full model).
@@ -331,7 +351,7 @@ def prune_nodes(
     (True, True)
     """
     began = time.perf_counter()
-    _check_arguments(scorer, threshold, relative, batch_size)
+    _check_arguments(scorer, threshold, relative, tau, batch_size)
     check_memory(scorer.memory, scorer.max_memory, "nodes")
     if positions:
         scorer.check_aligned()  # before any work: positions must mean the same in every prompt
@@ -346,7 +366,7 @@ def prune_nodes(
         scorer,
         present.to(scorer.fixed.device, copy=True),
         floor=threshold * reference,
-        max_drop=None if relative is None else relative * reference,
+        max_drop=tau if tau is not None else None if relative is None else relative * reference,
         batch_size=batch_size,
     )
     start_score = search.score
@@ -357,8 +377,9 @@ def prune_nodes(
             if not search.sweep(sweep):
                 break
     running_score = search.score  # before any undo
-    result, score, undone = _meet_threshold(scorer, search, min(search.floor, start_score), qkv,
-                                            positions)  # fmt: skip
+    # kl and l2 bound each removal (tau), not the circuit: nothing to meet
+    bound = min(search.floor, start_score) if scorer.higher_is_better() else -math.inf
+    result, score, undone = _meet_threshold(scorer, search, bound, qkv, positions)
     if not undone and abs(score - running_score) > CHECK_TOLERANCE:
         warnings.warn(
             f"re-measured score {score:.6f} differs from the running score {search.score:.6f}",
@@ -406,4 +427,4 @@ def _meet_threshold(
 
 def _parameters(arguments: dict[str, Any]) -> dict[str, Any]:
     names = ("threshold", "relative", "order", "seed", "include_mlps", "positions", "batch_size")
-    return {name: arguments[name] for name in (*names, "repeat")}
+    return {name: arguments[name] for name in (*names, "repeat", "tau")}

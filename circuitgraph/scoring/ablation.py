@@ -64,9 +64,13 @@ def check_mean_over(
 
 def mean_over_real_tokens(outputs: Tensor, task: Task, device: torch.device) -> Tensor:
     """Per-position mean [1, p, S, d] of outputs [n, p, S, d] over the prompts that really
-    have a token there (right padding is left out)."""
-    if not task.ragged:
+    have a token there (right padding is left out), each prompt counted once however many
+    positions it reads (:meth:`~circuitgraph.tasks.task.Task.row_weights`)."""
+    weights = task.row_weights()
+    if not task.ragged and weights is None:
         return outputs.mean(dim=0, keepdim=True)
     real = task.real_tokens().to(device=device, dtype=outputs.dtype)  # [n, p]
+    if weights is not None:
+        real = real * weights.to(device=device, dtype=outputs.dtype)[:, None]
     total = torch.einsum("npsd,np->psd", outputs, real)
     return (total / real.sum(dim=0).clamp(min=1)[:, None, None])[None]

@@ -7,7 +7,8 @@ inputs we assemble. :class:`ComponentModel` reads the weights of a ``Transformer
 and MLP modules, so numerics follow the model. Supported: pre-norm blocks (LayerNorm or
 RMSNorm), sequential or parallel attention and MLP (GPT-NeoX / Pythia), learned absolute or
 rotary positions (full or partial rotary), query/key norms (Qwen3), grouped-query attention,
-plain or gated MLPs.
+plain or gated MLPs, causal or bidirectional attention (``cfg.attention_dir``: compiled tracr
+models and encoders, where a change at a later position reaches earlier ones).
 Parity with the model's own logits is a test (tests/test_scorer.py). Gradients flow through
 these functions (attribution patching needs them); callers that only evaluate wrap them in
 ``torch.no_grad()``.
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from circuitgraph.models.model_type import Model
 
 UNEMBED_CHUNK = 1024  # vocabulary columns per matmul in ComponentModel.unembed
+ATTENTION_DIRECTIONS = ("causal", "bidirectional")  # the cfg.attention_dir values we model
 
 
 class _PostNorm(Protocol):
@@ -64,8 +66,8 @@ def check_supported(model: Model) -> None:
     """NotImplementedError naming what circuitgraph cannot decompose in ``model``."""
     block, missing = model.blocks[0], []
     direction = getattr(model.cfg, "attention_dir", "causal")
-    if direction != "causal":  # our forward pass always applies a causal mask
-        missing.append(f"attention_dir={direction!r} (only causal attention)")
+    if direction not in ATTENTION_DIRECTIONS:
+        missing.append(f"attention_dir={direction!r} (only 'causal' or 'bidirectional')")
     post_norm = hasattr(block, "ln1_post")
     if post_norm and _optional_weight(model, "b_O", (1,), model.W_O).abs().max() > 0:
         missing.append("an attention output bias inside the post-attention norm")
@@ -131,6 +133,9 @@ class ComponentModel:
         self.device: torch.device = self.W_Q.device  # every tensor made here goes there
         self.dtype: torch.dtype = self.W_Q.dtype  # and has the weights' dtype
         self.rotary = getattr(cfg, "positional_embedding_type", "") == "rotary"
+        # Bidirectional attention (tracr, encoders): every query sees every key, so a change
+        # at any position reaches every other one (no causal mask, no causal shortcuts).
+        self.causal: bool = getattr(cfg, "attention_dir", "causal") == "causal"
         blocks = model.blocks
         attention = [_original(block.attn) for block in blocks]
         # Score scale (Gemma-2: query_pre_attn_scalar ** -0.5), soft cap and sliding window of
@@ -296,11 +301,12 @@ class ComponentModel:
         cap = self.softcap[layer]
         if cap:
             scores = torch.tanh(scores / cap) * cap
-        causal = torch.ones(q_len, seq, dtype=torch.bool, device=q.device).tril(seq - q_len)
-        window = self.window[layer]
-        if window is not None:  # sliding window: only the last `window` keys are visible
-            causal &= ~torch.ones_like(causal).tril(seq - q_len - window)
-        scores = scores.masked_fill(~causal, float("-inf"))
+        if self.causal:
+            visible = torch.ones(q_len, seq, dtype=torch.bool, device=q.device).tril(seq - q_len)
+            window = self.window[layer]
+            if window is not None:  # sliding window: only the last `window` keys are visible
+                visible &= ~torch.ones_like(visible).tril(seq - q_len - window)
+            scores = scores.masked_fill(~visible, float("-inf"))
         pattern = scores.softmax(dim=-1)
         return torch.einsum("bhqk,bkhe->bqhe", pattern, v)
 

@@ -31,6 +31,7 @@ from circuitgraph.scoring.metrics import (
     accumulating,
     accuracy,
     kl_divergence,
+    l2_distance,
     logit_diff,
     normalised,
     prob_diff,
@@ -58,7 +59,11 @@ class Scorer:
         ``"kl"`` (score = KL divergence from the full model, 0.0 = full model),
         ``"accuracy"`` (top-1 accuracy of the answer) or ``"prob_diff"`` (probability on the
         task's good answers minus its bad ones, normalised like the logit difference; tasks
-        with ``prob_ids`` such as greater_than_years).
+        with ``prob_ids`` such as greater_than_years) or ``"l2"`` (squared distance of the
+        outputs from the full model's, 0.0 = full model: ACDC's metric for compiled tracr
+        models with numeric outputs). Each row's metric reads one position (each prompt's
+        last real token, or those of ``Task.from_tokens(positions=)``); a prompt read at
+        several positions counts once.
     ablation: ``"mean"``, ``"resample"`` or ``"zero"`` values for what is not in the circuit.
     mean_over: the prompts whose corrupted runs give the ``"mean"`` ablation values (their
         per-position mean). None: this task's own corrupted prompts (the discovery prompts
@@ -134,8 +139,17 @@ class Scorer:
             t.to(device) for t in (task.clean_tokens, task.corrupted_tokens)
         )
         self.answer_ids = task.answer_ids.to(device)  # [n]
-        # Each prompt's last real position [n] (prompts of different lengths are right-padded).
-        self.last = None if not task.ragged else task.last_positions.to(device)
+        # The position each row's metric reads [n]: its prompt's last real token (prompts of
+        # different lengths are right-padded) or one Task.from_tokens chose; None: the last.
+        self.last = None if task.reads_last else task.last_positions.to(device)
+        if task.ragged and not self.components.causal:
+            raise ValueError(
+                f"task {task.name!r} mixes prompt lengths, but {self.model_name!r} attends in "
+                "both directions, so right padding would reach the real tokens: use prompts "
+                "of one length with this model"
+            )
+        weights = task.row_weights()  # prompts weigh the same however many positions they read
+        self.row_weights = None if weights is None else weights.to(device)
         clean_outputs, clean_final, clean_scales = self._full_run(clean_tokens)
         corrupt_outputs, corrupt_final, corrupt_scales = self._full_run(corrupted_tokens)
         # Post-attention norms (Gemma-2): masked runs use the scales of the run's full pass.
@@ -158,16 +172,21 @@ class Scorer:
             self.run_tokens, self.fixed = corrupted_tokens, clean_outputs
         wrong_ids = task.wrong_ids.to(device)
         self.answer_pairs = torch.stack([self.answer_ids, wrong_ids], dim=-1)  # [n, 2]
-        self.clean_logit_diff = float(self._raw_logit_diff(clean_final[None])[0])
-        self.corrupt_logit_diff = float(self._raw_logit_diff(corrupt_final[None])[0])
+        self.clean_logit_diff = self.corrupt_logit_diff = float("nan")  # without answers
+        if task.has_answers:
+            self.clean_logit_diff = float(self._raw_logit_diff(clean_final[None])[0])
+            self.corrupt_logit_diff = float(self._raw_logit_diff(corrupt_final[None])[0])
         clean_logits = accumulating(self.components.unembed(clean_final))  # [n, vocab]
         own_logits = model_logits_at(model, clean_tokens, self.last)  # [n, vocab]
         self.full_circuit_error = check_full_circuit(
             clean_logits, own_logits, self.components.dtype, self.model_name
         )
-        self.model_top1 = warn_if_rarely_predicted(
-            own_logits, self.answer_ids, list(task.answers), self.model_name
-        )
+        self.model_top1 = float("nan")
+        if task.has_answers:
+            self.model_top1 = warn_if_rarely_predicted(
+                own_logits, self.answer_ids, list(task.answers), self.model_name
+            )
+        self.clean_logits = clean_logits  # [n, vocab], the L2 metric's reference
         self.clean_logprobs = clean_logits.log_softmax(-1)
         if task.prob_ids is not None:
             assert task.prob_signs is not None  # a task sets both or neither
@@ -237,13 +256,13 @@ class Scorer:
         V, n, d = final.shape
         ids = self.answer_pairs[None].expand(V, n, 2).reshape(V * n, 2)
         pair = self.components.unembed(final.reshape(V * n, d), ids).reshape(V, n, 2)
-        return logit_diff(pair)
+        return logit_diff(pair, self.row_weights)
 
     def _raw_prob_diff(self, final: Tensor) -> Tensor:
         """final [V, n, d] -> mean probability difference [V]."""
         V, n, d = final.shape
         logits = self.components.unembed(final.reshape(V * n, d)).reshape(V, n, -1)
-        return prob_diff(logits, self.prob_ids, self.prob_signs)
+        return prob_diff(logits, self.prob_ids, self.prob_signs, self.row_weights)
 
     def final_residuals(self, masks: NodeMasks | EdgeMasks) -> Tensor:
         """Run the masked forward pass; final residual at the last position [V, n, d].
@@ -281,8 +300,10 @@ class Scorer:
         V, n, d = final.shape
         logits = self.components.unembed(final.reshape(V * n, d)).reshape(V, n, -1)
         if self.metric is Metric.KL:
-            return kl_divergence(self.clean_logprobs, logits)
-        return accuracy(logits, self.answer_ids)
+            return kl_divergence(self.clean_logprobs, logits, self.row_weights)
+        if self.metric is Metric.L2:
+            return l2_distance(self.clean_logits, logits, self.row_weights)
+        return accuracy(logits, self.answer_ids, self.row_weights)
 
     def score_masks(self, masks: NodeMasks | EdgeMasks) -> Tensor:
         """Scores [V] of a batch of circuits given as masks (in chunks of variants, see
@@ -312,22 +333,36 @@ class Scorer:
 
     @torch.no_grad()
     def evaluate(self, circuit: Circuit) -> dict[str, float]:
-        """Every metric for one circuit: normalised and raw logit difference, KL, accuracy."""
+        """Every metric for one circuit: normalised and raw logit difference, KL, accuracy
+        and L2 (the answer metrics are NaN for a task without answers)."""
         final = self.final_residuals(self.masks(circuit))
-        raw = self._raw_logit_diff(final)
         V, n, d = final.shape
         logits = self.components.unembed(final.reshape(V * n, d)).reshape(V, n, -1)
-        return {
+        values = {
             "score": float(self.metric_from_final(final)[0]),
-            "logit_diff": float(raw[0]),
-            "normalised_logit_diff": float(
-                normalised(raw, self.clean_logit_diff, self.corrupt_logit_diff, self.normalise)[0]
-            ),
-            "kl": float(kl_divergence(self.clean_logprobs, logits)[0]),
-            "accuracy": float(accuracy(logits, self.answer_ids)[0]),
+            "logit_diff": float("nan"),
+            "normalised_logit_diff": float("nan"),
+            "kl": float(kl_divergence(self.clean_logprobs, logits, self.row_weights)[0]),
+            "accuracy": float("nan"),
+            "l2": float(l2_distance(self.clean_logits, logits, self.row_weights)[0]),
         }
+        if self.task.has_answers:
+            raw = self._raw_logit_diff(final)
+            values["logit_diff"] = float(raw[0])
+            values["normalised_logit_diff"] = float(
+                normalised(raw, self.clean_logit_diff, self.corrupt_logit_diff, self.normalise)[0]
+            )
+            values["accuracy"] = float(accuracy(logits, self.answer_ids, self.row_weights)[0])
+        return values
 
     def _check_metric(self, metric: Metric) -> Metric:
+        needs_answers = (Metric.LOGIT_DIFF, Metric.ACCURACY, Metric.PROB_DIFF)
+        if metric in needs_answers and not self.task.has_answers:
+            raise ValueError(
+                f"metric {metric.value!r} needs answers, and task {self.task.name!r} has none "
+                "(Task.from_tokens without answers=): use metric='kl' or 'l2', or give "
+                "answers= and wrong="
+            )
         if metric is Metric.PROB_DIFF and self.task.prob_ids is None:
             raise ValueError(
                 f"metric 'prob_diff' needs a task with good and bad answer tokens (e.g. "
@@ -336,8 +371,15 @@ class Scorer:
         return metric
 
     def check_aligned(self) -> None:
-        """ValueError unless every prompt has the same length (position-wise circuits need
-        token positions that mean the same thing in every prompt)."""
+        """ValueError unless every prompt has the same length and the metric reads the last
+        position (position-wise circuits need token positions that mean the same thing in
+        every prompt, and they read the logits at the last position)."""
+        if not self.task.reads_last and not self.task.ragged:
+            raise ValueError(
+                f"task {self.task.name!r} reads its metric at other positions than the last: "
+                "position-wise circuits read the logits at the last position only; drop "
+                "positions=True, or build the task with positions=None"
+            )
         if self.task.ragged:
             assert self.task.lengths is not None  # ragged: some prompts are shorter
             lengths = sorted({int(x) for x in self.task.lengths})
@@ -353,7 +395,8 @@ class Scorer:
         return other
 
     def higher_is_better(self) -> bool:
-        return self.metric is not Metric.KL
+        """Whether a higher score is closer to the full model (not for KL and L2)."""
+        return self.metric not in (Metric.KL, Metric.L2)
 
 
 @overload

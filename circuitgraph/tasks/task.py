@@ -6,7 +6,7 @@ import hashlib
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -65,6 +65,13 @@ class Task:
     # signs [n, K] (+1 counts for the answer, -1 against, 0 padding); None for other tasks.
     prob_ids: torch.Tensor | None = None
     prob_signs: torch.Tensor | None = None
+    # The position each row's metric reads [n] long (Task.from_tokens); None: each prompt's
+    # last real token. Reading several positions of a prompt gives it one row per position,
+    # grouped by prompt_ids [n] long (None: every row is its own prompt).
+    read_positions: torch.Tensor | None = None
+    prompt_ids: torch.Tensor | None = None
+    # False for tasks from token ids without answers: only the KL and L2 metrics apply.
+    has_answers: bool = True
 
     @classmethod
     def from_prompts(
@@ -96,6 +103,44 @@ class Task:
             prepend_bos=prepend_bos,
         )  # fmt: skip
 
+    @classmethod
+    def from_tokens(
+        cls,
+        model: Model,
+        clean: Any,
+        corrupted: Any,
+        answers: Any = None,
+        wrong: Any = None,
+        positions: str | Sequence[int] | None = None,
+        name: str = "tokens",
+        pad_id: int = 0,
+    ) -> Task:
+        """A task from token ids, for models without a tokenizer (compiled tracr models) or
+        prompts you tokenised yourself.
+
+        ``clean`` and ``corrupted``: integer tensors [n, p] or lists of id lists (rows may
+        differ in length: they are right-padded with ``pad_id``; a clean prompt and its
+        corrupted one have the same length). ``positions``: where the metric reads: None,
+        each prompt's last token; ``"all"``, every position after the first (BOS, as in
+        tracr and ACDC's tracr tasks); or a list of positions in every prompt (negative ones
+        count back from its last token). Each read position becomes a row of the task, and
+        every metric averages over a prompt's positions, then over prompts. ``answers`` and
+        ``wrong`` (output-vocabulary ids, one per prompt or one per read position, [n] or
+        [n, K]) are needed by the logit difference and accuracy; without them only
+        ``metric="kl"`` and ``metric="l2"`` apply.
+
+        >>> import types
+        >>> model = types.SimpleNamespace(cfg=types.SimpleNamespace(
+        ...     d_vocab=5, d_vocab_out=3, n_ctx=4, model_name="tiny"))
+        >>> task = Task.from_tokens(model, [[0, 1, 2], [0, 2, 1]], [[0, 2, 2], [0, 1, 1]],
+        ...                         positions="all")
+        >>> len(task), task.read_positions.tolist(), task.n_distinct
+        (4, [1, 2, 1, 2], 2)
+        """
+        from circuitgraph.tasks.tokens import task_from_tokens
+
+        return task_from_tokens(model, clean, corrupted, answers, wrong, positions, name, pad_id)
+
     def with_bos(self, bos_id: int) -> Task:
         """This task with token ``bos_id`` before every clean and corrupted prompt (member
         positions and lengths move by one; the prompt texts stay as they are)."""
@@ -108,6 +153,7 @@ class Task:
             corrupted_tokens=torch.cat([column, self.corrupted_tokens], dim=1),
             member_positions=self.member_positions + 1,
             lengths=None if self.lengths is None else self.lengths + 1,
+            read_positions=None if self.read_positions is None else self.read_positions + 1,
             bos=True,
         )
 
@@ -126,14 +172,37 @@ class Task:
 
     @property
     def last_positions(self) -> torch.Tensor:
-        """Index of each prompt's last real token [n] (where the metric reads)."""
+        """The position each row's metric reads [n]: its prompt's last real token, or the
+        position :meth:`from_tokens` gave it."""
+        if self.read_positions is not None:
+            return self.read_positions
+        return self._last_real()
+
+    def _last_real(self) -> torch.Tensor:
         if self.lengths is None:
             return torch.full((len(self),), self.seq_len - 1, dtype=torch.long)
         return self.lengths - 1
 
+    @property
+    def reads_last(self) -> bool:
+        """Whether every row's metric reads the last position of the token tensors."""
+        return bool((self.last_positions == self.seq_len - 1).all())
+
+    def row_weights(self) -> torch.Tensor | None:
+        """Each row's weight in a metric's mean [n] (mean 1): prompts weigh the same however
+        many positions they read. None when every prompt reads as many rows (equal weights).
+        """
+        if self.prompt_ids is None:
+            return None
+        _, inverse, counts = self.prompt_ids.unique(return_inverse=True, return_counts=True)
+        if bool((counts == counts[0]).all()):
+            return None
+        weights = 1.0 / counts[inverse].double()
+        return weights * (len(self) / weights.sum())
+
     def real_tokens(self) -> torch.Tensor:
         """Which positions hold a real token (not padding), bool [n, seq_len]."""
-        return torch.arange(self.seq_len)[None] <= self.last_positions[:, None]
+        return torch.arange(self.seq_len)[None] <= self._last_real()[:, None]
 
     @property
     def n_members(self) -> int:
@@ -236,7 +305,12 @@ class Task:
             return NotImplemented
         for f in fields(self):
             a, b = getattr(self, f.name), getattr(other, f.name)
-            same = torch.equal(a, b) if isinstance(a, torch.Tensor) else a == b
+            if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
+                same = a.shape == b.shape and torch.equal(a, b)
+            else:
+                same = (
+                    not isinstance(a, torch.Tensor) and not isinstance(b, torch.Tensor) and a == b
+                )
             if not same:
                 return False
         return True

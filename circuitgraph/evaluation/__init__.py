@@ -4,6 +4,7 @@
 - :func:`faithfulness_curve`: the MIB-style curve over top-k circuits of a ranking (CPR, CMD);
 - :func:`stability`: rediscover on resampled prompt sets; inclusion frequency, Jaccard;
 - :func:`compare_methods`: node pruning, ACDC, EAP and EAP-IG side by side.
+- :func:`roc_auc`: ROC and AUC of discovery against a known ground-truth circuit.
 """
 
 from circuitgraph.evaluation.curves import (
@@ -13,11 +14,13 @@ from circuitgraph.evaluation.curves import (
     pruning_ranking,
 )
 from circuitgraph.evaluation.evaluate import Evaluation, evaluate, held_out_scorer
+from circuitgraph.evaluation.roc import RocCurve, roc_auc
 from circuitgraph.evaluation.stability import Stability, jaccard, stability
 
 __all__ = [
     "Evaluation",
     "FaithfulnessCurve",
+    "RocCurve",
     "Stability",
     "curve_areas",
     "evaluate",
@@ -25,5 +28,6 @@ __all__ = [
     "held_out_scorer",
     "jaccard",
     "pruning_ranking",
+    "roc_auc",
     "stability",
 ]

@@ -18,9 +18,9 @@ from torch import Tensor
 
 from circuitgraph.options import Direction
 from circuitgraph.scoring.layout import NodeMasks
+from circuitgraph.scoring.masks import complement_masks
 from circuitgraph.scoring.memory import slices
 from circuitgraph.scoring.patching import at_last, live_senders, node_stage
-from circuitgraph.scoring.scorer import complement_masks
 
 if TYPE_CHECKING:
     from circuitgraph.scoring.scorer import Scorer

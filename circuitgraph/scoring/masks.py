@@ -8,7 +8,7 @@ set) masks each listed position separately; positions it does not list stay as i
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, overload
 
 import networkx as nx
 import torch
@@ -156,3 +156,30 @@ def circuit_masks(
     if circuit.level == "node":
         return node_masks(circuit, layout, seq_len, device, dtype)
     return edge_masks(circuit, layout, seq_len, device, dtype)
+
+
+@overload
+def select_variants(masks: NodeMasks, rows: slice) -> NodeMasks: ...
+@overload
+def select_variants(masks: EdgeMasks, rows: slice) -> EdgeMasks: ...
+def select_variants(masks: NodeMasks | EdgeMasks, rows: slice) -> NodeMasks | EdgeMasks:
+    """The circuits ``rows`` of a batch of masks."""
+    if isinstance(masks, NodeMasks):
+        return NodeMasks(masks.present[rows])
+    return EdgeMasks(
+        [m[rows] for m in masks.attention], [m[rows] for m in masks.mlp], masks.logits[rows]
+    )
+
+
+@overload
+def complement_masks(masks: NodeMasks) -> NodeMasks: ...
+@overload
+def complement_masks(masks: EdgeMasks) -> EdgeMasks: ...
+def complement_masks(masks: NodeMasks | EdgeMasks) -> NodeMasks | EdgeMasks:
+    """Masks for the denoising direction: what the circuit holds takes the fixed (clean)
+    values, everything else runs live on the corrupted prompt."""
+    if isinstance(masks, NodeMasks):
+        present = 1 - masks.present
+        present[:, :, 0] = 1 - present[:, :, 0]  # embed: the run's own embedding stays live
+        return NodeMasks(present)
+    return masks.complement()

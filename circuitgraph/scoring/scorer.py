@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, overload
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -25,7 +25,12 @@ from circuitgraph.scoring.checks import (
 )
 from circuitgraph.scoring.components import ComponentModel
 from circuitgraph.scoring.layout import EdgeMasks, Layout, NodeMasks
-from circuitgraph.scoring.masks import check_same_model, circuit_masks
+from circuitgraph.scoring.masks import (
+    check_same_model,
+    circuit_masks,
+    complement_masks,
+    select_variants,
+)
 from circuitgraph.scoring.memory import Chunks, check_memory, estimate_memory, slices
 from circuitgraph.scoring.metrics import (
     accumulating,
@@ -397,30 +402,3 @@ class Scorer:
     def higher_is_better(self) -> bool:
         """Whether a higher score is closer to the full model (not for KL and L2)."""
         return self.metric not in (Metric.KL, Metric.L2)
-
-
-@overload
-def select_variants(masks: NodeMasks, rows: slice) -> NodeMasks: ...
-@overload
-def select_variants(masks: EdgeMasks, rows: slice) -> EdgeMasks: ...
-def select_variants(masks: NodeMasks | EdgeMasks, rows: slice) -> NodeMasks | EdgeMasks:
-    """The circuits ``rows`` of a batch of masks."""
-    if isinstance(masks, NodeMasks):
-        return NodeMasks(masks.present[rows])
-    return EdgeMasks(
-        [m[rows] for m in masks.attention], [m[rows] for m in masks.mlp], masks.logits[rows]
-    )
-
-
-@overload
-def complement_masks(masks: NodeMasks) -> NodeMasks: ...
-@overload
-def complement_masks(masks: EdgeMasks) -> EdgeMasks: ...
-def complement_masks(masks: NodeMasks | EdgeMasks) -> NodeMasks | EdgeMasks:
-    """Masks for the denoising direction: what the circuit holds takes the fixed (clean)
-    values, everything else runs live on the corrupted prompt."""
-    if isinstance(masks, NodeMasks):
-        present = 1 - masks.present
-        present[:, :, 0] = 1 - present[:, :, 0]  # embed: the run's own embedding stays live
-        return NodeMasks(present)
-    return masks.complement()

@@ -147,7 +147,7 @@ def parse_enum(enum: type[E], value: str | Enum, what: str | None = None) -> E:
 def values(enum: type[Enum], exclude: tuple[Enum, ...] = ()) -> tuple[str, ...]:
     """The string values of ``enum``'s members but ``exclude``, in order (for ``choices=``).
 
-    >>> values(Metric, exclude=(Metric.KL,))
+    >>> values(Metric, exclude=(Metric.KL, Metric.L2))
     ('logit_diff', 'accuracy', 'prob_diff')
     """
     return tuple(member.value for member in enum if member not in exclude)

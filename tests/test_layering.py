@@ -33,6 +33,7 @@ ALLOWED: dict[str, set[str]] = {
     "analysis": {"circuit", "scoring", "figures", "tasks", "models"},
     "evaluation": {"circuit", "scoring", "figures", "parallel", "prune", "tasks", "models"},
     "viewer": {"circuit", "figures"},
+    "ground_truth": {"circuit", "models", "tasks", "scoring"},
     "cli": {"*"},
     "__init__": {"*"},
 }

@@ -107,10 +107,23 @@ def test_ties_are_one_point():
 def test_edges_count_head_internal_edges_like_acdc():
     gpt2 = types.SimpleNamespace(n_layers=12, n_heads=12, model_name="gpt2-small")
     truth = Circuit.from_edges(gpt2, [("embed", "a0.0.q"), ("a0.0", "logits")])
-    curve = roc_auc([truth], truth)
+    curve = roc_auc([truth], truth, internal=True)
     assert curve.n_positive == 3  # with the internal edge a0.0.q -> a0.0
     assert curve.n_positive + curve.n_negative == 32923  # ACDC's GPT-2 small edge count
     assert curve.auc == 1.0
+    plain = roc_auc([truth], truth)  # sender-to-receiver edges only: 32923 - 3 * 144
+    assert (plain.n_positive, plain.n_positive + plain.n_negative) == (2, 32923 - 3 * 144)
+
+
+def test_internal_edges_score_a_convention_not_the_discovery():
+    """ACDC's truth may hold ``a.q -> a`` with no edge into ``a.q``; our circuits drop such an
+    edge, so counting internal edges scores a complete discovery below 1."""
+    cfg = CONFIGS["qkv"]
+    found = Circuit.from_edges(cfg, [("embed", "a0.1.v"), ("a0.1", "logits")])
+    truth = found.copy()
+    truth.add_edge("a0.1.q", "a0.1")  # ACDC's convention: q computed from ablated inputs
+    assert roc_auc([found], truth).auc == 1.0
+    assert roc_auc([found], truth, internal=True).auc < 1.0
 
 
 def test_node_level_counts_heads_and_mlps_of_edge_circuits():

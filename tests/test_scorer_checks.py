@@ -67,10 +67,18 @@ def test_answers_without_their_leading_space_are_warned_about(smollm2):
     assert any("ranks the answer first on 0%" in str(w.message) for w in caught)
 
 
-def test_bidirectional_attention_is_refused(toy, monkeypatch):
-    """The functional forward pass applies a causal mask: a bidirectional model (tracr's
-    compiled ones) would be computed wrongly, so it is refused by name."""
+def test_an_attention_direction_we_do_not_model_is_refused(toy, monkeypatch):
+    """Causal and bidirectional attention are modelled; anything else is refused by name."""
+    monkeypatch.setattr(toy.cfg, "attention_dir", "sideways")
+    task = cg.make_task("digits", toy, n=4)
+    with pytest.raises(NotImplementedError, match="attention_dir='sideways'"):
+        cg.Scorer(toy, task)
+
+
+def test_a_wrongly_declared_attention_direction_is_caught(toy, monkeypatch):
+    """A causal model that claims to be bidirectional: the full circuit (computed without the
+    mask) does not reproduce the model's own logits, so nothing is scored."""
     monkeypatch.setattr(toy.cfg, "attention_dir", "bidirectional")
     task = cg.make_task("digits", toy, n=4)
-    with pytest.raises(NotImplementedError, match="attention_dir='bidirectional'"):
+    with pytest.raises(FullCircuitMismatch, match="does not reproduce"):
         cg.Scorer(toy, task)

@@ -86,6 +86,7 @@ def roc_auc(
     rule: str = "pessimistic",
     candidates: Circuit | Iterable[Element] | None = None,
     absolute: bool = True,
+    internal: bool = False,
 ) -> RocCurve:
     """ROC of a discovery method against the ground-truth circuit ``truth``.
 
@@ -104,6 +105,14 @@ def roc_auc(
     in ``results`` must be edge-level for ``level="edges"`` (a node-level circuit holds every
     edge among its nodes).
 
+    ``internal``: also count the head-internal edges ``a.q -> a`` (as ACDC's ``get_edge_stats``
+    does). Off by default: they are not sender-to-receiver edges but a convention of the
+    representation. ACDC keeps ``a.q -> a`` for a head whose query input has no incoming edge
+    (the query then reads ablated values); a circuitgraph circuit drops it. Counting them
+    would score that convention, not the discovery: on tracr-reverse, ACDC's truth holds
+    ``a0.0.q -> a0.0`` with no edge into ``a0.0.q``, so a circuit that finds all its 10
+    sender-to-receiver edges scores AUC 0.875 with them and 1.000 without.
+
     >>> import types
     >>> cfg = types.SimpleNamespace(n_layers=2, n_heads=2, model_name="toy")
     >>> truth = Circuit.from_nodes(cfg, ["a0.0", "m1"], qkv=False)
@@ -119,8 +128,10 @@ def roc_auc(
     config = check_compatible([truth, *(circuits or []), *others])
     for name, circuit in [("truth", truth), *(("a result", c) for c in circuits or [])]:
         _check_level(name, circuit, level)
-    universe = _universe(config, level, candidates)
+    universe = _universe(config, level, candidates, internal)
     positives = _elements(truth, level)
+    if level == "edges" and not internal:  # sender-to-receiver edges only
+        positives -= _internal_edges(config)
     if outside := list(positives - universe):
         raise ValueError(f"truth has elements outside the candidates: {outside[:10]}")
     n_pos, n_neg = len(positives), len(universe) - len(positives)
@@ -182,23 +193,38 @@ def _check_level(name: str, circuit: Circuit, level: str) -> None:
 
 
 def _universe(
-    config: CircuitConfig, level: str, candidates: Circuit | Iterable[Element] | None
+    config: CircuitConfig,
+    level: str,
+    candidates: Circuit | Iterable[Element] | None,
+    internal: bool = True,
 ) -> set[Element]:
     full = full_structure(config)
     if level == "nodes":
         kinds = (NodeKind.HEAD, NodeKind.MLP)
         every: set[Element] = {n for n, d in full.nodes.items() if d["kind"] in kinds}
     else:
-        every = {(u, v) for u, targets in full.succ.items() for v in targets}
+        every = {  # without internal: sender-to-receiver edges only (no q/k/v sender)
+            (u, v)
+            for u, targets in full.succ.items()
+            for v in targets
+            if internal or full.nodes[u]["kind"] != NodeKind.QKV
+        }
     if candidates is None:
         return every
     if isinstance(candidates, Circuit):  # node-level: the edges among its nodes
-        return _elements(candidates, level)
+        return _elements(candidates, level) & every
     chosen = {tuple(e) if isinstance(e, list) else e for e in candidates}
     bad = chosen - every
     if bad:
         raise ValueError(f"candidates not in the full graph at level={level!r}: {list(bad)[:10]}")
     return chosen
+
+
+def _internal_edges(config: CircuitConfig) -> set[Element]:
+    """The head-internal edges ``a.q -> a`` of the full graph."""
+    full = full_structure(config)
+    qkv = [u for u, d in full.nodes.items() if d["kind"] == NodeKind.QKV]
+    return {(u, v) for u in qkv for v in full.succ[u]}
 
 
 def _elements(circuit: Circuit, level: str) -> set[Element]:

@@ -180,13 +180,16 @@ class Task:
 
     def _last_real(self) -> torch.Tensor:
         if self.lengths is None:
-            return torch.full((len(self),), self.seq_len - 1, dtype=torch.long)
+            device = self.clean_tokens.device
+            return torch.full((len(self),), self.seq_len - 1, dtype=torch.long, device=device)
         return self.lengths - 1
 
     @property
     def reads_last(self) -> bool:
         """Whether every row's metric reads the last position of the token tensors."""
-        return bool((self.last_positions == self.seq_len - 1).all())
+        if self.read_positions is None:
+            return not self.ragged
+        return bool((self.read_positions == self.seq_len - 1).all())
 
     def row_weights(self) -> torch.Tensor | None:
         """Each row's weight in a metric's mean [n] (mean 1): prompts weigh the same however

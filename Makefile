@@ -16,6 +16,9 @@ $(STAMP): pyproject.toml
 		apt-get update -qq && apt-get install -y -qq graphviz >/dev/null; } || \
 		{ echo "circuitgraph needs the 'dot' program: install Debian's graphviz package" \
 		"(sudo apt-get install graphviz)"; exit 1; }
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } || \
+		echo "no chromium: the viewer's browser tests will be skipped (apt-get install chromium)"
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0
@@ -32,6 +35,7 @@ demo: setup
 		--thresholds 0.97 0.9 0.8 --threads 1 --overwrite
 	@echo
 	@echo "The circuit at 80 %: $(DEMO)/nodes-0.8/circuit.svg; every head's score: scores.csv."
+	@echo "Explore it in a browser (offline): $(DEMO)/view.html (all three thresholds)."
 	@echo "Next, the months circuit and what the two share (a few minutes):"
 	@echo "  $(VENV)/bin/circuitgraph sweep --model smollm2-135m --task months --n 8 --threads 1"
 	@echo "  $(VENV)/bin/circuitgraph overlap results/smollm2-135m/*/sweep-*/nodes-0.8/circuit.json \\"

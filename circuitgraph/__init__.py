@@ -47,6 +47,11 @@ _API = {
     "held_out_scorer": "circuitgraph.evaluation",
     "stability": "circuitgraph.evaluation",
     "compare_methods": "circuitgraph.evaluation.compare",
+    "list_ground_truth": "circuitgraph.ground_truth",
+    "load_ground_truth": "circuitgraph.ground_truth",
+    "render_comparison": "circuitgraph.circuit.render",
+    "RocCurve": "circuitgraph.evaluation.roc",
+    "roc_auc": "circuitgraph.evaluation.roc",
     "UncertaintyError": "circuitgraph.guards",
     "UncertaintyWarning": "circuitgraph.guards",
     "Task": "circuitgraph.tasks",
@@ -55,6 +60,7 @@ _API = {
     "list_templates": "circuitgraph.tasks",
     "load_task": "circuitgraph.tasks",
     "make_task": "circuitgraph.tasks",
+    "view": "circuitgraph.viewer",
     "analysis": "circuitgraph.analysis",
 }
 
@@ -90,6 +96,7 @@ if TYPE_CHECKING:  # the same names for type checkers and IDEs (tested against _
     )
     from circuitgraph.circuit.graph import Circuit, full_circuit
     from circuitgraph.circuit.nodes import CircuitConfig
+    from circuitgraph.circuit.render import render_comparison
     from circuitgraph.circuit.setops import overlap_table, shared, upset_table
     from circuitgraph.evaluation import (
         evaluate,
@@ -98,7 +105,9 @@ if TYPE_CHECKING:  # the same names for type checkers and IDEs (tested against _
         stability,
     )
     from circuitgraph.evaluation.compare import compare_methods
+    from circuitgraph.evaluation.roc import RocCurve, roc_auc
     from circuitgraph.figures import venn, venn_grid
+    from circuitgraph.ground_truth import list_ground_truth, load_ground_truth
     from circuitgraph.guards import UncertaintyError, UncertaintyWarning
     from circuitgraph.models import ModelLoadError, list_models, load_model
     from circuitgraph.prune.attribution import attribute_edges, compare_with_pruned
@@ -120,3 +129,4 @@ if TYPE_CHECKING:  # the same names for type checkers and IDEs (tested against _
         load_task,
         make_task,
     )
+    from circuitgraph.viewer import view

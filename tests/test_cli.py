@@ -42,7 +42,7 @@ def results(tmp_path_factory) -> Path:
 
 def test_discover_nodes_writes_the_results_folder(results):
     folder = results / "toy-seq" / "digits" / "nodes-0.8"
-    names = {"circuit.json", "circuit.dot", "circuit.svg", "scores.csv", "run.json"}
+    names = {"circuit.json", "circuit.dot", "circuit.svg", "scores.csv", "run.json", "view.html"}
     assert {p.name for p in folder.iterdir()} == names
     circuit = cg.Circuit.from_json(folder / "circuit.json")
     assert circuit.level == "node" and circuit.heads()

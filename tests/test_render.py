@@ -74,14 +74,77 @@ def test_svg_places_layers_in_order(tmp_path):
         assert x == sorted(x)  # heads in index order, MLP after them
 
 
-def test_node_level_circuits_draw_components_ranked_without_implied_edges(tmp_path):
+def test_node_level_circuits_draw_component_edges_with_qkv_folded(tmp_path):
     circuit = Circuit.from_nodes(GQA, ["a0.1", "a2.3", "m1"])
     source = to_dot(circuit)
-    assert "a0.1.q" not in source and "->" in source  # only invisible rank edges
-    assert all("style=invis" in line for line in source.splitlines() if "->" in line)
+    assert "a0.1.q" not in source  # q/k/v inputs folded into their heads
+    drawn = {
+        tuple(re.findall(r'"([^"]+)"', line)[:2])
+        for line in source.splitlines()
+        if "->" in line and "invis" not in line
+    }
+    assert drawn == set(render_module.collapsed_edges(circuit))
+    assert ("a0.1", "a2.3") in drawn and ("embed", "logits") in drawn
     y = {name: yx[1] for name, yx in _node_centres(render(circuit, tmp_path / "n.svg")).items()}
     assert set(y) == {"embed", "a0.1", "m1", "a2.3", "logits"}
     assert y["embed"] > y["a0.1"] > y["m1"] > y["a2.3"] > y["logits"]
+    bare = to_dot(circuit, edges=False)  # the old picture: components ranked, no edges
+    assert all("style=invis" in line for line in bare.splitlines() if "->" in line)
+
+
+def test_importance_colours_caption_and_legend(tmp_path):
+    circuit = Circuit.from_nodes(GQA, ["a0.1", "a2.3", "m1"])
+    circuit.metadata = {
+        "score": 0.85,
+        "score_ci": [0.8, 0.9],
+        "metric": "logit_diff",
+        "ablation": "mean",
+        "kept": [{"node": "a0.1", "score": 0.35}, {"node": "m1", "score": 0.8}],
+    }
+    assert render_module.node_importance(circuit) == pytest.approx({"a0.1": 0.5, "m1": 0.05})
+    source = to_dot(circuit)
+    fills = dict(re.findall(r'"(a0\.1|m1|a2\.3)" \[label="[^"]*", fillcolor="([^"]+)"', source))
+    assert fills["a0.1"] == render_module._importance_fill(1, 1)  # the most important
+    assert fills["a2.3"] == render_module.NODE_FILL["head"]  # no record: its kind's colour
+    assert fills["m1"] not in (fills["a0.1"], fills["a2.3"])
+    texts = _svg_texts(render(circuit, tmp_path / "c.svg"))
+    assert "score 0.850 (95 % CI 0.800-0.900)" in texts and "metric logit_diff" in texts
+    assert "ablation mean" in texts and "2 heads, 1 MLPs" in texts
+    assert "high (0.5 score drop)" in texts
+
+
+def test_large_circuits_fold_qkv_and_show_the_top_edges():
+    big = types.SimpleNamespace(n_layers=8, n_heads=8, model_name="big")
+    full = full_circuit(big)
+    effects = {e: {"effect": 0.001 * i} for i, e in enumerate(full.sender_receiver_edges())}
+    circuit = Circuit.from_edges(big, effects)
+    source = to_dot(circuit, max_edges=50)
+    assert '.q"' not in source and "Q/K/V inputs folded into their heads" in source
+    visible = [line for line in source.splitlines() if "->" in line and "invis" not in line]
+    assert len(visible) == 50
+    hidden = len(render_module.collapsed_edges(circuit)) - 50
+    assert f"top 50 edges shown, {hidden} more hidden" in source
+    assert 'penwidth="5.00"' in source  # the largest effect is among them
+    small = to_dot(Circuit.from_edges(TOY, [("embed", "a0.1.q")]))
+    assert "a0.1.q" in small and "folded" not in small
+
+
+def test_comparison_picture_colours_by_membership(tmp_path):
+    a = Circuit.from_nodes(TOY, ["a0.1", "a1.2"])
+    b = Circuit.from_nodes(TOY, ["a0.1", "m2"])
+    source = render_module.comparison_dot({"digits": a, "months": b})
+    fills = dict(re.findall(r'"([^"]+)" \[label="[^"]*", fillcolor="([^"]+)"', source))
+    colours = render_module._region_colours(2)
+    assert fills["a1.2"] == colours[(True, False)] and fills["m2"] == colours[(False, True)]
+    assert fills["a0.1"] == colours[(True, True)] == render_module.REGION_SHARED
+    path = render_module.render_comparison({"digits": a, "months": b}, tmp_path / "cmp.svg")
+    texts = _svg_texts(path)
+    assert "digits only" in texts and "months only" in texts and "shared" in texts
+    other = Circuit.from_nodes(types.SimpleNamespace(n_layers=3, n_heads=3, model_name="gpt2"), [])
+    with pytest.raises(ValueError, match="different models"):
+        render_module.comparison_dot({"a": a, "b": other})
+    with pytest.raises(ValueError, match="at least 2"):
+        render_module.comparison_dot({"a": a})
 
 
 def test_svg_layer_order_with_missing_layers(tmp_path):

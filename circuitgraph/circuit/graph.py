@@ -9,6 +9,7 @@ structure live in ``circuit.nodes``; set operations in ``circuit.setops``; drawi
 from __future__ import annotations
 
 import copy as _copy
+import importlib
 import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -366,6 +367,13 @@ class Circuit(FullGraphSubgraph):
         """Draw with Graphviz to svg/png/pdf (from the suffix); see ``circuit.render``."""
         self.validate()
         return render_circuit(self, path, format=format, edges=edges)
+
+    def to_html(self, path: str | Path, *, overwrite: bool = False, **options: Any) -> Path:
+        """An interactive, offline HTML view of this circuit (see ``circuitgraph.viewer.view``;
+        the viewer layer sits above this one, so it is imported by name when called)."""
+        self.validate()
+        viewer = importlib.import_module("circuitgraph.viewer")
+        return viewer.to_html(self, path, overwrite=overwrite, **options)
 
 
 _FIXED_KINDS = (NodeKind.EMBED, NodeKind.LOGITS)

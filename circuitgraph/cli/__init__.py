@@ -1,9 +1,10 @@
 """The ``circuitgraph`` command.
 
 Subcommands: ``discover`` (one circuit -> a results folder), ``sweep`` (nested thresholds),
-``overlap`` (compare circuit files), ``render`` (draw one), ``analyse`` (OV scores, attention,
-logit lens), ``tasks`` and ``models`` (what exists). Errors in the arguments or the inputs
-print one ``circuitgraph: error: ...`` line and exit with code 2; Ctrl-C exits with 130.
+``overlap`` (compare circuit files), ``render`` (draw one), ``view`` (an interactive page of
+one or more), ``analyse`` (OV scores, attention, logit lens), ``tasks`` and ``models`` (what
+exists). Errors in the arguments or the inputs print one ``circuitgraph: error: ...`` line and
+exit with code 2; Ctrl-C exits with 130.
 Nothing is left half-written in either case.
 
 Each subcommand lives in the module of this package named after it (listed in
@@ -39,6 +40,7 @@ COMMANDS = (
     "stability",
     "overlap",
     "render",
+    "view",
     "analyse",
     "tasks",
     "models",
@@ -51,6 +53,7 @@ examples:
   circuitgraph sweep --model smollm2-135m --task months --thresholds 0.97 0.9 0.8
   circuitgraph overlap results/smollm2-135m/*/nodes-0.8/circuit.json --venn venn.svg
   circuitgraph render results/toy-seq/digits/nodes-0.8/circuit.json -o digits.png
+  circuitgraph view results/toy-seq/digits/nodes-0.8 --out digits.html
   circuitgraph analyse --model smollm2-135m --task digits --heads a9.1 a4.4
 """
 

@@ -134,6 +134,11 @@ def check_task(args: argparse.Namespace) -> None:
     from circuitgraph.tasks import list_corruptions, list_templates
 
     task_file = getattr(args, "task_file", None)
+    if str(getattr(args, "model", "")).startswith("tracr:"):
+        _tracr_task(args, task_file)
+        return
+    if getattr(args, "metric", "") is None:
+        args.metric = "logit_diff"
     if (args.task is None) == (task_file is None):
         raise ValueError("give a built-in --task or your own --task-file (one of them)")
     if task_file is not None:
@@ -164,6 +169,27 @@ def check_task(args: argparse.Namespace) -> None:
         )
 
 
+def _tracr_task(args: argparse.Namespace, task_file: object) -> None:
+    """A ``tracr:<program>`` model of the ground-truth suite runs on its own stored task
+    (``--task`` may name the program again), scored by its own metric unless --metric says
+    otherwise."""
+    from circuitgraph.ground_truth.suite import list_ground_truth, load_record
+
+    program = args.model.removeprefix("tracr:")
+    if program not in list_ground_truth():
+        raise ValueError(
+            f"unknown ground-truth program {program!r}; known: {', '.join(list_ground_truth())}"
+        )
+    if task_file is not None or args.task not in (None, program):
+        raise ValueError(
+            f"{args.model} runs on its own stored task: drop --task/--task-file (or pass "
+            f"--task {program})"
+        )
+    args.task = program
+    if getattr(args, "metric", "") is None:
+        args.metric = load_record(program)["metric"]
+
+
 def check_model(name: str, device: str | None = "cpu", dtype: str = "float32") -> None:
     """ModelLoadError now for a model name, device (None: cpu) or dtype that cannot load
     (before any progress output)."""
@@ -177,7 +203,7 @@ def check_model(name: str, device: str | None = "cpu", dtype: str = "float32") -
 
     resolve_device("cpu" if device is None else device)
     resolve_dtype(dtype)
-    if name in EMBEDDED_MODELS:
+    if name in EMBEDDED_MODELS or name.startswith("tracr:"):  # tracr: checked by check_task
         return
     if name.startswith("random:"):
         parse_random_name(name)
@@ -237,6 +263,11 @@ def score_meaning(args: argparse.Namespace) -> str:
         "kl: KL divergence of the circuit's next-token distribution from the full model's "
         "(0 = the same); top-1 accuracy: share of prompts whose top token is the answer",
     ]
+    if str(getattr(args, "model", "")).startswith("tracr:") or getattr(args, "metric", "") == "l2":
+        lines.append(
+            "l2: squared distance of the circuit's outputs from the full model's, averaged over "
+            "the positions read (0 = the same); tasks without answers have no logit diff"
+        )
     if getattr(args, "metric", None) == "prob_diff":
         lines.append(
             "normalised prob diff: probability of the good answers minus the bad ones, "
@@ -328,7 +359,11 @@ def load(args: argparse.Namespace, clock: Clock) -> Setup:
         f"building task {args.task}" + ("" if task_file else f" (n={args.n}, seed={args.seed})"),
     )
     with clock.stage("make_task"):
-        if task_file is not None:
+        if args.model.startswith("tracr:"):
+            from circuitgraph.ground_truth.suite import make_ground_truth_task
+
+            task = make_ground_truth_task(model, args.task)
+        elif task_file is not None:
             task = load_task(task_file, model, prepend_bos=args.prepend_bos)
         else:
             task = make_task(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -46,8 +47,9 @@ def add_scorer_options(parser: argparse.ArgumentParser, metrics: tuple[str, ...]
     group.add_argument(
         "--metric",
         choices=metrics,
-        default="logit_diff",
-        help="what a circuit is scored on (default logit_diff)",
+        default=None,
+        help="what a circuit is scored on (default logit_diff; for tracr:<program> models "
+        "the program's own, kl or l2)",
     )
     group.add_argument(
         "--ablation",
@@ -149,7 +151,8 @@ def add_parsers(sub: Any) -> None:
 DISCOVER_HELP = """\
 Find a circuit and write <out>/<model>/<task>/<run>/ with circuit.json, circuit.dot,
 circuit.svg, scores.csv (final scores of the full model, the circuit and the empty circuit,
-then one row per node and/or tested edge) and run.json (every parameter, versions, timings).
+then one row per node and/or tested edge), run.json (every parameter, versions, timings) and
+view.html (the circuit to explore in a browser, offline).
 
 <run> is nodes-<threshold>, edges-<tau>, or edges-<tau>-from-nodes-<threshold> (with
 "-acdc" appended for --edge-order acdc): with
@@ -178,10 +181,10 @@ def _resolve_discover(args: argparse.Namespace) -> None:
             raise ValueError("--no-qkv applies to --method edges only")
         if args.edge_order != "canonical":
             raise ValueError("--edge-order applies to --method edges only")
-        if args.metric == "kl":
+        if args.metric in ("kl", "l2"):
             raise ValueError(
-                "node pruning needs --metric logit_diff or accuracy "
-                "(KL divergence works with --method edges)"
+                f"node pruning needs --metric logit_diff or accuracy ({args.metric} works "
+                "with --method edges; cg.prune_nodes(scorer, tau=) prunes nodes on it)"
             )
         args.threshold = DEFAULT_THRESHOLD if args.threshold is None else args.threshold
     else:
@@ -238,6 +241,7 @@ METRIC_LABELS = {
     "logit_diff": "logit diff",
     "kl": "kl",
     "accuracy": "top-1 accuracy",
+    "l2": "l2",
 }
 
 
@@ -270,7 +274,8 @@ def metrics_text(scores: dict[str, float], pruned: dict[str, str]) -> str:
     labels = METRIC_LABELS | {"score": "normalised prob diff"}
     keys = [*pruned, *(k for k in METRIC_LABELS if k not in pruned)]
     notes = {k: f" ({note})" for k, note in pruned.items()}
-    return "; ".join(f"{labels[k]} {scores[k]:.4f}{notes.get(k, '')}" for k in keys)
+    shown = [k for k in keys if k in scores and not math.isnan(scores[k])]  # no answers: no
+    return "; ".join(f"{labels[k]} {scores[k]:.4f}{notes.get(k, '')}" for k in shown)
 
 
 def edges_text(circuit: Circuit) -> str:
@@ -322,6 +327,7 @@ def _report(
     print(f"wrote {folder}/")
     if "svg" in paths:
         print(f"  diagram: {folder / 'circuit.svg'}")
+    print(f"  explore: {folder / 'view.html'} (open it in a browser)")
     print(f"  scores:  {folder / 'scores.csv'}")
 
 
@@ -337,9 +343,10 @@ def run_discover(args: argparse.Namespace) -> int:
         versions,
         write_run,
     )
+    from circuitgraph.viewer import write_folder_view
 
-    _resolve_discover(args)
     check_task(args)
+    _resolve_discover(args)
     check_model(args.model, args.device, args.dtype)
     if args.method == "nodes":
         run = run_name("nodes", args.threshold)
@@ -353,7 +360,10 @@ def run_discover(args: argparse.Namespace) -> int:
 
     clock = Clock()
     setup = load(args, clock)
-    node_metric = "logit_diff" if args.metric == "kl" else args.metric
+    # node pruning before edge pruning needs a higher-is-better metric
+    node_metric = (
+        "logit_diff" if args.threshold is not None and args.metric == "kl" else args.metric
+    )
     with clock.stage("scorer"):
         scorer = make_scorer(args, setup, node_metric)
     nodes = edges = None
@@ -401,5 +411,6 @@ def run_discover(args: argparse.Namespace) -> int:
     }
     with atomic_folder(target, overwrite=args.overwrite) as tmp:
         paths = write_run(tmp, circuit, table, record | clock.record(), svg=not args.no_svg)
+        paths["view"] = write_folder_view(tmp, name=f"{args.task} {run}")
     _report(args, target, paths, summary, circuit)
     return 0

@@ -60,6 +60,7 @@ def run_stability(args: argparse.Namespace) -> int:
     from circuitgraph.results import atomic_folder, result_dir, versions, write_json
     from circuitgraph.scoring.scorer import Scorer
     from circuitgraph.tasks import make_task
+    from circuitgraph.viewer import write_folder_view
 
     # one resample has no spread: refused before anything is loaded or written
     check_resamples(args.resamples, "stability (--resamples)", MIN_STABILITY_RESAMPLES)
@@ -138,6 +139,7 @@ def run_stability(args: argparse.Namespace) -> int:
         result.runs.to_csv(tmp / "runs.csv", index=False)
         consensus.to_json(tmp / "consensus.json")
         write_json(tmp / "run.json", record | clock.record())
+        write_folder_view(tmp)  # every node any resample found, a scrubber over frequency
     print(
         f"heads {summary['heads_mean']:.1f} +- {summary['heads_sd']:.1f}, mean Jaccard "
         f"{summary['jaccard_nodes_mean']:.2f}; consensus(0.5) held out "
@@ -145,4 +147,5 @@ def run_stability(args: argparse.Namespace) -> int:
         f"{result.evaluation.n_distinct} prompts)"
     )
     print(target)
+    print(f"  explore: {target / 'view.html'} (open it in a browser)")
     return 0

@@ -64,7 +64,7 @@ def add_parsers(sub: Any) -> None:
         "here) or a scheduler address tcp://host:8786",
     )
     p.add_argument("--workers", type=positive_int, default=2, help="processes of --cluster local")
-    add_scorer_options(p, values(Metric, exclude=(Metric.KL,)))  # node pruning's metrics
+    add_scorer_options(p, values(Metric, exclude=(Metric.KL, Metric.L2)))  # node pruning's
     add_node_options(p)
     add_output(p)
     add_drawing_options(p)
@@ -75,8 +75,8 @@ SWEEP_HELP = """\
 Prune nodes at several thresholds, highest first; each circuit is pruned further from the
 previous one (nested) unless --independent. Writes <out>/<model>/<task>/sweep-<t1>-<t2>-.../
 with one nodes-<t>/ folder per threshold (the files of 'discover'), threshold_table.csv
-(membership of every head and MLP per threshold), threshold_changes.csv, score_vs_size.svg
-and run.json.
+(membership of every head and MLP per threshold), threshold_changes.csv, score_vs_size.svg,
+run.json and view.html (every threshold in one page, with a scrubber).
 """
 
 
@@ -95,10 +95,16 @@ def run_sweep(args: argparse.Namespace) -> int:
         write_json,
         write_run,
     )
+    from circuitgraph.viewer import write_folder_view
 
     if args.direction == "denoising" and args.ablation != "resample":
         raise ValueError("--direction denoising needs --ablation resample")
     check_task(args)
+    if args.metric in ("kl", "l2"):  # a tracr:<program> model's own metric (0 = full model)
+        raise ValueError(
+            f"a sweep prunes nodes to fractions of the full model's score, which {args.metric} "
+            f"does not have: for {args.model} use 'circuitgraph discover --method edges'"
+        )
     check_model(args.model, args.device, args.dtype)
     check_cluster(args.cluster)
     if args.cluster is not None and not args.independent:
@@ -167,6 +173,7 @@ def run_sweep(args: argparse.Namespace) -> int:
             folder = tmp / run_name("nodes", threshold)
             folder.mkdir()
             write_run(folder, circuit, table, record | clock.record(), svg=not args.no_svg)
+            write_folder_view(folder, name=f"{args.task} {run_name('nodes', threshold)}")
         threshold_table(circuits, mlps=True).to_csv(tmp / "threshold_table.csv")
         threshold_changes(circuits, mlps=True).to_csv(tmp / "threshold_changes.csv")
         plot_score_vs_size(circuits, tmp / "score_vs_size.svg")
@@ -181,6 +188,7 @@ def run_sweep(args: argparse.Namespace) -> int:
             }
             | clock.record(),
         )
+        write_folder_view(tmp)  # a scrubber over the thresholds
     for key, summary in summaries.items():
         print(
             f"threshold {key}: {summary['n_heads']} heads, {summary['n_mlps']} MLPs, "
@@ -192,4 +200,5 @@ def run_sweep(args: argparse.Namespace) -> int:
     print(f"  plot:    {target / 'score_vs_size.svg'}")
     if not args.no_svg:
         print(f"  diagrams: {target}/nodes-*/circuit.svg")
+    print(f"  explore: {target / 'view.html'} (open it in a browser; one per threshold too)")
     return 0

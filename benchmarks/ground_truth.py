@@ -117,7 +117,7 @@ def markdown_rows(table: pd.DataFrame, programs, ablations, methods) -> list[str
                 row = mine[(mine.ablation == ablation) & (mine.method == method)]
                 value = row.auc.iloc[0] if len(row) else math.nan
                 cells.append("n/a" if math.isnan(value) else f"{value:.3f}")
-        lines.append(f"| {program} | {sizes.n_truth} | {sizes.n_candidates} | "
+        lines.append(f"| {program} | {int(sizes.n_truth)} | {int(sizes.n_candidates)} | "
                      + " | ".join(cells) + " |")  # fmt: skip
     return lines
 
@@ -130,6 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--taus", type=int, default=12, help="tau values besides 0 (default 12)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads")
     parser.add_argument("--out", type=Path, default=Path("results/ground_truth"))
+    parser.add_argument(
+        "--reuse", action="store_true", help="rewrite table.md from --out's table.csv, no run"
+    )
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -139,9 +142,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown programs {unknown}; the suite has {list_ground_truth()}")
     sweep = taus(args.taus)
     rows = []
+    if args.reuse:
+        rows = pd.read_csv(args.out / "table.csv").to_dict("records")
+        programs = [p for p in programs if p in {row["program"] for row in rows}]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", cg.UncertaintyWarning)  # a few distinct inputs each
-        for program in programs:
+        for program in [] if args.reuse else programs:
             for ablation in args.ablations:
                 for method in args.methods:
                     row = run(program, ablation, method, sweep)

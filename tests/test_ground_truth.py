@@ -205,3 +205,19 @@ def test_discover_takes_a_suite_model_by_name(tmp_path):
     assert found.metadata["metric"] == "kl"
     refused = ["discover", "--model", "tracr:reverse", "--task", "digits", "--out", str(out)]
     assert main(refused) == 2
+
+
+@pytest.mark.parametrize("name", ["reverse", "proportion", "hist", "sort_unique", "prev_token"])
+@pytest.mark.parametrize("ablation", ["zero", "resample"])
+def test_edge_pruning_finds_exactly_the_truth_edges_that_matter(name, ablation):
+    """Discovery recovers the known circuit: at a small tau, exact edge pruning keeps every
+    truth edge whose removal changes the outputs and no edge outside the truth; it misses only
+    the inert ones (removing them alone changes nothing on these inputs)."""
+    model, task, truth = load_ground_truth(name)
+    scorer = cg.Scorer(model, task, metric=suite.load_record(name)["metric"], ablation=ablation)
+    found = cg.prune_edges(scorer, 1e-6, order="acdc", progress=False)
+    inert = {edge for edge, _ in suite.inert_truth_edges(name, ablation)}
+    wanted = set(truth.sender_receiver_edges()) - inert
+    assert set(found.sender_receiver_edges()) == wanted
+    curve = cg.roc_auc([found], truth)
+    assert curve.auc == pytest.approx(len(wanted) / len(truth.sender_receiver_edges()))

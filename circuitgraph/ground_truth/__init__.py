@@ -17,16 +17,6 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-_SUITE = (
-    "acdc_circuit",
-    "inert_truth_edges",
-    "list_ground_truth",
-    "load_ground_truth",
-    "load_record",
-    "load_tracr_bridge",
-    "make_ground_truth_task",
-    "truth_circuit",
-)
 __all__ = [
     "acdc_circuit",
     "inert_truth_edges",
@@ -37,6 +27,7 @@ __all__ = [
     "make_ground_truth_task",
     "truth_circuit",
 ]
+_SUITE = frozenset(__all__)  # every public name lives in suite.py
 
 
 def __getattr__(name: str) -> Any:

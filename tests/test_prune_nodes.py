@@ -20,7 +20,8 @@ from circuitgraph.prune import (
     threshold_table,
 )
 from circuitgraph.prune.node_forward import NodeForward
-from circuitgraph.prune.nodes import TOLERANCE, Search, _candidates
+from circuitgraph.prune.node_order import candidates_of_sweep
+from circuitgraph.prune.nodes import TOLERANCE, Search
 from circuitgraph.scoring.layout import NodeMasks
 
 MODELS = ("toy-seq", "random:gpt2-tiny", "random:llama-tiny")
@@ -113,7 +114,7 @@ def test_full_windows_speculate_exactly(scorers, model):
             search = Search(scorer, present, floor, None, batch_size)
             search.overhead = 1e6
             for forward in (False, True, False):
-                search.sweep(_candidates(layout, True, forward, n_positions))
+                search.sweep(candidates_of_sweep(layout, True, forward, n_positions))
             runs[batch_size, floor] = search
     for floor in (0.3, 0.9):
         oracle, batched = runs[1, floor], runs[6, floor]

@@ -10,10 +10,8 @@ the decisions are those of trying one candidate at a time (``batch_size=1``, the
 from __future__ import annotations
 
 import math
-import random
 import time
 import warnings
-from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -24,6 +22,7 @@ from circuitgraph.circuit.nodes import CircuitConfig
 from circuitgraph.circuit.provenance import provenance
 from circuitgraph.options import Metric, NodeOrder, parse_enum, values
 from circuitgraph.prune.node_forward import NodeForward, calibrate
+from circuitgraph.prune.node_order import Candidate, sweeps
 from circuitgraph.scoring.layout import NodeMasks
 from circuitgraph.scoring.memory import check_memory
 
@@ -36,17 +35,6 @@ Order = NodeOrder  # the name before circuitgraph.options
 ORDERS = values(NodeOrder)
 CHECK_TOLERANCE = 1e-3  # running vs re-measured score; a larger gap means a bug
 TOLERANCE = 1e-5  # scores this close to a bound count as meeting it (float noise)
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """One thing to try removing: a head or MLP (at one position when position-wise)."""
-
-    name: str
-    sender: int  # index in the scorer's layout
-    pos: int  # mask position (0 when position-free)
-    stage: int  # 2L for a head of layer L, 2L + 1 for MLP L: where the forward pass reads it
-    kind: str
 
 
 class Search:
@@ -176,29 +164,6 @@ class Search:
         return len(window)
 
 
-def _candidates(
-    layout, include_mlps: bool, forward: bool, n_positions: int | None
-) -> list[Candidate]:
-    """Candidates of one sweep (see ``Order``); position-wise, each node's positions go last
-    to first."""
-    layers = range(layout.n_layers) if forward else reversed(range(layout.n_layers))
-    nodes: list[Candidate] = []
-    for L in layers:
-        heads = [
-            Candidate(f"a{L}.{h}", layout.head_index(L, h), 0, 2 * L, "head")
-            for h in range(layout.n_heads)
-        ]
-        mlp = [Candidate(f"m{L}", layout.mlp_index(L), 0, 2 * L + 1, "mlp")] * include_mlps
-        nodes += heads + mlp if forward else mlp + heads
-    if n_positions is None:
-        return nodes
-    return [
-        replace(c, name=f"{c.name}@{pos}", pos=pos)
-        for c in nodes
-        for pos in reversed(range(n_positions))
-    ]
-
-
 def _check_arguments(
     scorer: Scorer, threshold: float, relative: float | None, tau: float | None, batch_size: int
 ) -> None:
@@ -269,30 +234,6 @@ def _result(scorer: Scorer, present: torch.Tensor, qkv: bool, positions: bool) -
         nodes = [f"{names[s + 1]}@{p}" for p, s in kept]
         return Circuit.from_nodes(scorer.model.cfg, nodes, qkv=qkv, positions=range(len(present)))
     return Circuit.from_nodes(scorer.model.cfg, [names[s + 1] for _, s in kept], qkv=qkv)
-
-
-def _sweeps(
-    order: NodeOrder, layout, include_mlps: bool, n_positions: int | None, seed: int, repeat: bool
-):
-    """Yield the candidate list of each sweep; the caller stops after a sweep removes nothing
-    (``backward_forward``, and any order with ``repeat``, sweep until then)."""
-    backward = _candidates(layout, include_mlps, False, n_positions)
-    if order is not NodeOrder.BACKWARD_FORWARD:
-        if order is NodeOrder.RANDOM:
-            random.Random(seed).shuffle(backward)
-        sweep = (
-            _candidates(layout, include_mlps, True, n_positions)
-            if order is NodeOrder.FORWARD
-            else backward
-        )
-        yield sweep
-        while repeat:
-            yield sweep
-    else:
-        forward = _candidates(layout, include_mlps, True, n_positions)
-        while True:
-            yield backward
-            yield forward
 
 
 def prune_nodes(
@@ -373,7 +314,7 @@ def prune_nodes(
     n_positions = scorer.task.seq_len if positions else None
     with tqdm(total=0, desc=f"prune_nodes ({order.value})", disable=not progress) as bar:
         search.bar = bar
-        for sweep in _sweeps(order, scorer.layout, include_mlps, n_positions, seed or 0, repeat):
+        for sweep in sweeps(order, scorer.layout, include_mlps, n_positions, seed or 0, repeat):
             if not search.sweep(sweep):
                 break
     running_score = search.score  # before any undo

@@ -221,3 +221,18 @@ def test_edge_pruning_finds_exactly_the_truth_edges_that_matter(name, ablation):
     assert set(found.sender_receiver_edges()) == wanted
     curve = cg.roc_auc([found], truth)
     assert curve.auc == pytest.approx(len(wanted) / len(truth.sender_receiver_edges()))
+
+
+def test_the_example_compares_a_discovered_circuit_with_the_truth(tmp_path, monkeypatch, capsys):
+    """examples/ground_truth.py runs as written: it draws found vs truth and prints the AUC."""
+    import runpy
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parent.parent / "examples" / "ground_truth.py"
+    monkeypatch.chdir(tmp_path)
+    runpy.run_path(str(example), run_name="__main__")
+    printed = capsys.readouterr().out
+    assert "missed [('embed', 'a0.0.q'), ('embed', 'a0.0.k'), ('embed', 'a3.0.q')]" in printed
+    assert "extra []" in printed and "edge ROC AUC" in printed
+    for name in ("reverse.svg", "reverse.html"):
+        assert (tmp_path / "results" / "ground_truth" / name).stat().st_size > 0

@@ -147,6 +147,29 @@ def test_comparison_picture_colours_by_membership(tmp_path):
         render_module.comparison_dot({"a": a})
 
 
+def test_render_command_draws_a_comparison_of_several_files(tmp_path):
+    from circuitgraph.cli import main
+
+    a, b = Circuit.from_nodes(TOY, ["a0.1", "a1.2"]), Circuit.from_nodes(TOY, ["a0.1", "m2"])
+    a.to_json(tmp_path / "a.json")
+    b.to_json(tmp_path / "b.json")
+    files = [str(tmp_path / "a.json"), str(tmp_path / "b.json")]
+    out = tmp_path / "ab.svg"
+    assert main(["render", *files, "--names", "digits", "months", "-o", str(out)]) == 0
+    texts = _svg_texts(out)
+    assert "digits only" in texts and "months only" in texts and "shared" in texts
+    assert main(["render", *files]) == 2  # a comparison needs -o
+    assert main(["render", *files, "--names", "x", "-o", str(tmp_path / "c.svg")]) == 2
+    assert not (tmp_path / "c.svg").exists()
+
+
+def test_circuit_methods_pass_drawing_options_through():
+    big = types.SimpleNamespace(n_layers=8, n_heads=8, model_name="big")
+    circuit = Circuit.from_edges(big, full_circuit(big).sender_receiver_edges())
+    assert circuit.to_dot(max_edges=10) == to_dot(circuit, max_edges=10)
+    assert "top 10 edges shown" in circuit.to_dot(max_edges=10)
+
+
 def test_svg_layer_order_with_missing_layers(tmp_path):
     """Unconnected nodes of different layers still get their own ranks."""
     circuit = Circuit.from_edges(

@@ -356,17 +356,22 @@ class Circuit(FullGraphSubgraph):
         """Read a file written by ``to_json``; ValueError names the file and the problem."""
         return cls.from_dict(read_json(path), source=str(path))
 
-    def to_dot(self, edges: bool | None = None) -> str:
-        """Graphviz DOT source, one rank per layer (see ``circuitgraph.circuit.render.to_dot``)."""
+    def to_dot(self, edges: bool | None = None, **options: Any) -> str:
+        """Graphviz DOT source, one rank per layer; ``options`` (``collapse``, ``max_edges``)
+        as in ``circuitgraph.circuit.render.to_dot``."""
         self.validate()
-        return circuit_to_dot(self, edges=edges)
+        return circuit_to_dot(self, edges=edges, **options)
 
     def render(
-        self, path: str | Path, format: str | None = None, edges: bool | None = None
+        self,
+        path: str | Path,
+        format: str | None = None,
+        edges: bool | None = None,
+        **options: Any,
     ) -> Path:
         """Draw with Graphviz to svg/png/pdf (from the suffix); see ``circuit.render``."""
         self.validate()
-        return render_circuit(self, path, format=format, edges=edges)
+        return render_circuit(self, path, format=format, edges=edges, **options)
 
     def to_html(self, path: str | Path, *, overwrite: bool = False, **options: Any) -> Path:
         """An interactive, offline HTML view of this circuit (see ``circuitgraph.viewer.view``;

@@ -293,11 +293,13 @@ def write_run(
     table: pd.DataFrame,
     record: Mapping[str, Any],
     svg: bool = True,
+    also: tuple[str, ...] = (),
 ) -> dict[str, Path]:
     """Write circuit.json, circuit.dot, circuit.svg (if ``svg``), scores.csv and run.json.
 
     run.json is ``record`` plus the circuit's ``provenance`` (the keys every discovery method
-    records, see :mod:`circuitgraph.circuit.provenance`) and the list of ``files``.
+    records, see :mod:`circuitgraph.circuit.provenance`) and the list of ``files``, with the
+    names in ``also``: files the caller writes next, from run.json (``view.html``).
     """
     folder = Path(folder)
     paths = {
@@ -309,7 +311,7 @@ def write_run(
         paths["svg"] = circuit.render(folder / "circuit.svg")
     paths["scores"] = folder / "scores.csv"
     table.to_csv(paths["scores"], index=False)
-    files = sorted(p.name for p in paths.values()) + ["run.json"]
+    files = sorted([*(p.name for p in paths.values()), *also]) + ["run.json"]
     provenance = read_provenance(circuit.metadata)
     paths["run"] = write_json(
         folder / "run.json", {**record, "provenance": provenance, "files": files}

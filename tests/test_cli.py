@@ -44,6 +44,7 @@ def test_discover_nodes_writes_the_results_folder(results):
     folder = results / "toy-seq" / "digits" / "nodes-0.8"
     names = {"circuit.json", "circuit.dot", "circuit.svg", "scores.csv", "run.json", "view.html"}
     assert {p.name for p in folder.iterdir()} == names
+    assert set(json.loads((folder / "run.json").read_text())["files"]) == names  # every file
     circuit = cg.Circuit.from_json(folder / "circuit.json")
     assert circuit.level == "node" and circuit.heads()
     assert sorted(circuit.to_dot().splitlines()) == sorted(

@@ -412,7 +412,9 @@ def run_discover(args: argparse.Namespace) -> int:
         "result": summary,
     }
     with atomic_folder(target, overwrite=args.overwrite) as tmp:
-        paths = write_run(tmp, circuit, table, record | clock.record(), svg=not args.no_svg)
+        paths = write_run(
+            tmp, circuit, table, record | clock.record(), svg=not args.no_svg, also=("view.html",)
+        )
         paths["view"] = write_folder_view(tmp, name=f"{args.task} {run}")
     _report(args, target, paths, summary, circuit)
     return 0

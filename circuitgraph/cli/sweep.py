@@ -172,7 +172,10 @@ def run_sweep(args: argparse.Namespace) -> int:
             }
             folder = tmp / run_name("nodes", threshold)
             folder.mkdir()
-            write_run(folder, circuit, table, record | clock.record(), svg=not args.no_svg)
+            write_run(
+                folder, circuit, table, record | clock.record(), svg=not args.no_svg,
+                also=("view.html",),
+            )  # fmt: skip
             write_folder_view(folder, name=f"{args.task} {run_name('nodes', threshold)}")
         threshold_table(circuits, mlps=True).to_csv(tmp / "threshold_table.csv")
         threshold_changes(circuits, mlps=True).to_csv(tmp / "threshold_changes.csv")

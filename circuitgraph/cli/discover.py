@@ -9,12 +9,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from circuitgraph.cli._arguments import finite, fraction, tag_name
+from circuitgraph.cli._checks import check_model, check_task
 from circuitgraph.cli._common import (
     Clock,
     add_model_task,
     add_output,
-    check_model,
-    check_task,
     command_line,
     load,
     log,

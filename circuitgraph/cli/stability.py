@@ -8,12 +8,11 @@ import contextlib
 from typing import Any
 
 from circuitgraph.cli._arguments import fraction, positive_int
+from circuitgraph.cli._checks import check_model, check_task
 from circuitgraph.cli._common import (
     Clock,
     add_model_task,
     add_output,
-    check_model,
-    check_task,
     command_line,
     load,
     log,

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from circuitgraph.cli._common import check_model, log, quiet_libraries
+from circuitgraph.cli._checks import check_model
+from circuitgraph.cli._common import log, quiet_libraries
 
 
 def add_parsers(sub: Any) -> None:

@@ -5,13 +5,13 @@ typo costs a second, not a model load."""
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
 
 def check_task(args: argparse.Namespace) -> None:
     """Validate the task, corruption and template names (or the task file) before loading
     anything. With --task-file, ``args.task`` becomes the file's stem (the results folder)."""
-    from circuitgraph.tasks import list_corruptions, list_templates
-
     task_file = getattr(args, "task_file", None)
     if str(getattr(args, "model", "")).startswith("tracr:"):
         _tracr_task(args, task_file)
@@ -31,6 +31,8 @@ def check_task(args: argparse.Namespace) -> None:
             raise ValueError(f"--task-file {task_file}: use a .csv or .jsonl file")
         args.task = task_file.stem
         return
+
+    from circuitgraph.tasks import list_corruptions, list_templates
 
     templates = list_templates(args.task)  # ValueError naming the known tasks
     corruptions = list_corruptions(args.task)
@@ -52,13 +54,13 @@ def _tracr_task(args: argparse.Namespace, task_file: object) -> None:
     """A ``tracr:<program>`` model of the ground-truth suite runs on its own stored task
     (``--task`` may name the program again), scored by its own metric unless --metric says
     otherwise."""
-    from circuitgraph.ground_truth.suite import list_ground_truth, load_record
+    # the suite's files read directly: importing the suite would load torch first
+    data = Path(__file__).resolve().parent.parent / "data" / "tracr"
+    known = sorted(p.stem for p in data.glob("*.json") if p.with_suffix(".npz").is_file())
 
     program = args.model.removeprefix("tracr:")
-    if program not in list_ground_truth():
-        raise ValueError(
-            f"unknown ground-truth program {program!r}; known: {', '.join(list_ground_truth())}"
-        )
+    if program not in known:
+        raise ValueError(f"unknown ground-truth program {program!r}; known: {', '.join(known)}")
     if task_file is not None or args.task not in (None, program):
         raise ValueError(
             f"{args.model} runs on its own stored task: drop --task/--task-file (or pass "
@@ -66,7 +68,7 @@ def _tracr_task(args: argparse.Namespace, task_file: object) -> None:
         )
     args.task = program
     if getattr(args, "metric", "") is None:
-        args.metric = load_record(program)["metric"]
+        args.metric = json.loads((data / f"{program}.json").read_text())["metric"]
 
 
 def check_model(name: str, device: str | None = "cpu", dtype: str = "float32") -> None:

@@ -333,6 +333,11 @@ def _report(
 
 
 def run_discover(args: argparse.Namespace) -> int:
+    # the names first (a typo is answered in a second), then torch and the pruning code
+    check_task(args)
+    _resolve_discover(args)
+    check_model(args.model, args.device, args.dtype)
+
     from circuitgraph.circuit.setops import heads_and_mlps
     from circuitgraph.prune.edges import prune_edges
     from circuitgraph.prune.nodes import prune_nodes
@@ -346,9 +351,6 @@ def run_discover(args: argparse.Namespace) -> int:
     )
     from circuitgraph.viewer import write_folder_view
 
-    check_task(args)
-    _resolve_discover(args)
-    check_model(args.model, args.device, args.dtype)
     if args.method == "nodes":
         run = run_name("nodes", args.threshold)
     else:

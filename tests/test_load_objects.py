@@ -75,6 +75,17 @@ def test_what_cannot_be_loaded_or_computed_is_refused():
         cg.load_model(hf_model, device_map="auto")
     with pytest.raises(cg.ModelLoadError, match="apply to models you built"):
         cg.load_model("toy-seq", name="other")
+    with pytest.raises(cg.ModelLoadError, match="needs its tokenizer: pass tokenizer="):
+        cg.load_model(hf_model)  # TransformerLens would look for one on the hub
+
+
+def test_a_checkpoint_folder_without_tokenizer_files_is_refused(tmp_path):
+    hf_model, tokenizer = _hf_gpt2()
+    hf_model.save_pretrained(tmp_path / "bare")
+    with pytest.raises(cg.ModelLoadError, match="needs its tokenizer"):
+        cg.load_model(tmp_path / "bare")
+    model = cg.load_model(tmp_path / "bare", tokenizer=tokenizer, name="bare-with-tokenizer")
+    assert model.cfg.model_name == "bare-with-tokenizer"
     model = cg.load_model(hf_model, tokenizer=tokenizer, name="sideways")
     model.cfg.attention_dir = "sideways"
     task = cg.make_task("digits", model, n=8)

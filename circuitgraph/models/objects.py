@@ -19,11 +19,21 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from circuitgraph.models.environment import ModelLoadError, quiet_transformers, resolve_dtype
+from circuitgraph.models.environment import (
+    ModelLoadError,
+    offline_if,
+    quiet_transformers,
+    resolve_dtype,
+)
 from circuitgraph.models.placement import split_message
 
 if TYPE_CHECKING:
     from circuitgraph.models.model_type import Model
+
+
+# A checkpoint folder holds its tokenizer if it has one of these (AutoTokenizer otherwise
+# builds an empty tokenizer from config.json alone).
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model")
 
 
 def is_checkpoint_dir(source: object) -> bool:
@@ -79,10 +89,18 @@ def _hf_name(model: Any) -> str:
 
 
 def _wrap_pretrained(hf_model: Any, tokenizer: Any, label: str) -> Model:
-    """``TransformerBridge.boot_transformers`` around a model already in memory; an
-    architecture TransformerLens has no adapter for is refused with its name."""
+    """``TransformerBridge.boot_transformers`` around a model already in memory (offline: it
+    needs nothing from the hub); an architecture TransformerLens has no adapter for is refused
+    with its name."""
     from transformer_lens.model_bridge import TransformerBridge
 
+    if tokenizer is None or not len(tokenizer):
+        # TransformerLens would fetch a tokenizer named after the model from the hub
+        raise ModelLoadError(
+            f"{label!r} needs its tokenizer: pass tokenizer= (a transformers tokenizer whose "
+            "ids are the model's vocabulary); tasks from token ids (Task.from_tokens) use "
+            "no text, but the bridge needs one"
+        )
     devices = sorted({str(p.device) for p in hf_model.parameters()})
     if len(devices) != 1 or devices == ["meta"]:
         raise ModelLoadError(split_message(f"the model {label!r}", devices))
@@ -90,7 +108,7 @@ def _wrap_pretrained(hf_model: Any, tokenizer: Any, label: str) -> Model:
     dtype = dtypes.pop() if len(dtypes) == 1 else torch.float32
     architecture = (getattr(hf_model.config, "architectures", None) or [type(hf_model).__name__])[0]
     try:
-        with quiet_transformers():
+        with quiet_transformers(), offline_if(True):
             bridge = TransformerBridge.boot_transformers(
                 label, hf_model=hf_model.eval(), tokenizer=tokenizer, device=devices[0], dtype=dtype
             )
@@ -117,10 +135,10 @@ def _load_checkpoint(folder: Path, tokenizer: Any, name: str | None) -> Model:
         raise ModelLoadError(
             f"could not load the checkpoint in {folder}: {type(error).__name__}: {error}"
         ) from error
-    if tokenizer is None:
+    if tokenizer is None and any((folder / f).is_file() for f in TOKENIZER_FILES):
         try:
             tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-        except Exception:  # a checkpoint without tokenizer files: tasks from token ids only
+        except Exception:  # unreadable tokenizer files: refused below, naming the fix
             tokenizer = None
     return _wrap_pretrained(hf_model, tokenizer, label)
 

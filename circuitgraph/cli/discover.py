@@ -271,9 +271,7 @@ def metrics_text(scores: dict[str, float], pruned: dict[str, str]) -> str:
     'kl 0.0700 (pruned on); normalised logit diff 0.6000; logit diff 7.0000; top-1 accuracy 1.0000'
     """
     labels = METRIC_LABELS | {"score": "normalised prob diff"}
-    # l2 (the squared distance of all outputs) only where it was pruned on: on a language
-    # model's whole vocabulary it is a large number that says little
-    keys = [*pruned, *(k for k in METRIC_LABELS if k not in pruned and k != "l2")]
+    keys = [*pruned, *(k for k in METRIC_LABELS if k not in pruned)]
     notes = {k: f" ({note})" for k, note in pruned.items()}
     shown = [k for k in keys if k in scores and not math.isnan(scores[k])]  # no answers: no
     return "; ".join(f"{labels[k]} {scores[k]:.4f}{notes.get(k, '')}" for k in shown)

@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 
 from circuitgraph.options import Metric, Normalise
+from circuitgraph.scoring.metrics import squared_distance
 
 if TYPE_CHECKING:
     from circuitgraph.scoring.scorer import Scorer
@@ -158,7 +159,9 @@ def prompt_values(scorer: Scorer, masks) -> PromptValues:
     logit_diff = _pair_logit_diff(scorer, final)
     logprobs = scorer.components.unembed(final.reshape(V * n, d)).reshape(V, n, -1)
     top1 = (logprobs.argmax(dim=-1) == scorer.answer_ids[None]).float()
-    l2 = (logprobs.double() - scorer.clean_logits.double()[None]).pow(2).sum(dim=-1)  # [V, n]
+    l2 = None  # [V, n], where reported (Scorer.reports_l2)
+    if scorer.reports_l2:
+        l2 = squared_distance(scorer.clean_logits.double(), logprobs.double())
     logprobs = logprobs.log_softmax(dim=-1)  # [V, n, vocab]
     reference = scorer.clean_logprobs  # [n, vocab]
     kl = torch.einsum("nk,vnk->vn", reference.exp(), reference[None] - logprobs)
@@ -182,7 +185,7 @@ def prompt_values(scorer: Scorer, masks) -> PromptValues:
         clean=numpy(clean, True),
         corrupt=corrupt,
         normalise=scorer.normalise,
-        l2=numpy(l2),
+        l2=None if l2 is None else numpy(l2),
         row_weights=np.ones(n) if row_weights is None else row_weights.double().cpu().numpy(),
         has_answers=answers,
     )

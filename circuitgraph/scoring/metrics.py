@@ -21,6 +21,7 @@ __all__ = [
     "accuracy",
     "kl_divergence",
     "l2_distance",
+    "squared_distance",
     "logit_diff",
     "normalised",
     "parse_enum",
@@ -74,14 +75,20 @@ def kl_divergence(
     return row_mean(torch.einsum("nk,vnk->vn", probs, gap), weights)
 
 
+def squared_distance(reference_logits: Tensor, logits: Tensor) -> Tensor:
+    """Per row, the squared distance of the outputs from the full model's: reference
+    [n, vocab], logits [V, n, vocab] -> [V, n] (in at least float32)."""
+    gap = accumulating(logits) - accumulating(reference_logits)[None]
+    return gap.pow(2).sum(dim=-1)
+
+
 def l2_distance(reference_logits: Tensor, logits: Tensor, weights: Tensor | None = None) -> Tensor:
     """Mean squared distance of the outputs from the full model's: reference [n, vocab],
     logits [V, n, vocab] -> [V] (0.0 = full model). ACDC's metric for compiled tracr models
     with numeric outputs (``d_vocab_out = 1``), where KL is always 0 and logit differences
     do not exist: the sum over the output dimensions of the squared difference, averaged
     over the rows (a prompt's read positions, then prompts)."""
-    gap = accumulating(logits) - accumulating(reference_logits)[None]
-    return row_mean(gap.pow(2).sum(dim=-1), weights)
+    return row_mean(squared_distance(reference_logits, logits), weights)
 
 
 def prob_diff(logits: Tensor, ids: Tensor, signs: Tensor, weights: Tensor | None = None) -> Tensor:

@@ -339,7 +339,8 @@ class Scorer:
     @torch.no_grad()
     def evaluate(self, circuit: Circuit) -> dict[str, float]:
         """Every metric for one circuit: normalised and raw logit difference, KL, accuracy
-        and L2 (the answer metrics are NaN for a task without answers)."""
+        and L2 (NaN where undefined or not reported: the answer metrics for a task without
+        answers, L2 unless :attr:`reports_l2`)."""
         final = self.final_residuals(self.masks(circuit))
         V, n, d = final.shape
         logits = self.components.unembed(final.reshape(V * n, d)).reshape(V, n, -1)
@@ -349,8 +350,10 @@ class Scorer:
             "normalised_logit_diff": float("nan"),
             "kl": float(kl_divergence(self.clean_logprobs, logits, self.row_weights)[0]),
             "accuracy": float("nan"),
-            "l2": float(l2_distance(self.clean_logits, logits, self.row_weights)[0]),
+            "l2": float("nan"),
         }
+        if self.reports_l2:
+            values["l2"] = float(l2_distance(self.clean_logits, logits, self.row_weights)[0])
         if self.task.has_answers:
             raw = self._raw_logit_diff(final)
             values["logit_diff"] = float(raw[0])
@@ -398,6 +401,13 @@ class Scorer:
         other = copy.copy(self)
         other.metric = self._check_metric(parse_enum(Metric, metric, "metric"))
         return other
+
+    @property
+    def reports_l2(self) -> bool:
+        """Whether L2 is reported beside the other metrics: when it is the metric, or the task
+        has no answers (compiled tracr models). On a language model's whole vocabulary it is
+        a large number that says little, so it is left out there."""
+        return self.metric is Metric.L2 or not self.task.has_answers
 
     def higher_is_better(self) -> bool:
         """Whether a higher score is closer to the full model (not for KL and L2)."""

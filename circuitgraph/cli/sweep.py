@@ -17,6 +17,7 @@ from circuitgraph.cli._common import (
     prepare_output,
     score_meaning,
 )
+from circuitgraph.cli._summary import metrics_text, pruned_key, run_summary
 from circuitgraph.cli.discover import (
     add_drawing_options,
     add_node_options,
@@ -24,11 +25,8 @@ from circuitgraph.cli.discover import (
     check_graphviz,
     evaluate_all,
     make_scorer,
-    metrics_text,
     node_kwargs,
-    pruned_key,
     run_parameters,
-    run_summary,
 )
 from circuitgraph.options import Metric, values
 

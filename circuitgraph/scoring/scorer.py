@@ -339,8 +339,8 @@ class Scorer:
     @torch.no_grad()
     def evaluate(self, circuit: Circuit) -> dict[str, float]:
         """Every metric for one circuit: normalised and raw logit difference, KL, accuracy
-        and L2 (NaN where undefined or not reported: the answer metrics for a task without
-        answers, L2 unless :attr:`reports_l2`)."""
+        and L2 (the answer metrics are NaN for a task without answers; L2 is there only where
+        :attr:`reports_l2`)."""
         final = self.final_residuals(self.masks(circuit))
         V, n, d = final.shape
         logits = self.components.unembed(final.reshape(V * n, d)).reshape(V, n, -1)
@@ -350,7 +350,6 @@ class Scorer:
             "normalised_logit_diff": float("nan"),
             "kl": float(kl_divergence(self.clean_logprobs, logits, self.row_weights)[0]),
             "accuracy": float("nan"),
-            "l2": float("nan"),
         }
         if self.reports_l2:
             values["l2"] = float(l2_distance(self.clean_logits, logits, self.row_weights)[0])

@@ -32,8 +32,10 @@ import shlex
 import sys
 import time
 import warnings
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -42,6 +44,7 @@ import torch
 import circuitgraph as cg
 from circuitgraph.ground_truth import (
     acdc_circuit,
+    inert_truth_edges,
     list_ground_truth,
     load_ground_truth,
     load_record,
@@ -62,11 +65,34 @@ def taus(count: int) -> list[float]:
     return [0.0, *np.geomspace(1e-6, 10.0, count).tolist()]
 
 
-def run(program: str, ablation: str, method: str, sweep: list[float]) -> dict:
+@dataclass(frozen=True)
+class Program:
+    """One program of the suite, loaded once for all its rows."""
+
+    name: str
+    model: Any
+    task: Any
+    truth: Any
+    acdc_truth: Any  # ACDC's hand-written truth (reverse and proportion), else None
+    metric: str  # the record's: "kl" or "l2"
+
+
+def load(name: str) -> Program:
+    model, task, truth = load_ground_truth(name)
+    metric = load_record(name)["metric"]
+    return Program(name, model, task, truth, acdc_circuit(name, model.cfg), metric)
+
+
+def n_inert(program: Program, ablation: str) -> int:
+    """Truth sender-to-receiver edges whose removal alone changes nothing under ``ablation``:
+    no method can find them on the stored inputs."""
+    between = set(program.truth.sender_receiver_edges())
+    return sum(edge in between for edge, _ in inert_truth_edges(program.name, ablation))
+
+
+def run(program: Program, ablation: str, method: str, sweep: list[float], inert: int) -> dict:
     """One row of the table: the AUCs of ``method`` on ``program`` under ``ablation``."""
-    model, task, truth = load_ground_truth(program)
-    metric = load_record(program)["metric"]
-    scorer = cg.Scorer(model, task, metric=metric, ablation=ablation)
+    scorer = cg.Scorer(program.model, program.task, metric=program.metric, ablation=ablation)
     began = time.perf_counter()
     level = "nodes" if method == "nodes" else "edges"
     if method in ("eap", "eap_ig"):
@@ -77,48 +103,56 @@ def run(program: str, ablation: str, method: str, sweep: list[float]) -> dict:
         order = "acdc" if method == "edges-acdc" else "canonical"
         results = [cg.prune_edges(scorer, tau, order=order, progress=False) for tau in sweep]
     seconds = time.perf_counter() - began
-    acdc_truth = acdc_circuit(program, model.cfg)  # ACDC's hand-written truth, where it has one
+    row = {"program": program.name, "ablation": ablation, "method": method, "level": level,
+           "auc": math.nan, "auc_trapezoid": math.nan, "auc_acdc_truth": math.nan,
+           "n_truth": len(program.truth.sender_receiver_edges()), "n_inert": inert,
+           "n_candidates": math.nan, "metric": program.metric, "seconds": seconds}  # fmt: skip
     try:
-        pessimistic = cg.roc_auc(results, truth, level=level)
+        pessimistic = cg.roc_auc(results, program.truth, level=level)
     except ValueError as error:  # e.g. a truth holding every head and MLP: no negatives
-        print(f"{program} {ablation} {method}: AUC undefined ({error})", flush=True)
-        return {"program": program, "ablation": ablation, "method": method, "level": level,
-                "auc": math.nan, "auc_trapezoid": math.nan, "auc_acdc_truth": math.nan,
-                "n_truth": len(truth.sender_receiver_edges()), "n_candidates": math.nan,
-                "metric": metric, "seconds": seconds}  # fmt: skip
-    trapezoid = cg.roc_auc(results, truth, level=level, rule="trapezoid")
-    acdc_auc = math.nan if acdc_truth is None else cg.roc_auc(results, acdc_truth, level=level).auc
-    return {
-        "program": program,
-        "ablation": ablation,
-        "method": method,
-        "level": level,
+        print(f"{program.name} {ablation} {method}: AUC undefined ({error})", flush=True)
+        return row
+    acdc = program.acdc_truth
+    return row | {
         "auc": pessimistic.auc,
-        "auc_trapezoid": trapezoid.auc,
-        "auc_acdc_truth": acdc_auc,
-        "n_truth": pessimistic.n_positive,
+        "auc_trapezoid": cg.roc_auc(results, program.truth, level=level, rule="trapezoid").auc,
+        "auc_acdc_truth": math.nan if acdc is None else cg.roc_auc(results, acdc, level=level).auc,
         "n_candidates": pessimistic.n_positive + pessimistic.n_negative,
-        "metric": metric,
-        "seconds": seconds,
     }
 
 
-def markdown_rows(table: pd.DataFrame, programs, ablations, methods) -> list[str]:
-    """One markdown row per program: its truth size, then the AUC of each (ablation,
-    method) column (node pruning's at node level)."""
+def cell(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{value:.3f}"
+
+
+def program_rows(table: pd.DataFrame, programs, ablations, methods) -> list[str]:
+    """One markdown row per program: its truth edges (with how many are inert under each
+    ablation) and candidates, then the AUC of each (ablation, method) column (node pruning's
+    at node level)."""
     lines = []
     for program in programs:
         mine = table[table.program == program]
-        edges = mine[mine.level == "edges"]
-        sizes = edges.iloc[0] if len(edges) else mine.iloc[0]
+        edges = mine[mine.level == "edges"].iloc[0]
+        inert = " / ".join(str(int(mine[mine.ablation == a].n_inert.iloc[0])) for a in ablations)
+        cells = [
+            cell(mine[(mine.ablation == a) & (mine.method == m)].auc.iloc[0])
+            for a in ablations
+            for m in methods
+        ]
+        lines.append(f"| {program} | {int(edges.n_truth)} ({inert}) | "
+                     f"{int(edges.n_candidates)} | " + " | ".join(cells) + " |")  # fmt: skip
+    return lines
+
+
+def summary_rows(table: pd.DataFrame, ablations, methods) -> list[str]:
+    """Per method and ablation: mean [min, max] AUC over the programs where it is defined."""
+    lines = []
+    for method in methods:
         cells = []
         for ablation in ablations:
-            for method in methods:
-                row = mine[(mine.ablation == ablation) & (mine.method == method)]
-                value = row.auc.iloc[0] if len(row) else math.nan
-                cells.append("n/a" if math.isnan(value) else f"{value:.3f}")
-        lines.append(f"| {program} | {int(sizes.n_truth)} | {int(sizes.n_candidates)} | "
-                     + " | ".join(cells) + " |")  # fmt: skip
+            auc = table[(table.method == method) & (table.ablation == ablation)].auc.dropna()
+            cells.append(f"{auc.mean():.3f} [{auc.min():.3f}, {auc.max():.3f}] ({len(auc)})")
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -147,26 +181,36 @@ def main(argv: list[str] | None = None) -> int:
         programs = [p for p in programs if p in {row["program"] for row in rows}]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", cg.UncertaintyWarning)  # a few distinct inputs each
-        for program in [] if args.reuse else programs:
+        for name in [] if args.reuse else programs:
+            program = load(name)
             for ablation in args.ablations:
+                inert = n_inert(program, ablation)
                 for method in args.methods:
-                    row = run(program, ablation, method, sweep)
+                    row = run(program, ablation, method, sweep, inert)
                     rows.append(row)
-                    print(f"{program:18s} {ablation:9s} {method:11s} AUC {row['auc']:.3f} "
+                    print(f"{name:18s} {ablation:9s} {method:11s} AUC {row['auc']:.3f} "
                           f"(trapezoid {row['auc_trapezoid']:.3f}) {row['seconds']:.1f} s",
                           flush=True)  # fmt: skip
     table = pd.DataFrame(rows)
     args.out.mkdir(parents=True, exist_ok=True)
     table.to_csv(args.out / "table.csv", index=False)
-    header = [f"{a} {m}" for a in args.ablations for m in args.methods]
+    header = [f"{a}: {m}" for a in args.ablations for m in args.methods]
     command = "python benchmarks/ground_truth.py " + shlex.join(
         sys.argv[1:] if argv is None else argv
     )
     lines = [
         f"<!-- {command.strip()} ({date.today()}, {len(sweep)} taus) -->",
-        "| program | truth edges | candidate edges | " + " | ".join(header) + " |",
+        f"| program | truth edges (inert: {' / '.join(args.ablations)}) | candidates | "
+        + " | ".join(header)
+        + " |",
         "|---|---|---|" + "---|" * len(header),
-        *markdown_rows(table, programs, args.ablations, args.methods),
+        *program_rows(table, programs, args.ablations, args.methods),
+        "",
+        "| method | "
+        + " | ".join(f"{a}: mean [min, max] (programs)" for a in args.ablations)
+        + " |",
+        "|---|" + "---|" * len(args.ablations),
+        *summary_rows(table, args.ablations, args.methods),
         "",
         "| ACDC paper case (edges, ACDC order) | paper | ours, ACDC's truth "
         "| ours, compiler's truth |",
